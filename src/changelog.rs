@@ -1,0 +1,219 @@
+//! Escalation summaries appended to the ticket's `changelog.md`, never outside the workspace.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// docmgr's layout is `ttmp/YYYY/MM/DD/TICKET--slug`; a few levels is enough.
+const MAX_DEPTH: usize = 5;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry<'a> {
+    pub at: &'a str,
+    pub run_id: &'a str,
+    pub intent: &'a str,
+    pub summary: &'a str,
+    pub question: Option<&'a str>,
+    pub context: Option<&'a str>,
+    pub attempts: i64,
+    pub budget: i64,
+    pub answer_command: &'a str,
+}
+
+/// One line per bullet: newlines in agent-provided text would forge headings.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+pub fn format_entry(e: &Entry<'_>) -> String {
+    let mut s = format!(
+        "\n## {}\n\n- Run: `{}`\n- Intent: `{}`\n- Summary: {}\n",
+        e.at,
+        e.run_id,
+        e.intent,
+        one_line(e.summary)
+    );
+    if let Some(q) = e.question {
+        s.push_str(&format!("- Question: {}\n", one_line(q)));
+    }
+    if let Some(c) = e.context.filter(|c| !c.is_empty()) {
+        s.push_str(&format!("- Context: {}\n", one_line(c)));
+    }
+    s.push_str(&format!(
+        "- Restart attempts: {}/{}\n- Answer with: `{}`\n",
+        e.attempts, e.budget, e.answer_command
+    ));
+    s
+}
+
+fn safe_ticket(ticket: &str) -> bool {
+    !ticket.is_empty()
+        && ticket != "."
+        && ticket != ".."
+        && !ticket.contains('/')
+        && !ticket.contains('\\')
+        && !ticket.contains('\0')
+}
+
+fn find_named(dir: &Path, ticket: &str, depth: usize) -> Option<PathBuf> {
+    let mut entries: Vec<_> = fs::read_dir(dir).ok()?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    let prefix = format!("{ticket}--");
+    for e in &entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.path().is_dir();
+        if is_dir && (name == ticket || name.starts_with(&prefix)) {
+            return Some(e.path());
+        }
+    }
+    if depth == 0 {
+        return None;
+    }
+    for e in entries {
+        // Do not walk through symlinked directories while searching.
+        let is_real_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_real_dir {
+            if let Some(p) = find_named(&e.path(), ticket, depth - 1) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// The ticket directory, resolved and proven to be inside the workspace.
+pub fn ticket_dir(
+    workspace: &Path,
+    doc_home_repo: Option<&str>,
+    ticket: &str,
+    explicit: Option<&str>,
+) -> Result<PathBuf, String> {
+    let ws = workspace
+        .canonicalize()
+        .map_err(|e| format!("workspace {}: {e}", workspace.display()))?;
+    let candidate = match explicit {
+        Some(dir) => {
+            let p = Path::new(dir);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                ws.join(p)
+            }
+        }
+        None => {
+            if !safe_ticket(ticket) {
+                return Err(format!("unsafe ticket name {ticket:?}"));
+            }
+            let base = match doc_home_repo.filter(|r| !r.is_empty()) {
+                Some(repo) => ws.join(repo).join("ttmp"),
+                None => ws.join("ttmp"),
+            };
+            find_named(&base, ticket, MAX_DEPTH).ok_or_else(|| {
+                format!("no ticket directory for {ticket} under {}", base.display())
+            })?
+        }
+    };
+    let real = candidate
+        .canonicalize()
+        .map_err(|e| format!("ticket dir {}: {e}", candidate.display()))?;
+    if !real.starts_with(&ws) {
+        return Err(format!(
+            "ticket dir {} resolves outside the workspace ({})",
+            candidate.display(),
+            real.display()
+        ));
+    }
+    if !real.is_dir() {
+        return Err(format!("ticket dir {} is not a directory", real.display()));
+    }
+    Ok(real)
+}
+
+/// Appends with one O_APPEND write, then fsync. The file must resolve inside `workspace`.
+pub fn append(workspace: &Path, dir: &Path, text: &str) -> Result<PathBuf, String> {
+    let ws = workspace
+        .canonicalize()
+        .map_err(|e| format!("workspace {}: {e}", workspace.display()))?;
+    let path = dir.join("changelog.md");
+    if let Ok(real) = path.canonicalize() {
+        if !real.starts_with(&ws) {
+            return Err(format!("{} resolves outside the workspace", path.display()));
+        }
+    }
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        // A symlink planted after the check must not be followed.
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("write {}: {e}", path.display()))?;
+    f.sync_all()
+        .map_err(|e| format!("fsync {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn finds_docmgr_layout_and_exact_names() {
+        let ws = tempfile::tempdir().expect("tmp");
+        let t = ws.path().join("repo/ttmp/2026/02/07/MW-4--some-slug");
+        fs::create_dir_all(&t).expect("mkdir");
+        fs::create_dir_all(ws.path().join("repo/ttmp/MW-40--other")).expect("mkdir");
+        let found = ticket_dir(ws.path(), Some("repo"), "MW-4", None).expect("found");
+        assert!(found.ends_with("MW-4--some-slug"), "{}", found.display());
+        assert!(ticket_dir(ws.path(), Some("repo"), "MW", None).is_err());
+    }
+
+    #[test]
+    fn refuses_hostile_tickets_and_symlinks_out() {
+        let ws = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(ws.path().join("ttmp")).expect("mkdir");
+        for t in ["../../x", "..", "a/b", ""] {
+            let err = ticket_dir(ws.path(), None, t, None).expect_err(t);
+            assert!(err.contains("unsafe ticket"), "{err}");
+        }
+        symlink(outside.path(), ws.path().join("ttmp/EVIL--x")).expect("symlink");
+        let err = ticket_dir(ws.path(), None, "EVIL", None).expect_err("outside");
+        assert!(err.contains("outside the workspace"), "{err}");
+        let err = ticket_dir(
+            ws.path(),
+            None,
+            "x",
+            Some(outside.path().to_str().expect("utf8")),
+        )
+        .expect_err("explicit outside");
+        assert!(err.contains("outside the workspace"), "{err}");
+    }
+
+    #[test]
+    fn entry_is_one_heading_with_bullets() {
+        let e = Entry {
+            at: "2026-11-25T00:00:00Z",
+            run_id: "run-1",
+            intent: "escalate_guidance",
+            summary: "agent asks\n## forged",
+            question: Some("which db?"),
+            context: Some(""),
+            attempts: 1,
+            budget: 3,
+            answer_command: "metawsm-tick guide run-1 --answer …",
+        };
+        let s = format_entry(&e);
+        assert_eq!(s.matches("\n## ").count(), 1, "{s}");
+        assert!(s.contains("- Question: which db?\n"));
+        assert!(!s.contains("Context"));
+    }
+}

@@ -1,0 +1,208 @@
+//! `metawsm-tick doctor`: one line per check; exit 1 if any check fails.
+
+use crate::cli::{CliResult, Ctx};
+use crate::cmd::tmux_setup;
+use crate::store::{OpenMode, Store};
+use crate::timeutil::{age, now_unix};
+use crate::tmux::{self, Observation};
+
+const HELP: &str = "\
+Usage: metawsm-tick doctor
+
+Checks: tmux found and its version (>= 3.3), server reachable, database path writable and
+its schema version, policy valid; then, when a server is reachable: plugin loaded, hooks
+registered, status segment present in status-right/left, age of the last tick, LLM
+workers in flight. 'ok' and 'warn' lines pass; any 'FAIL' line makes the exit code 1.
+";
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn line(&mut self, level: &str, what: &str, detail: &str) {
+        if level == "FAIL" {
+            self.failed = true;
+        }
+        println!("{level:<4} {what}: {detail}");
+    }
+}
+
+fn version_ok(v: &str) -> bool {
+    // "tmux 3.3a", "tmux next-3.6", "tmux master"
+    let num: String = v
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .trim_start_matches("next-")
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = num.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    num.is_empty() || (major, minor) >= (3, 3)
+}
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    if super::no_args(parser, HELP)? {
+        return Ok(0);
+    }
+    let mut r = Report { failed: false };
+    let mut server = false;
+    match ctx.tmux.version() {
+        Ok(v) if version_ok(&v) => r.line("ok", "tmux", &v),
+        Ok(v) => r.line("FAIL", "tmux", &format!("{v} is older than 3.3")),
+        Err(e) => r.line("FAIL", "tmux", &e.to_string()),
+    }
+    let target = ctx.tmux.socket().unwrap_or("default server").to_string();
+    match ctx.tmux.observe() {
+        Observation::Known(s) => {
+            server = true;
+            r.line(
+                "ok",
+                "server",
+                &format!(
+                    "{target} reachable ({} sessions, {} clients)",
+                    s.sessions.len(),
+                    s.clients.len()
+                ),
+            );
+        }
+        Observation::Unknown(e) => r.line("FAIL", "server", &format!("{target}: {e}")),
+    }
+    let store = match Store::open(&ctx.db, OpenMode::Create, false) {
+        Ok(s) => {
+            let v = s.schema_version().unwrap_or(-1);
+            r.line(
+                "ok",
+                "database",
+                &format!("{} (schema version {v})", ctx.db.display()),
+            );
+            Some(s)
+        }
+        Err(e) => {
+            r.line("FAIL", "database", &e.to_string());
+            None
+        }
+    };
+    let policy = ctx.policy();
+    match &policy {
+        Ok(_) if ctx.policy_path.exists() => {
+            r.line("ok", "policy", &ctx.policy_path.display().to_string())
+        }
+        Ok(_) => r.line(
+            "ok",
+            "policy",
+            &format!("{} absent: defaults", ctx.policy_path.display()),
+        ),
+        Err(e) => r.line("FAIL", "policy", &e.to_string()),
+    }
+    if server {
+        plugin_checks(ctx, &mut r);
+    } else {
+        r.line("warn", "plugin", "not checked (no tmux server)");
+    }
+    if let Some(s) = &store {
+        let now = now_unix();
+        match s
+            .meta_get("last_full_tick")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            Some(t) => r.line("ok", "last tick", &format!("{} ago", age(now - t))),
+            None => r.line("warn", "last tick", "never"),
+        }
+        if let Some(e) = s
+            .meta_get("tmux_error")
+            .ok()
+            .flatten()
+            .filter(|e| !e.is_empty())
+        {
+            r.line("warn", "last tick", &format!("tmux was unreachable: {e}"));
+        }
+        match s.llm_calls_in_flight() {
+            Ok(n) => r.line("ok", "llm workers", &format!("{n} in flight")),
+            Err(e) => r.line("warn", "llm workers", &e.to_string()),
+        }
+    }
+    Ok(if r.failed { 1 } else { 0 })
+}
+
+fn plugin_checks(ctx: &Ctx, r: &mut Report) {
+    let cmds = [
+        tmux::cmd(["display-message", "-p", "#{@metawsm-loaded}"]),
+        tmux::cmd(["show-hooks", "-g"]),
+    ];
+    let out = match ctx.tmux.run(&cmds) {
+        Ok(o) => o,
+        Err(e) => {
+            r.line("warn", "plugin", &e.to_string());
+            return;
+        }
+    };
+    let loaded = out.lines().next().unwrap_or("").trim().to_string();
+    if loaded.is_empty() {
+        r.line(
+            "warn",
+            "plugin",
+            "not loaded in this server (add tmux/metawsm.tmux to your tmux.conf)",
+        );
+        return;
+    }
+    r.line("ok", "plugin", &format!("loaded (version {loaded})"));
+    let missing: Vec<&str> = super::hook::EVENTS
+        .iter()
+        .copied()
+        .filter(|ev| {
+            let key = format!("{ev}[{}]", tmux_setup::HOOK_INDEX);
+            !out.lines().any(|l| {
+                l.starts_with(&key) && l.contains("metawsm")
+                    || l.starts_with(&key) && l.contains(" hook ")
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        r.line(
+            "ok",
+            "hooks",
+            &format!("registered at index {}", tmux_setup::HOOK_INDEX),
+        );
+    } else {
+        r.line("FAIL", "hooks", &format!("missing: {}", missing.join(", ")));
+    }
+    let job = ctx
+        .tmux
+        .run(&[tmux::cmd(["show-options", "-gv", "@metawsm-job"])])
+        .unwrap_or_default();
+    let job = job.trim();
+    let bars = ctx
+        .tmux
+        .run(&[
+            tmux::cmd(["show-options", "-gv", "status-right"]),
+            tmux::cmd(["show-options", "-gv", "status-left"]),
+        ])
+        .unwrap_or_default();
+    if !job.is_empty() && bars.contains(job) {
+        r.line("ok", "status segment", "present");
+    } else {
+        r.line(
+            "warn",
+            "status segment",
+            "not in status-right/left (a theme may have overwritten it; load metawsm after themes)",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions() {
+        assert!(super::version_ok("tmux 3.3a"));
+        assert!(super::version_ok("tmux 3.10"));
+        assert!(super::version_ok("tmux next-3.6"));
+        assert!(super::version_ok("tmux master"));
+        assert!(!super::version_ok("tmux 3.2a"));
+        assert!(!super::version_ok("tmux 2.9"));
+    }
+}

@@ -1,0 +1,97 @@
+//! `metawsm-tick guide RUN --answer TEXT`: a human answers the oldest pending question.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::cmd::run_start;
+use crate::model::RunStatus;
+use crate::signals;
+use crate::store::{self, NewEvent, OpenMode};
+use crate::timeutil::{now_unix, rfc3339};
+use lexopt::prelude::*;
+use serde_json::json;
+use std::path::PathBuf;
+
+const HELP: &str = "\
+Usage: metawsm-tick guide RUN --answer TEXT
+
+Answers the run's oldest pending guidance request: writes .metawsm/guidance-response.json
+beside the request (guidance_id, run_id, agent, question, answer, answered_at), removes
+the request files, and moves the run back to running. Resets the restart budget.
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let (mut id, mut answer) = (None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("answer") => answer = Some(cli::os_to_string(parser.value()?, "--answer")?),
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(0);
+            }
+            Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| CliError::Usage("guide: RUN is required".into()))?;
+    let answer = answer
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| CliError::Usage("guide: --answer TEXT is required".into()))?;
+    let _lock = run_start::lock(ctx)?;
+    let mut st = ctx.open(OpenMode::Existing, true)?;
+    let run = st.run(&id)?;
+    let pending = st.pending_guidance(&id)?;
+    let Some(req) = pending.first() else {
+        return Err(CliError::Failure(format!(
+            "run {id} has no pending guidance requests (status {})",
+            run.status
+        )));
+    };
+    let now = now_unix();
+    let body = json!({
+        "guidance_id": req.id,
+        "run_id": id,
+        "agent": if req.agent.is_empty() { None } else { Some(&req.agent) },
+        "question": req.question,
+        "answer": answer,
+        "answered_at": rfc3339(now),
+    });
+    let path = signals::write_response(&PathBuf::from(&req.root), &body)
+        .map_err(|e| CliError::Failure(format!("write guidance response in {}: {e}", req.root)))?;
+    signals::remove_requests(&signals::roots(
+        &run.workspace,
+        run.doc_home_repo.as_deref(),
+    ));
+    let tx = st.write()?;
+    store::answer_guidance(&tx, req.id, &answer, now)?;
+    store::add_event(
+        &tx,
+        now,
+        &NewEvent {
+            run_id: Some(&id),
+            agent: Some(&req.agent),
+            kind: "guidance_answered",
+            from_state: "pending",
+            to_state: "answered",
+            message: &req.question,
+            source: "cli",
+        },
+    )?;
+    let mut state = store::op_state_tx(&tx, &id)?;
+    state.restart_attempts = 0;
+    state.cooldown_until = None;
+    state.last_alert = None;
+    store::put_op_state(&tx, &id, &state, now)?;
+    if pending.len() == 1 && run.status == RunStatus::AwaitingGuidance {
+        store::transition_run(
+            &tx,
+            &id,
+            run.status,
+            RunStatus::Running,
+            "guidance answered",
+            now,
+            "cli",
+        )?;
+    }
+    tx.commit().map_err(store::StoreError::from)?;
+    println!("answered #{} for {id}: {}", req.id, path.display());
+    Ok(0)
+}

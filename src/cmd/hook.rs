@@ -1,0 +1,115 @@
+//! `metawsm-tick hook EVENT …`: tmux hooks land here. Silent, always exits 0: any output
+//! or failure would be dumped into some pane's view mode.
+
+use crate::cli::{CliResult, Ctx};
+use crate::cmd::tick::due;
+use crate::engine::{self, TickOptions};
+use crate::lock::{StateLock, Wait};
+use crate::store::{OpenMode, Store};
+use crate::timeutil::now_unix;
+use crate::tmux;
+use std::time::Duration;
+
+const HELP: &str = "\
+Usage: metawsm-tick hook EVENT [ARGS…]
+
+Called by the hooks that 'tmux-setup' registers (index 91):
+  pane-died PANE SESSION STATUS   pane-exited PANE   session-closed SESSION
+  alert-silence SESSION           client-attached
+An event for a session that is not one of our agents returns at once. For ours it is
+queued, then a tick runs for that run if the lock frees within a moment; otherwise the
+lock holder or the next tick handles it. Prints nothing and exits 0, always.
+";
+
+pub const EVENTS: [&str; 5] = [
+    "pane-died",
+    "pane-exited",
+    "session-closed",
+    "alert-silence",
+    "client-attached",
+];
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut args = Vec::new();
+    if let Ok(raw) = parser.raw_args() {
+        for a in raw {
+            args.push(a.to_string_lossy().into_owned());
+        }
+    }
+    if args.first().is_some_and(|a| a == "-h" || a == "--help") {
+        crate::cli::print_help(HELP);
+        return Ok(0);
+    }
+    let _ = nix::unistd::alarm::set(10);
+    handle(ctx, &args);
+    Ok(0)
+}
+
+fn handle(ctx: &Ctx, args: &[String]) {
+    let Some(event) = args.first().map(String::as_str) else {
+        return;
+    };
+    if !EVENTS.contains(&event) {
+        return;
+    }
+    // The common case (a pane that is not ours) costs one DB open and one indexed query.
+    let Ok(mut store) = Store::open(&ctx.db, OpenMode::Existing, false) else {
+        return;
+    };
+    let now = now_unix();
+    let (session, pane) = match event {
+        "pane-died" => (args.get(2).cloned(), args.get(1).cloned()),
+        "pane-exited" => (None, args.get(1).cloned()),
+        "session-closed" | "alert-silence" => (args.get(1).cloned(), None),
+        _ => (None, None),
+    };
+    let run_id = if event == "client-attached" {
+        None
+    } else {
+        match store.agent_by_session_or_pane(session.as_deref(), pane.as_deref()) {
+            Ok(Some((run, _))) => Some(run),
+            _ => return,
+        }
+    };
+    let Ok(policy) = ctx.policy() else { return };
+    if let Some(run) = &run_id {
+        if store
+            .inbox_push(event, Some(run), &args[1..].join(" "), now)
+            .is_err()
+        {
+            return;
+        }
+    } else if !due(&store, &policy, now) {
+        return;
+    }
+    let Ok(Some(_lock)) = StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_millis(300)))
+    else {
+        // Queued: the holder or the next tick picks it up.
+        return;
+    };
+    let opts = TickOptions {
+        run: run_id.clone(),
+        dry_run: false,
+        llm_mode: None,
+        source: "hook",
+    };
+    if engine::tick(&mut store, ctx, &policy, &opts).is_err() {
+        return;
+    }
+    // Events queued while we ticked would otherwise wait for the next tick.
+    if store.inbox_pending().unwrap_or(false) {
+        let opts = TickOptions { run: None, ..opts };
+        let _ = engine::tick(&mut store, ctx, &policy, &opts);
+    }
+    if event == "alert-silence" {
+        if let Some(s) = &session {
+            // alert-silence latches per unattached session until re-armed.
+            let _ = ctx.tmux.run(&[tmux::cmd([
+                "kill-session",
+                "-C",
+                "-t",
+                &tmux::session_target(s),
+            ])]);
+        }
+    }
+}

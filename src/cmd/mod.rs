@@ -1,0 +1,61 @@
+//! One file per subcommand; this file only routes.
+
+pub mod doctor;
+pub mod guide;
+pub mod hook;
+pub mod llm_worker;
+pub mod log;
+pub mod notify_run;
+pub mod policy;
+pub mod run;
+pub mod run_add_agent;
+pub mod run_forget;
+pub mod run_list;
+pub mod run_restart;
+pub mod run_show;
+pub mod run_start;
+pub mod run_stop;
+pub mod signal;
+pub mod status;
+pub mod tick;
+pub mod timer;
+pub mod tmux_setup;
+
+use crate::cli::{CliError, CliResult, Ctx, Globals};
+
+pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResult<i32> {
+    let ctx = Ctx::resolve(g);
+    match name {
+        "tick" => tick::main(parser, &ctx),
+        "status" => status::main(parser, &ctx),
+        "run" => run::main(parser, &ctx),
+        "guide" => guide::main(parser, &ctx),
+        "signal" => signal::main(parser, &ctx),
+        "log" => log::main(parser, &ctx),
+        "policy" => policy::main(parser, &ctx),
+        "doctor" => doctor::main(parser, &ctx),
+        "hook" => hook::main(parser, &ctx),
+        "timer" => timer::main(parser, &ctx),
+        "tmux-setup" => tmux_setup::main(parser, &ctx),
+        "__llm-worker" => llm_worker::main(parser, &ctx),
+        "__notify" => notify_run::main(parser),
+        other => Err(CliError::Usage(format!(
+            "unknown command '{other}' (see metawsm-tick --help)"
+        ))),
+    }
+}
+
+/// Parses a subcommand that takes only `--help`.
+pub fn no_args(parser: &mut lexopt::Parser, help: &str) -> CliResult<bool> {
+    use lexopt::prelude::*;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                crate::cli::print_help(help);
+                return Ok(true);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(false)
+}

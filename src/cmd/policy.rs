@@ -1,0 +1,76 @@
+//! `metawsm-tick policy init|show|check`.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::policy::Policy;
+use lexopt::prelude::*;
+use std::fs;
+use std::path::PathBuf;
+
+const HELP: &str = "\
+Usage: metawsm-tick policy <init [--force] | show | check [PATH]>
+
+  init [--force]   Write the default policy to the policy path (refuses to overwrite)
+  show             Print the effective policy (file merged over defaults) as JSON
+  check [PATH]     Validate PATH (or the policy path); exit 2 with the bad field if invalid
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut sub: Option<String> = None;
+    let (mut force, mut path) = (false, None::<PathBuf>);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("force") => force = true,
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(0);
+            }
+            Value(v) if sub.is_none() => sub = Some(cli::os_to_string(v, "policy command")?),
+            Value(v) if sub.as_deref() == Some("check") && path.is_none() => path = Some(v.into()),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    match sub.as_deref() {
+        Some("init") => {
+            let p = &ctx.policy_path;
+            if p.exists() && !force {
+                return Err(CliError::Failure(format!(
+                    "policy {} already exists (use --force to overwrite)",
+                    p.display()
+                )));
+            }
+            if let Some(dir) = p.parent() {
+                fs::create_dir_all(dir)
+                    .map_err(|e| CliError::Failure(format!("create {}: {e}", dir.display())))?;
+            }
+            fs::write(p, Policy::default().to_pretty_json())
+                .map_err(|e| CliError::Failure(format!("write {}: {e}", p.display())))?;
+            println!("wrote {}", p.display());
+            Ok(0)
+        }
+        Some("show") => {
+            print!("{}", ctx.policy()?.to_pretty_json());
+            Ok(0)
+        }
+        Some("check") => {
+            let p = cli::absolute(&path.unwrap_or_else(|| ctx.policy_path.clone()));
+            if !p.exists() {
+                return Err(CliError::Usage(format!(
+                    "policy {}: file not found",
+                    p.display()
+                )));
+            }
+            Policy::load(&p)?;
+            println!("policy {}: ok", p.display());
+            Ok(0)
+        }
+        Some(other) => Err(CliError::Usage(format!(
+            "policy: unknown command '{other}' (init|show|check)"
+        ))),
+        None => {
+            cli::print_help(HELP);
+            Err(CliError::Usage(
+                "policy: missing command (init|show|check)".into(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `metawsm-tick run …`: routes to one file per run subcommand.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use lexopt::prelude::*;
+
+const HELP: &str = "\
+Usage: metawsm-tick run <COMMAND>
+
+Commands:
+  start       Register a run and start its agent in its own tmux session
+  add-agent   Add another agent (its own session) to a run
+  list        List runs (active ones unless --all)
+  show        Show one run: agents, operator state, guidance, recent events
+  stop        Stop a run and kill its agent sessions
+  restart     Restart a run's agents (all, or one with --agent); resets the restart budget
+  forget      Delete a stopped or completed run's rows
+
+Run 'metawsm-tick run <COMMAND> --help' for details.
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let Some(arg) = parser.next()? else {
+        cli::print_help(HELP);
+        return Err(CliError::Usage(
+            "run: missing command (start|add-agent|list|show|stop|restart|forget)".into(),
+        ));
+    };
+    match arg {
+        Short('h') | Long("help") => {
+            cli::print_help(HELP);
+            Ok(0)
+        }
+        Value(v) => match cli::os_to_string(v, "run command")?.as_str() {
+            "start" => super::run_start::main(parser, ctx),
+            "add-agent" => super::run_add_agent::main(parser, ctx),
+            "list" => super::run_list::main(parser, ctx),
+            "show" => super::run_show::main(parser, ctx),
+            "stop" => super::run_stop::main(parser, ctx),
+            "restart" => super::run_restart::main(parser, ctx),
+            "forget" => super::run_forget::main(parser, ctx),
+            other => Err(CliError::Usage(format!(
+                "run: unknown command '{other}' (start|add-agent|list|show|stop|restart|forget)"
+            ))),
+        },
+        other => Err(other.unexpected().into()),
+    }
+}
+
+/// If the next argument is `--`, everything after it: the agent's argv (no shell).
+pub fn take_argv(parser: &mut lexopt::Parser) -> CliResult<Option<Vec<String>>> {
+    let Some(mut raw) = parser.try_raw_args() else {
+        return Ok(None);
+    };
+    if raw.peek().and_then(|a| a.to_str()) != Some("--") {
+        return Ok(None);
+    }
+    raw.next();
+    let mut argv = Vec::new();
+    for v in raw {
+        argv.push(cli::os_to_string(v, "agent command")?);
+    }
+    Ok(Some(argv))
+}

@@ -1,0 +1,46 @@
+//! `metawsm-tick run forget`: delete a finished run's rows.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::cmd::run_start;
+use crate::model::RunStatus;
+use crate::store::{self, OpenMode};
+use lexopt::prelude::*;
+
+const HELP: &str = "\
+Usage: metawsm-tick run forget RUN
+
+Deletes a stopped, completed, failed or closed run and everything recorded about it
+(agents, events, operator state, guidance). Active runs are refused: stop them first.
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut id = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(0);
+            }
+            Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| CliError::Usage("run forget: RUN is required".into()))?;
+    let _lock = run_start::lock(ctx)?;
+    let mut st = ctx.open(OpenMode::Existing, true)?;
+    let run = st.run(&id)?;
+    if !matches!(
+        run.status,
+        RunStatus::Stopped | RunStatus::Completed | RunStatus::Failed | RunStatus::Closed
+    ) {
+        return Err(CliError::Failure(format!(
+            "run {id} is {}; stop it before forgetting it",
+            run.status
+        )));
+    }
+    let tx = st.write()?;
+    store::delete_run(&tx, &id)?;
+    tx.commit().map_err(store::StoreError::from)?;
+    println!("forgot {id}");
+    Ok(0)
+}

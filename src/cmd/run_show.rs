@@ -1,0 +1,119 @@
+//! `metawsm-tick run show`: one run in full.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::store::OpenMode;
+use crate::timeutil::{age, now_unix, rfc3339};
+use lexopt::prelude::*;
+use serde_json::json;
+
+const HELP: &str = "\
+Usage: metawsm-tick run show RUN [--json]
+
+Shows the run, its agents, operator state (restart budget, cooldown), pending guidance,
+the latest LLM proposal and the last 10 events.
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let (mut id, mut as_json) = (None, false);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("json") => as_json = true,
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(0);
+            }
+            Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| CliError::Usage("run show: RUN is required".into()))?;
+    let st = ctx.open(OpenMode::Existing, false)?;
+    let run = st.run(&id)?;
+    let agents = st.agents(Some(&id))?;
+    let op = st.op_state(&id)?;
+    let guidance = st.pending_guidance(&id)?;
+    let call = st.llm_call(&id)?;
+    let events = st.events(Some(&id), 10)?;
+    let now = now_unix();
+    if as_json {
+        let v = json!({
+            "id": run.id, "status": run.status.as_str(), "tickets": run.tickets, "workspace": run.workspace,
+            "doc_home_repo": run.doc_home_repo, "ticket_dir": run.ticket_dir, "message": run.message,
+            "created_at": run.created_at, "updated_at": run.updated_at,
+            "agents": agents.iter().map(|a| json!({
+                "name": a.name, "session": a.session, "argv": a.argv, "workdir": a.workdir,
+                "status": a.status, "health": a.health.as_str(), "last_activity_at": a.last_activity_at,
+                "exit_status": a.exit_status, "exit_signal": a.exit_signal, "pane_id": a.pane_id,
+                "signal": a.signal.map(|s| s.as_str()),
+            })).collect::<Vec<_>>(),
+            "operator": {
+                "restart_attempts": op.restart_attempts, "last_restart_at": op.last_restart_at,
+                "cooldown_until": op.cooldown_until, "unhealthy_streak": op.unhealthy_streak,
+                "healthy_since": op.healthy_since, "last_alert": op.last_alert,
+            },
+            "guidance": guidance.iter().map(|g| json!({"id": g.id, "agent": g.agent, "question": g.question, "context": g.context})).collect::<Vec<_>>(),
+            "llm": call.as_ref().map(|c| json!({"state": c.state, "fingerprint": c.fingerprint, "proposal": c.proposal.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()), "error": c.error})),
+            "events": events.iter().map(|e| json!({"at": e.at, "kind": e.kind, "agent": e.agent, "from": e.from_state, "to": e.to_state, "message": e.message, "source": e.source})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("run:       {}", run.id);
+    println!("status:    {} ({})", run.status, run.message);
+    println!("tickets:   {}", run.tickets.join(", "));
+    println!("workspace: {}", run.workspace);
+    println!(
+        "created:   {} ({} ago)",
+        rfc3339(run.created_at),
+        age(now - run.created_at)
+    );
+    println!("agents:");
+    for a in &agents {
+        println!(
+            "  - {} session={} status={} health={} activity_age={} exit={}{}",
+            a.name,
+            a.session,
+            a.status,
+            a.health,
+            a.last_activity_at
+                .map(|t| age(now - t))
+                .unwrap_or_else(|| "-".into()),
+            a.exit_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            a.signal
+                .map(|s| format!(" signal={}", s.as_str()))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "operator:  restart_attempts={} cooldown_until={} unhealthy_streak={}",
+        op.restart_attempts,
+        op.cooldown_until.map(rfc3339).unwrap_or_else(|| "-".into()),
+        op.unhealthy_streak
+    );
+    for g in &guidance {
+        println!(
+            "guidance:  #{} {}: {} (answer: metawsm-tick guide {} --answer …)",
+            g.id, g.agent, g.question, run.id
+        );
+    }
+    if let Some(c) = call {
+        println!(
+            "llm:       {} {}",
+            c.state,
+            c.proposal.or(c.error).unwrap_or_default()
+        );
+    }
+    println!("events:");
+    for e in &events {
+        println!(
+            "  {} {} {} {}",
+            rfc3339(e.at),
+            e.kind,
+            e.to_state,
+            e.message
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,80 @@
+//! `metawsm-tick run stop`: run → stopping → stopped, every agent session killed.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::cmd::run_start;
+use crate::model::RunStatus;
+use crate::store::{self, OpenMode};
+use crate::timeutil::now_unix;
+use crate::tmux::{self, SessionState};
+use lexopt::prelude::*;
+
+const HELP: &str = "\
+Usage: metawsm-tick run stop RUN
+
+Moves the run to stopping, kills each agent's tmux session (exact target), then stopped.
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut id = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(0);
+            }
+            Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let id = id.ok_or_else(|| CliError::Usage("run stop: RUN is required".into()))?;
+    let _lock = run_start::lock(ctx)?;
+    let mut st = ctx.open(OpenMode::Existing, true)?;
+    let run = st.run(&id)?;
+    let now = now_unix();
+    if run.status != RunStatus::Stopping {
+        let tx = st.write()?;
+        store::transition_run(
+            &tx,
+            &id,
+            run.status,
+            RunStatus::Stopping,
+            "stop requested",
+            now,
+            "cli",
+        )?;
+        tx.commit().map_err(store::StoreError::from)?;
+    }
+    let agents = st.agents(Some(&id))?;
+    let obs = ctx.tmux.observe();
+    if let tmux::Observation::Unknown(e) = &obs {
+        return Err(CliError::Failure(format!(
+            "tmux unreachable ({e}); run {id} left in stopping"
+        )));
+    }
+    let cmds: Vec<_> = agents
+        .iter()
+        .filter(|a| matches!(obs.panes(&a.session), SessionState::Present(_)))
+        .map(|a| tmux::kill_session_cmd(&a.session))
+        .collect();
+    if !cmds.is_empty() {
+        ctx.tmux
+            .run(&cmds)
+            .map_err(|e| CliError::Failure(format!("tmux: {e}; run {id} left in stopping")))?;
+    }
+    let tx = st.write()?;
+    for a in &agents {
+        store::mark_agent_stopped(&tx, &id, &a.name, now)?;
+    }
+    store::transition_run(
+        &tx,
+        &id,
+        RunStatus::Stopping,
+        RunStatus::Stopped,
+        "run stopped",
+        now,
+        "cli",
+    )?;
+    tx.commit().map_err(store::StoreError::from)?;
+    println!("stopped {id} ({} session(s) killed)", cmds.len());
+    Ok(0)
+}

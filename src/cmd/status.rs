@@ -1,0 +1,136 @@
+//! `metawsm-tick status`: the status-line segment. Prints fast, never waits for anyone.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::cmd::tick::due;
+use crate::engine::{self, TickOptions};
+use crate::lock::{StateLock, Wait};
+use crate::render::{self, Format};
+use crate::store::{OpenMode, Store, StoreError};
+use crate::timeutil::now_unix;
+use lexopt::prelude::*;
+use std::collections::HashMap;
+
+const HELP: &str = "\
+Usage: metawsm-tick status [--format tmux|plain|json] [--no-tick]
+
+Prints the compact segment for status-right, e.g. ⚙3 ?1 ✖1 (working, needs guidance,
+dead/blocked; ✔ done). Runs a full tick only when the last one is older than
+operator.tick_interval_seconds and the lock is free; otherwise prints from the database
+without touching tmux. Never fails the bar: problems print a marker such as
+metawsm:!policy and exit 0 (see 'metawsm-tick doctor').
+
+Options:
+  --format F   tmux (default, with #[fg=…] styles), plain, or json
+  --no-tick    Never tick, only render
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    // A wedged tmux call must never freeze a client's bar: tmux never times out a job.
+    let _ = nix::unistd::alarm::set(3);
+    let (mut format, mut no_tick) = (Format::Tmux, false);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("format") => {
+                format = match cli::os_to_string(parser.value()?, "--format")?.as_str() {
+                    "tmux" => Format::Tmux,
+                    "plain" => Format::Plain,
+                    "json" => Format::Json,
+                    other => {
+                        return Err(CliError::Usage(format!(
+                            "status: --format {other:?} (expected tmux|plain|json)"
+                        )))
+                    }
+                }
+            }
+            Long("no-tick") => no_tick = true,
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(0);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    println!("{}", segment(ctx, format, no_tick));
+    Ok(0)
+}
+
+fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
+    let policy = match ctx.policy() {
+        Ok(p) => p,
+        Err(_) => {
+            return render::render(
+                &Default::default(),
+                &render::style(&Default::default(), &HashMap::new()),
+                format,
+                Some("metawsm:!policy"),
+            )
+        }
+    };
+    let mut store = match Store::open(&ctx.db, OpenMode::Existing, false) {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => {
+            return render::render(
+                &Default::default(),
+                &render::style(&policy.status, &HashMap::new()),
+                format,
+                None,
+            )
+        }
+        Err(_) => {
+            return render::render(
+                &Default::default(),
+                &render::style(&policy.status, &HashMap::new()),
+                format,
+                Some("metawsm:!db"),
+            )
+        }
+    };
+    let now = now_unix();
+    if !no_tick && due(&store, &policy, now) {
+        // try_lock only: a busy lock means someone else is ticking right now.
+        if let Ok(Some(_lock)) = StateLock::acquire(&ctx.db, Wait::No) {
+            // Re-check under the lock: another status call may have just ticked.
+            if due(&store, &policy, now) {
+                let opts = TickOptions {
+                    run: None,
+                    dry_run: false,
+                    llm_mode: None,
+                    source: "status",
+                };
+                if engine::tick(&mut store, ctx, &policy, &opts).is_err() {
+                    return render::render(
+                        &Default::default(),
+                        &render::style(&policy.status, &HashMap::new()),
+                        format,
+                        Some("metawsm:!tick"),
+                    );
+                }
+            }
+        }
+    }
+    let meta = store
+        .meta_many(&["tmux_options", "tmux_error"])
+        .unwrap_or_default();
+    let opts: HashMap<String, String> = meta
+        .get("tmux_options")
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let marker = meta
+        .get("tmux_error")
+        .filter(|e| !e.is_empty())
+        .map(|_| "metawsm:!tmux");
+    match store.status_rows() {
+        Ok(rows) => render::render(
+            &render::classify(&rows),
+            &render::style(&policy.status, &opts),
+            format,
+            marker,
+        ),
+        Err(_) => render::render(
+            &Default::default(),
+            &render::style(&policy.status, &opts),
+            format,
+            Some("metawsm:!db"),
+        ),
+    }
+}

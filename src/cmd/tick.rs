@@ -1,0 +1,154 @@
+//! `metawsm-tick tick`: observe, decide and act for every active run, under the lock.
+
+use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::engine::{self, TickOptions, TickReport};
+use crate::lock::{StateLock, Wait};
+use crate::policy::LlmMode;
+use crate::store::OpenMode;
+use lexopt::prelude::*;
+use std::time::{Duration, Instant};
+
+const HELP: &str = "\
+Usage: metawsm-tick tick [--run ID] [--json] [--dry-run] [--llm-mode off|assist|auto] [--wait-llm]
+
+Observe every active run with one tmux call, decide with the deterministic rules, act
+(restart/stop), write escalations, notify, and start LLM proposals in the background.
+Prints one line per run: <UTC time> <run> <intent> <reason> decision_source=rule|llm.
+
+Options:
+  --run ID          Only this run
+  --json            Print the decisions as JSON
+  --dry-run         Observe only: no tmux change, no file written, no notify, no state saved
+  --llm-mode MODE   Override operator.llm.mode for this tick
+  --wait-llm        Wait for LLM workers started by this tick, then tick again (humans, tests)
+  -h, --help        Show this help
+";
+
+pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut opts = TickOptions {
+        run: None,
+        dry_run: false,
+        llm_mode: None,
+        source: "tick",
+    };
+    let (mut json, mut wait_llm) = (false, false);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("run") => opts.run = Some(cli::os_to_string(parser.value()?, "--run")?),
+            Long("json") => json = true,
+            Long("dry-run") => opts.dry_run = true,
+            Long("wait-llm") => wait_llm = true,
+            Long("llm-mode") => {
+                let v = cli::os_to_string(parser.value()?, "--llm-mode")?;
+                opts.llm_mode = Some(v.parse::<LlmMode>().map_err(|_| {
+                    CliError::Usage(format!(
+                        "invalid --llm-mode {v:?} (expected off|assist|auto)"
+                    ))
+                })?);
+            }
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(0);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let policy = ctx.policy()?;
+    let mut report = run_locked(ctx, &policy, &opts)?;
+    if wait_llm && !opts.dry_run {
+        let limit = Duration::from_secs(policy.operator.llm.timeout_seconds.max(1) as u64 + 20);
+        wait_for_workers(ctx, limit)?;
+        report = run_locked(ctx, &policy, &opts)?;
+    }
+    print_report(&report, json);
+    Ok(0)
+}
+
+/// A full tick is due when the last one (any caller) is older than the interval.
+pub fn due(store: &crate::store::Store, policy: &crate::policy::Policy, now: i64) -> bool {
+    let meta = store
+        .meta_many(&["last_full_tick", "tick_interval"])
+        .unwrap_or_default();
+    let interval = meta
+        .get("tick_interval")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(policy.operator.tick_interval_seconds);
+    let last = meta
+        .get("last_full_tick")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    now - last >= interval
+}
+
+pub fn interval(store: &crate::store::Store, policy: &crate::policy::Policy) -> i64 {
+    store
+        .meta_get("tick_interval")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(policy.operator.tick_interval_seconds)
+}
+
+pub fn run_locked(
+    ctx: &Ctx,
+    policy: &crate::policy::Policy,
+    opts: &TickOptions,
+) -> CliResult<TickReport> {
+    crate::store::ensure_state_dir(&ctx.db)?;
+    let _lock = StateLock::acquire(&ctx.db, Wait::Forever)
+        .map_err(|e| CliError::Failure(format!("lock {}: {e}", ctx.db.display())))?;
+    let mut store = ctx.open(OpenMode::Create, true)?;
+    engine::tick(&mut store, ctx, policy, opts)
+}
+
+fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
+    let deadline = Instant::now() + limit;
+    let store = ctx.open(OpenMode::Create, false)?;
+    while store.llm_calls_in_flight()? > 0 {
+        if Instant::now() >= deadline {
+            return Err(CliError::Failure(
+                "LLM workers still running after the timeout".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+pub fn print_report(r: &TickReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(r).unwrap_or_else(|_| "{}".into())
+        );
+        return;
+    }
+    if let Some(e) = &r.tmux_error {
+        println!("{} tmux unknown: {e}", r.at);
+    }
+    if r.runs.is_empty() {
+        println!("{} no active runs", r.at);
+    }
+    for run in &r.runs {
+        let mut line = format!(
+            "{} {} {} {} decision_source={}",
+            r.at, run.run_id, run.intent, run.reason, run.decision_source
+        );
+        if let Some(n) = &run.llm {
+            line.push_str(&format!(" {n}"));
+        }
+        if run.execute || run.outcome.is_some() {
+            line.push_str(&format!(
+                " action={}",
+                run.outcome
+                    .as_deref()
+                    .unwrap_or(if r.dry_run { "dry-run" } else { "pending" })
+            ));
+        } else if r.dry_run && (run.intent == "auto_restart" || run.intent == "auto_stop_stale") {
+            line.push_str(" action=not-executed");
+        }
+        println!("{line}");
+    }
+}

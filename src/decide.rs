@@ -1,0 +1,687 @@
+//! The deterministic rule engine: (run snapshot, persisted state, policy, now) → decision.
+//! Pure: no I/O, so every rule is a row in a table test.
+
+use crate::model::{Health, Intent, RunStatus};
+use crate::policy::Policy;
+use crate::store::OpState;
+use crate::timeutil::rfc3339;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentView {
+    pub name: String,
+    pub health: Health,
+    /// A live pane exists (from this tick's observation).
+    pub alive: bool,
+    pub exit_status: Option<i64>,
+    /// Activity as observed this tick.
+    pub last_activity_at: Option<i64>,
+    /// Activity as stored before this tick (what staleness is measured from).
+    pub stored_activity_at: Option<i64>,
+    pub reason: String,
+    /// A completion signal covers this agent.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingGuidance {
+    pub agent: String,
+    pub question: String,
+    pub context: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub id: String,
+    pub status: RunStatus,
+    pub status_changed_at: i64,
+    pub agents: Vec<AgentView>,
+    pub guidance: Option<PendingGuidance>,
+    /// Some(reason) when tmux could not be asked this tick.
+    pub tmux_unknown: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub intent: Intent,
+    pub reason: String,
+    /// What the gate lets anyone (the LLM included) choose for this run right now.
+    pub permitted: Vec<Intent>,
+    pub execute: bool,
+    /// Agents the action targets.
+    pub targets: Vec<String>,
+    /// All agents finished and signalled completion: the run becomes `completed`.
+    pub complete: bool,
+    /// Operator state after this observation (streak, healthy window, budget reset).
+    pub state: OpState,
+    /// Things worth an audit event that are not the decision itself.
+    pub notes: Vec<String>,
+}
+
+/// Cooldown after the n-th attempt (1-based): base × 2^(n−1), capped.
+pub fn cooldown_for(attempt: i64, policy: &Policy) -> i64 {
+    let base = policy.operator.restart_cooldown_seconds.max(1);
+    let cap = policy.operator.restart_cooldown_max_seconds.max(base);
+    let shift = (attempt - 1).clamp(0, 40) as u32;
+    base.saturating_mul(1_i64 << shift).min(cap)
+}
+
+/// Operator state after a restart attempt, successful or not.
+pub fn after_restart(state: &OpState, now: i64, policy: &Policy) -> OpState {
+    let attempts = state.restart_attempts + 1;
+    OpState {
+        restart_attempts: attempts,
+        last_restart_at: Some(now),
+        cooldown_until: Some(now + cooldown_for(attempts, policy)),
+        // Every restart needs fresh corroboration before the next one.
+        unhealthy_streak: 0,
+        healthy_since: None,
+        ..state.clone()
+    }
+}
+
+/// Dedup of alerts (notify + changelog): true when this (intent, reason) is new for
+/// the run. Never gates an action.
+pub fn take_alert(state: &mut OpState, intent: Intent, reason: &str, now: i64) -> bool {
+    if !matches!(
+        intent,
+        Intent::EscalateGuidance | Intent::EscalateBlocked | Intent::AutoStopStale
+    ) {
+        return false;
+    }
+    let fp = format!("{}:{}", intent.as_str(), reason);
+    if state.last_alert.as_deref() == Some(fp.as_str()) {
+        return false;
+    }
+    state.last_alert = Some(fp);
+    state.last_alert_at = Some(now);
+    true
+}
+
+fn permitted_for(intent: Intent, guidance: bool) -> Vec<Intent> {
+    match intent {
+        Intent::Noop if guidance => vec![
+            Intent::Noop,
+            Intent::EscalateGuidance,
+            Intent::EscalateBlocked,
+        ],
+        Intent::Noop => vec![Intent::Noop, Intent::EscalateBlocked],
+        Intent::EscalateGuidance => vec![Intent::EscalateGuidance, Intent::EscalateBlocked],
+        Intent::EscalateBlocked => vec![Intent::EscalateBlocked],
+        Intent::AutoRestart => vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop],
+        Intent::AutoStopStale => vec![Intent::AutoStopStale, Intent::EscalateBlocked, Intent::Noop],
+    }
+}
+
+pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decision {
+    let op = &policy.operator;
+    let mut state = prev.clone();
+    let mut notes = Vec::new();
+    let mk = |intent: Intent,
+              reason: String,
+              targets: Vec<String>,
+              state: OpState,
+              notes: Vec<String>| Decision {
+        intent,
+        reason,
+        permitted: permitted_for(intent, run.guidance.is_some()),
+        execute: intent.is_action(),
+        targets,
+        complete: false,
+        state,
+        notes,
+    };
+
+    if let Some(why) = &run.tmux_unknown {
+        // Unknown is never evidence: no streak change, no action.
+        return mk(
+            Intent::Noop,
+            format!("tmux unreachable: {why}"),
+            vec![],
+            state,
+            notes,
+        );
+    }
+    if !matches!(
+        run.status,
+        RunStatus::Running | RunStatus::AwaitingGuidance | RunStatus::Paused | RunStatus::Planning
+    ) {
+        return mk(
+            Intent::Noop,
+            format!("run is {}", run.status),
+            vec![],
+            state,
+            notes,
+        );
+    }
+
+    let unhealthy: Vec<&AgentView> = run
+        .agents
+        .iter()
+        .filter(|a| a.health.is_unhealthy())
+        .collect();
+
+    // Streak and healthy window: persisted, so a per-call process corroborates across calls.
+    if unhealthy.is_empty() {
+        state.unhealthy_streak = 0;
+        let since = *state.healthy_since.get_or_insert(now);
+        if state.restart_attempts > 0 && now - since >= op.healthy_reset_seconds {
+            notes.push(format!(
+                "restart attempts reset to 0 after {}s healthy (were {})",
+                now - since,
+                state.restart_attempts
+            ));
+            state.restart_attempts = 0;
+            state.cooldown_until = None;
+        }
+        if run.guidance.is_none() {
+            state.last_alert = None;
+        }
+    } else if run.status == RunStatus::Running {
+        state.healthy_since = None;
+        let counted = state
+            .last_observation_at
+            .is_none_or(|t| now - t >= op.min_observation_gap_seconds);
+        if counted {
+            state.unhealthy_streak += 1;
+            state.last_observation_at = Some(now);
+        }
+    }
+
+    // 1. A pending question is always for a human.
+    if let Some(g) = &run.guidance {
+        let who = if g.agent.is_empty() {
+            "agent".to_string()
+        } else {
+            format!("agent {}", g.agent)
+        };
+        return mk(
+            Intent::EscalateGuidance,
+            format!("{who} asks: {}", g.question),
+            vec![],
+            state,
+            notes,
+        );
+    }
+
+    // 2. Stale: no sign of life for stale_run_age, verified against live tmux evidence.
+    let last_sign = run
+        .agents
+        .iter()
+        .filter_map(|a| a.stored_activity_at)
+        .chain([run.status_changed_at])
+        .chain(prev.last_restart_at)
+        .max()
+        .unwrap_or(run.status_changed_at);
+    let age = now - last_sign;
+    if age >= op.stale_run_age_seconds {
+        let stale = format!(
+            "run appears stale (no sign of life for {}s, threshold={}s)",
+            age, op.stale_run_age_seconds
+        );
+        let window = policy.health.activity_stalled_seconds;
+        let busy = run
+            .agents
+            .iter()
+            .find(|a| a.alive && a.last_activity_at.is_some_and(|t| now - t < window));
+        return match busy {
+            Some(a) => mk(
+                Intent::Noop,
+                format!(
+                    "{stale}; rejected: agent {} has recent activity ({}s ago, window {}s)",
+                    a.name,
+                    now - a.last_activity_at.unwrap_or(now),
+                    window
+                ),
+                vec![],
+                state,
+                notes,
+            ),
+            None => mk(
+                Intent::AutoStopStale,
+                format!("{stale}; verified: no live pane active within {window}s"),
+                run.agents.iter().map(|a| a.name.clone()).collect(),
+                state,
+                notes,
+            ),
+        };
+    }
+
+    // 3. Unhealthy agents of a running run: corroborate, then budget, then cooldown.
+    if !unhealthy.is_empty() {
+        if run.status != RunStatus::Running {
+            return mk(
+                Intent::Noop,
+                format!(
+                    "{} unhealthy agent(s) but run is {}",
+                    unhealthy.len(),
+                    run.status
+                ),
+                vec![],
+                state,
+                notes,
+            );
+        }
+        let need = op.unhealthy_confirmations;
+        if state.unhealthy_streak < need {
+            return mk(
+                Intent::Noop,
+                format!(
+                    "awaiting corroboration ({}/{} unhealthy intervals)",
+                    state.unhealthy_streak, need
+                ),
+                vec![],
+                state,
+                notes,
+            );
+        }
+        if state.restart_attempts >= op.restart_budget {
+            let detail = unhealthy
+                .iter()
+                .map(|a| format!("{}: {}", a.name, a.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return mk(
+                Intent::EscalateBlocked,
+                format!(
+                    "restart budget exhausted ({}/{}); {detail}",
+                    state.restart_attempts, op.restart_budget
+                ),
+                vec![],
+                state,
+                notes,
+            );
+        }
+        if let Some(until) = state.cooldown_until.filter(|&u| now < u) {
+            return mk(
+                Intent::Noop,
+                format!("restart cooldown active until {}", rfc3339(until)),
+                vec![],
+                state,
+                notes,
+            );
+        }
+        let targets: Vec<String> = unhealthy.iter().map(|a| a.name.clone()).collect();
+        let detail = unhealthy
+            .iter()
+            .map(|a| format!("{}: {}", a.name, a.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return mk(
+            Intent::AutoRestart,
+            format!(
+                "unhealthy state corroborated, restart {}/{}: {detail}",
+                state.restart_attempts + 1,
+                op.restart_budget
+            ),
+            targets,
+            state,
+            notes,
+        );
+    }
+
+    // 4. Finished agents: completion needs the signal; a silent exit 0 is a blocker.
+    let exited: Vec<&AgentView> = run
+        .agents
+        .iter()
+        .filter(|a| a.health == Health::Exited)
+        .collect();
+    if !run.agents.is_empty()
+        && exited.len() == run.agents.len()
+        && exited.iter().all(|a| a.complete)
+    {
+        let mut d = mk(
+            Intent::Noop,
+            "completion signal detected".into(),
+            vec![],
+            state,
+            notes,
+        );
+        d.complete = true;
+        return d;
+    }
+    if let Some(a) = exited.iter().find(|a| !a.complete) {
+        return mk(
+            Intent::EscalateBlocked,
+            format!("agent {} exited without completion signal", a.name),
+            vec![],
+            state,
+            notes,
+        );
+    }
+
+    mk(
+        Intent::Noop,
+        "no deterministic action required".into(),
+        vec![],
+        state,
+        notes,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 100_000;
+
+    fn policy() -> Policy {
+        Policy::default()
+    }
+
+    fn agent(name: &str, health: Health) -> AgentView {
+        let alive = matches!(health, Health::Healthy | Health::Idle | Health::Stalled);
+        AgentView {
+            name: name.into(),
+            health,
+            alive,
+            exit_status: match health {
+                Health::Dead => Some(1),
+                Health::Exited => Some(0),
+                _ => None,
+            },
+            last_activity_at: Some(NOW - if health == Health::Stalled { 1000 } else { 10 }),
+            stored_activity_at: Some(NOW - if health == Health::Stalled { 1000 } else { 10 }),
+            reason: format!("{} reason", health),
+            complete: false,
+        }
+    }
+
+    fn run(status: RunStatus, agents: Vec<AgentView>) -> RunView {
+        RunView {
+            id: "run-1".into(),
+            status,
+            status_changed_at: NOW - 100,
+            agents,
+            guidance: None,
+            tmux_unknown: None,
+        }
+    }
+
+    fn streak(n: i64) -> OpState {
+        OpState {
+            unhealthy_streak: n,
+            last_observation_at: Some(NOW - 60),
+            ..Default::default()
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        run: RunView,
+        state: OpState,
+        intent: Intent,
+        reason_has: &'static str,
+        targets: Vec<&'static str>,
+    }
+
+    #[test]
+    fn rule_table() {
+        let guidance = Some(PendingGuidance {
+            agent: "a".into(),
+            question: "which db?".into(),
+            context: String::new(),
+        });
+        let mut stale_dead = run(RunStatus::Running, vec![agent("a", Health::Dead)]);
+        stale_dead.status_changed_at = NOW - 7200;
+        stale_dead.agents[0].stored_activity_at = Some(NOW - 7200);
+        stale_dead.agents[0].last_activity_at = Some(NOW - 7200);
+        let mut stale_busy = stale_dead.clone();
+        stale_busy.agents = vec![agent("a", Health::Healthy)];
+        stale_busy.agents[0].stored_activity_at = Some(NOW - 7200);
+        let mut stale_with_guidance = stale_dead.clone();
+        stale_with_guidance.guidance = guidance.clone();
+        let mut guided = run(RunStatus::AwaitingGuidance, vec![agent("a", Health::Dead)]);
+        guided.guidance = guidance.clone();
+        let mut unknown = run(RunStatus::Running, vec![agent("a", Health::Unknown)]);
+        unknown.tmux_unknown = Some("no server".into());
+        let mut done = run(
+            RunStatus::Running,
+            vec![agent("a", Health::Exited), agent("b", Health::Exited)],
+        );
+        done.agents.iter_mut().for_each(|a| a.complete = true);
+        let mut half_done = done.clone();
+        half_done.agents[1].complete = false;
+
+        let cases = vec![
+            Case {
+                name: "healthy",
+                run: run(RunStatus::Running, vec![agent("a", Health::Healthy)]),
+                state: OpState::default(),
+                intent: Intent::Noop,
+                reason_has: "no deterministic action",
+                targets: vec![],
+            },
+            Case {
+                name: "idle is healthy",
+                run: run(RunStatus::Running, vec![agent("a", Health::Idle)]),
+                state: streak(5),
+                intent: Intent::Noop,
+                reason_has: "no deterministic",
+                targets: vec![],
+            },
+            Case {
+                name: "guidance first",
+                run: guided,
+                state: streak(5),
+                intent: Intent::EscalateGuidance,
+                reason_has: "agent a asks: which db?",
+                targets: vec![],
+            },
+            Case {
+                name: "guidance beats stale",
+                run: stale_with_guidance,
+                state: OpState::default(),
+                intent: Intent::EscalateGuidance,
+                reason_has: "which db?",
+                targets: vec![],
+            },
+            Case {
+                name: "stale verified",
+                run: stale_dead,
+                state: OpState::default(),
+                intent: Intent::AutoStopStale,
+                reason_has: "verified",
+                targets: vec!["a"],
+            },
+            Case {
+                name: "stale rejected by live activity",
+                run: stale_busy,
+                state: OpState::default(),
+                intent: Intent::Noop,
+                reason_has: "rejected: agent a has recent activity",
+                targets: vec![],
+            },
+            Case {
+                name: "first unhealthy observation",
+                run: run(RunStatus::Running, vec![agent("a", Health::Dead)]),
+                state: OpState::default(),
+                intent: Intent::Noop,
+                reason_has: "awaiting corroboration (1/2",
+                targets: vec![],
+            },
+            Case {
+                name: "corroborated",
+                run: run(
+                    RunStatus::Running,
+                    vec![agent("a", Health::Dead), agent("b", Health::Healthy)],
+                ),
+                state: streak(1),
+                intent: Intent::AutoRestart,
+                reason_has: "restart 1/3",
+                targets: vec!["a"],
+            },
+            Case {
+                name: "stalled is unhealthy",
+                run: run(RunStatus::Running, vec![agent("a", Health::Stalled)]),
+                state: streak(1),
+                intent: Intent::AutoRestart,
+                reason_has: "corroborated",
+                targets: vec!["a"],
+            },
+            Case {
+                name: "budget exhausted",
+                run: run(RunStatus::Running, vec![agent("a", Health::Dead)]),
+                state: OpState {
+                    restart_attempts: 3,
+                    ..streak(1)
+                },
+                intent: Intent::EscalateBlocked,
+                reason_has: "restart budget exhausted (3/3)",
+                targets: vec![],
+            },
+            Case {
+                name: "budget beats cooldown",
+                run: run(RunStatus::Running, vec![agent("a", Health::Dead)]),
+                state: OpState {
+                    restart_attempts: 3,
+                    cooldown_until: Some(NOW + 50),
+                    ..streak(1)
+                },
+                intent: Intent::EscalateBlocked,
+                reason_has: "exhausted",
+                targets: vec![],
+            },
+            Case {
+                name: "cooldown",
+                run: run(RunStatus::Running, vec![agent("a", Health::Dead)]),
+                state: OpState {
+                    restart_attempts: 1,
+                    cooldown_until: Some(NOW + 50),
+                    ..streak(1)
+                },
+                intent: Intent::Noop,
+                reason_has: "restart cooldown active until",
+                targets: vec![],
+            },
+            Case {
+                name: "cooldown over",
+                run: run(RunStatus::Running, vec![agent("a", Health::Dead)]),
+                state: OpState {
+                    restart_attempts: 1,
+                    cooldown_until: Some(NOW),
+                    ..streak(1)
+                },
+                intent: Intent::AutoRestart,
+                reason_has: "restart 2/3",
+                targets: vec!["a"],
+            },
+            Case {
+                name: "paused suppresses restart",
+                run: run(RunStatus::Paused, vec![agent("a", Health::Dead)]),
+                state: streak(5),
+                intent: Intent::Noop,
+                reason_has: "run is paused",
+                targets: vec![],
+            },
+            Case {
+                name: "tmux unknown",
+                run: unknown,
+                state: streak(1),
+                intent: Intent::Noop,
+                reason_has: "tmux unreachable",
+                targets: vec![],
+            },
+            Case {
+                name: "stopped run",
+                run: run(RunStatus::Stopped, vec![agent("a", Health::Dead)]),
+                state: streak(5),
+                intent: Intent::Noop,
+                reason_has: "run is stopped",
+                targets: vec![],
+            },
+            Case {
+                name: "all complete",
+                run: done,
+                state: OpState::default(),
+                intent: Intent::Noop,
+                reason_has: "completion signal detected",
+                targets: vec![],
+            },
+            Case {
+                name: "exit 0 without signal",
+                run: half_done,
+                state: OpState::default(),
+                intent: Intent::EscalateBlocked,
+                reason_has: "agent b exited without completion signal",
+                targets: vec![],
+            },
+        ];
+        for c in cases {
+            let d = decide(&c.run, &c.state, &policy(), NOW);
+            assert_eq!(d.intent, c.intent, "{}: {}", c.name, d.reason);
+            assert!(
+                d.reason.contains(c.reason_has),
+                "{}: {:?}",
+                c.name,
+                d.reason
+            );
+            assert_eq!(d.targets, c.targets, "{}", c.name);
+            assert_eq!(d.execute, c.intent.is_action(), "{}", c.name);
+            assert!(
+                d.permitted.contains(&d.intent),
+                "{}: permitted must include the rule",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn observations_closer_than_the_gap_count_once() {
+        let r = run(RunStatus::Running, vec![agent("a", Health::Dead)]);
+        let d1 = decide(&r, &OpState::default(), &policy(), NOW);
+        assert_eq!(d1.state.unhealthy_streak, 1);
+        let d2 = decide(&r, &d1.state, &policy(), NOW + 1);
+        assert_eq!(d2.state.unhealthy_streak, 1, "inside the gap");
+        assert_eq!(d2.intent, Intent::Noop);
+        let d3 = decide(&r, &d2.state, &policy(), NOW + 5);
+        assert_eq!(d3.state.unhealthy_streak, 2);
+        assert_eq!(d3.intent, Intent::AutoRestart);
+    }
+
+    #[test]
+    fn healthy_resets_streak_and_later_the_budget() {
+        let r = run(RunStatus::Running, vec![agent("a", Health::Healthy)]);
+        let s = OpState {
+            restart_attempts: 2,
+            ..streak(1)
+        };
+        let d = decide(&r, &s, &policy(), NOW);
+        assert_eq!((d.state.unhealthy_streak, d.state.restart_attempts), (0, 2));
+        assert_eq!(d.state.healthy_since, Some(NOW));
+        let d = decide(&r, &d.state, &policy(), NOW + 599);
+        assert_eq!(d.state.restart_attempts, 2);
+        let d = decide(&r, &d.state, &policy(), NOW + 600);
+        assert_eq!(d.state.restart_attempts, 0);
+        assert_eq!(d.notes.len(), 1);
+    }
+
+    #[test]
+    fn cooldown_ladder_doubles_and_caps() {
+        let p = policy();
+        let ladder: Vec<i64> = (1..=6).map(|n| cooldown_for(n, &p)).collect();
+        assert_eq!(ladder, vec![60, 120, 240, 480, 900, 900]);
+        let s = after_restart(
+            &OpState {
+                restart_attempts: 1,
+                unhealthy_streak: 2,
+                ..Default::default()
+            },
+            NOW,
+            &p,
+        );
+        assert_eq!(
+            (s.restart_attempts, s.cooldown_until, s.unhealthy_streak),
+            (2, Some(NOW + 120), 0)
+        );
+    }
+
+    #[test]
+    fn alerts_are_deduplicated_per_intent_and_reason() {
+        let mut s = OpState::default();
+        assert!(take_alert(&mut s, Intent::EscalateBlocked, "x", NOW));
+        assert!(!take_alert(&mut s, Intent::EscalateBlocked, "x", NOW + 1));
+        assert!(take_alert(&mut s, Intent::EscalateBlocked, "y", NOW + 2));
+        assert!(!take_alert(&mut s, Intent::AutoRestart, "z", NOW + 3));
+        assert!(!take_alert(&mut s, Intent::Noop, "z", NOW + 3));
+    }
+}

@@ -1,0 +1,241 @@
+//! The deterministic gate between the rule decision and an LLM proposal. Pure.
+
+use crate::decide::Decision;
+use crate::llm::Proposal;
+use crate::model::Intent;
+use crate::policy::LlmMode;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gated {
+    pub intent: Intent,
+    pub reason: String,
+    pub execute: bool,
+    /// "rule" or "llm".
+    pub source: &'static str,
+    /// What the LLM said and what the gate did with it, for the tick line and the log.
+    pub llm_note: Option<String>,
+}
+
+/// The rule is the authority. `assist` never executes; `auto` lets the LLM pick another
+/// intent only from `rule.permitted`, only for the run it was asked about.
+pub fn gate(
+    rule: &Decision,
+    run_id: &str,
+    mode: LlmMode,
+    proposal: Option<&Proposal>,
+    min_confidence: f64,
+) -> Gated {
+    let mut out = Gated {
+        intent: rule.intent,
+        reason: rule.reason.clone(),
+        execute: rule.execute,
+        source: "rule",
+        llm_note: None,
+    };
+    if mode == LlmMode::Off {
+        return out;
+    }
+    if mode == LlmMode::Assist {
+        out.execute = false;
+    }
+    let Some(p) = proposal else {
+        return out;
+    };
+    let said = format!("llm_suggested={} reason={}", p.intent, p.reason);
+    if p.target_run != run_id {
+        out.llm_note = Some(format!("{said}; rejected: proposal is for another run"));
+        return out;
+    }
+    if p.confidence < min_confidence {
+        out.llm_note = Some(format!(
+            "{said}; ignored: confidence {:.2} below {:.2}",
+            p.confidence, min_confidence
+        ));
+        return out;
+    }
+    match mode {
+        LlmMode::Assist | LlmMode::Off => {
+            out.llm_note = Some(said);
+        }
+        LlmMode::Auto => {
+            if p.intent == rule.intent {
+                out.llm_note = Some(format!("{said}; agrees with rule"));
+            } else if rule.permitted.contains(&p.intent) {
+                out.intent = p.intent;
+                out.reason = format!("{} (rule: {} {})", p.reason, rule.intent, rule.reason);
+                // Only an action the rule itself chose can execute; permitted sets never
+                // contain an action the rule did not pick.
+                out.execute = p.intent.is_action() && p.intent == rule.intent;
+                out.source = "llm";
+                out.llm_note = Some(format!("{said}; adopted"));
+            } else {
+                out.llm_note = Some(format!("{said}; rejected by policy gate"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpState;
+
+    fn rule(intent: Intent, permitted: Vec<Intent>) -> Decision {
+        Decision {
+            intent,
+            reason: "rule says".into(),
+            permitted,
+            execute: intent.is_action(),
+            targets: vec![],
+            complete: false,
+            state: OpState::default(),
+            notes: vec![],
+        }
+    }
+
+    fn prop(intent: Intent, run: &str, confidence: f64) -> Proposal {
+        Proposal {
+            intent,
+            target_run: run.into(),
+            reason: "llm says".into(),
+            confidence,
+            needs_human: false,
+        }
+    }
+
+    const ALL_MODES: [LlmMode; 3] = [LlmMode::Off, LlmMode::Assist, LlmMode::Auto];
+
+    #[test]
+    fn off_is_the_rule() {
+        let r = rule(
+            Intent::AutoRestart,
+            vec![Intent::AutoRestart, Intent::EscalateBlocked],
+        );
+        let g = gate(
+            &r,
+            "r1",
+            LlmMode::Off,
+            Some(&prop(Intent::EscalateBlocked, "r1", 1.0)),
+            0.5,
+        );
+        assert_eq!(
+            (g.intent, g.execute, g.source),
+            (Intent::AutoRestart, true, "rule")
+        );
+        assert_eq!(g.llm_note, None);
+    }
+
+    #[test]
+    fn assist_never_executes() {
+        for intent in [Intent::AutoRestart, Intent::AutoStopStale] {
+            let r = rule(intent, vec![intent, Intent::Noop]);
+            for p in [
+                None,
+                Some(prop(intent, "r1", 1.0)),
+                Some(prop(Intent::Noop, "r1", 1.0)),
+            ] {
+                let g = gate(&r, "r1", LlmMode::Assist, p.as_ref(), 0.5);
+                assert!(!g.execute, "{intent} {p:?}");
+                assert_eq!(g.intent, intent);
+            }
+        }
+        let g = gate(
+            &rule(Intent::Noop, vec![Intent::Noop]),
+            "r1",
+            LlmMode::Assist,
+            Some(&prop(Intent::EscalateBlocked, "r1", 0.9)),
+            0.5,
+        );
+        assert_eq!(g.intent, Intent::Noop);
+        assert_eq!(
+            g.llm_note.as_deref(),
+            Some("llm_suggested=escalate_blocked reason=llm says")
+        );
+    }
+
+    #[test]
+    fn auto_never_exceeds_permitted() {
+        // Every rule intent × every proposed intent: the result is the rule's intent or a
+        // permitted one, and executes only if the rule chose that action.
+        for ri in Intent::ALL {
+            let permitted = match ri {
+                Intent::AutoRestart => {
+                    vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop]
+                }
+                Intent::Noop => vec![Intent::Noop, Intent::EscalateBlocked],
+                other => vec![other],
+            };
+            let r = rule(ri, permitted.clone());
+            for pi in Intent::ALL {
+                let g = gate(&r, "r1", LlmMode::Auto, Some(&prop(pi, "r1", 0.9)), 0.5);
+                assert!(g.intent == ri || permitted.contains(&g.intent), "{ri} {pi}");
+                if g.execute {
+                    assert!(ri.is_action() && g.intent == ri, "{ri} {pi}");
+                }
+            }
+        }
+        let r = rule(Intent::Noop, vec![Intent::Noop, Intent::EscalateBlocked]);
+        let g = gate(
+            &r,
+            "r1",
+            LlmMode::Auto,
+            Some(&prop(Intent::AutoRestart, "r1", 1.0)),
+            0.5,
+        );
+        assert_eq!(
+            (g.intent, g.execute, g.source),
+            (Intent::Noop, false, "rule")
+        );
+        assert!(g
+            .llm_note
+            .unwrap_or_default()
+            .contains("rejected by policy gate"));
+        let g = gate(
+            &r,
+            "r1",
+            LlmMode::Auto,
+            Some(&prop(Intent::EscalateBlocked, "r1", 1.0)),
+            0.5,
+        );
+        assert_eq!(
+            (g.intent, g.execute, g.source),
+            (Intent::EscalateBlocked, false, "llm")
+        );
+    }
+
+    #[test]
+    fn other_runs_and_low_confidence_are_ignored_in_every_mode() {
+        let r = rule(Intent::Noop, vec![Intent::Noop, Intent::EscalateBlocked]);
+        for mode in ALL_MODES {
+            for p in [
+                prop(Intent::EscalateBlocked, "r2", 1.0),
+                prop(Intent::EscalateBlocked, "r1", 0.2),
+            ] {
+                let g = gate(&r, "r1", mode, Some(&p), 0.5);
+                assert_eq!((g.intent, g.source), (Intent::Noop, "rule"), "{mode:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn auto_can_veto_a_restart_but_never_start_one() {
+        let r = rule(
+            Intent::AutoRestart,
+            vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop],
+        );
+        let g = gate(
+            &r,
+            "r1",
+            LlmMode::Auto,
+            Some(&prop(Intent::EscalateBlocked, "r1", 0.9)),
+            0.5,
+        );
+        assert_eq!(
+            (g.intent, g.execute, g.source),
+            (Intent::EscalateBlocked, false, "llm")
+        );
+        let g = gate(&r, "r1", LlmMode::Auto, None, 0.5);
+        assert_eq!((g.intent, g.execute), (Intent::AutoRestart, true));
+    }
+}

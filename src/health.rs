@@ -1,0 +1,264 @@
+//! Pure health judgement of one agent from one observation.
+
+use crate::model::{AgentSignal, Health};
+use crate::tmux::SessionState;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub idle_seconds: i64,
+    pub activity_stalled_seconds: i64,
+    pub progress_stalled_seconds: i64,
+}
+
+/// What we knew about the agent before this observation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Prior {
+    pub last_activity_at: Option<i64>,
+    pub last_progress_at: Option<i64>,
+    pub started_at: i64,
+    pub signal: Option<AgentSignal>,
+    pub exit_status: Option<i64>,
+    pub exit_signal: Option<i64>,
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub health: Health,
+    /// Agent status column: running, exited, failed, dead, unknown.
+    pub status: &'static str,
+    pub last_activity_at: Option<i64>,
+    pub last_progress_at: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub exit_signal: Option<i64>,
+    pub pane_id: Option<String>,
+    /// A live (not dead) pane exists.
+    pub alive: bool,
+    pub reason: String,
+}
+
+pub fn judge(obs: SessionState<'_>, prior: &Prior, now: i64, t: &Thresholds) -> Judgement {
+    let keep = |health: Health, status: &'static str, reason: String| Judgement {
+        health,
+        status,
+        last_activity_at: prior.last_activity_at,
+        last_progress_at: prior.last_progress_at,
+        exit_status: prior.exit_status,
+        exit_signal: prior.exit_signal,
+        pane_id: None,
+        alive: false,
+        reason,
+    };
+    let panes = match obs {
+        // Unknown never makes an agent dead: keep what we knew, flag the doubt.
+        SessionState::Unknown => {
+            return keep(Health::Unknown, "unknown", "tmux unreachable".into());
+        }
+        SessionState::Absent => {
+            return keep(Health::Dead, "dead", "agent session is not running".into());
+        }
+        SessionState::Present(p) => p,
+    };
+    let first = &panes[0];
+    let pane_id = Some(first.pane_id.clone());
+    let tmux_activity = panes.iter().filter_map(|p| p.window_activity).max();
+    let last_activity = match (tmux_activity, prior.last_activity_at) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if panes.iter().all(|p| p.dead) {
+        let (status, signal) = (first.dead_status, first.dead_signal);
+        let mut j = Judgement {
+            health: Health::Dead,
+            status: "failed",
+            last_activity_at: last_activity,
+            last_progress_at: prior.last_progress_at,
+            exit_status: status,
+            exit_signal: signal,
+            pane_id,
+            alive: false,
+            reason: String::new(),
+        };
+        match (status, signal) {
+            (Some(0), _) => {
+                j.health = Health::Exited;
+                j.status = "exited";
+                j.reason = "agent exited with status 0".into();
+            }
+            (Some(code), _) => j.reason = format!("agent process exited with status {code}"),
+            (None, Some(sig)) => j.reason = format!("agent process killed by signal {sig}"),
+            (None, None) => j.reason = "agent process exited".into(),
+        }
+        return j;
+    }
+    let progress = match (prior.last_progress_at, last_activity) {
+        (Some(p), Some(a)) => Some(p.max(a)),
+        (p, a) => p.or(a),
+    };
+    let base = prior.started_at;
+    let activity_age = now - last_activity.unwrap_or(base);
+    let progress_age = now - progress.unwrap_or(base);
+    // An agent that told us it waits for input or finished its turn is quiet on purpose.
+    let quiet_by_design = matches!(prior.signal, Some(AgentSignal::Waiting | AgentSignal::Done));
+    let (health, reason) = if !quiet_by_design
+        && (activity_age >= t.activity_stalled_seconds
+            || progress_age >= t.progress_stalled_seconds)
+    {
+        (
+            Health::Stalled,
+            format!(
+                "no recent activity (activity_age={}s, threshold={}s)",
+                activity_age, t.activity_stalled_seconds
+            ),
+        )
+    } else if activity_age >= t.idle_seconds || quiet_by_design {
+        (Health::Idle, format!("idle for {activity_age}s"))
+    } else {
+        (Health::Healthy, String::new())
+    };
+    Judgement {
+        health,
+        status: "running",
+        last_activity_at: last_activity,
+        last_progress_at: progress,
+        exit_status: None,
+        exit_signal: None,
+        pane_id,
+        alive: true,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tmux::PaneRow;
+
+    const T: Thresholds = Thresholds {
+        idle_seconds: 300,
+        activity_stalled_seconds: 900,
+        progress_stalled_seconds: 1200,
+    };
+
+    fn pane(
+        dead: bool,
+        status: Option<i64>,
+        signal: Option<i64>,
+        activity: Option<i64>,
+    ) -> PaneRow {
+        PaneRow {
+            session: "s".into(),
+            window_id: "@1".into(),
+            pane_id: "%1".into(),
+            pid: Some(1),
+            dead,
+            dead_status: status,
+            dead_signal: signal,
+            window_activity: activity,
+            current_command: "x".into(),
+        }
+    }
+
+    fn prior() -> Prior {
+        Prior {
+            started_at: 1000,
+            last_activity_at: Some(1000),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table() {
+        let now = 10_000;
+        let cases: Vec<(&str, Vec<PaneRow>, Option<AgentSignal>, Health, &str)> = vec![
+            (
+                "fresh output",
+                vec![pane(false, None, None, Some(now - 5))],
+                None,
+                Health::Healthy,
+                "running",
+            ),
+            (
+                "idle",
+                vec![pane(false, None, None, Some(now - 300))],
+                None,
+                Health::Idle,
+                "running",
+            ),
+            (
+                "stalled",
+                vec![pane(false, None, None, Some(now - 900))],
+                None,
+                Health::Stalled,
+                "running",
+            ),
+            (
+                "waiting is not stalled",
+                vec![pane(false, None, None, Some(now - 5000))],
+                Some(AgentSignal::Waiting),
+                Health::Idle,
+                "running",
+            ),
+            (
+                "exit 3",
+                vec![pane(true, Some(3), None, Some(now))],
+                None,
+                Health::Dead,
+                "failed",
+            ),
+            (
+                "exit 0",
+                vec![pane(true, Some(0), None, Some(now))],
+                None,
+                Health::Exited,
+                "exited",
+            ),
+            (
+                "signal",
+                vec![pane(true, None, Some(15), Some(now))],
+                None,
+                Health::Dead,
+                "failed",
+            ),
+            (
+                "one pane alive",
+                vec![
+                    pane(true, Some(1), None, Some(now)),
+                    pane(false, None, None, Some(now)),
+                ],
+                None,
+                Health::Healthy,
+                "running",
+            ),
+        ];
+        for (name, panes, signal, health, status) in cases {
+            let p = Prior { signal, ..prior() };
+            let j = judge(SessionState::Present(&panes), &p, now, &T);
+            assert_eq!((j.health, j.status), (health, status), "{name}");
+        }
+    }
+
+    #[test]
+    fn absent_is_dead_and_unknown_is_never_dead() {
+        let j = judge(SessionState::Absent, &prior(), 5000, &T);
+        assert_eq!((j.health, j.status), (Health::Dead, "dead"));
+        let j = judge(SessionState::Unknown, &prior(), 5000, &T);
+        assert_eq!(j.health, Health::Unknown);
+        assert_eq!(j.last_activity_at, Some(1000));
+    }
+
+    #[test]
+    fn exit_status_is_kept() {
+        let panes = [pane(true, Some(3), None, Some(2000))];
+        let j = judge(SessionState::Present(&panes), &prior(), 5000, &T);
+        assert_eq!(j.exit_status, Some(3));
+        assert_eq!(j.reason, "agent process exited with status 3");
+    }
+
+    #[test]
+    fn activity_never_goes_backwards() {
+        let panes = [pane(false, None, None, Some(500))];
+        let j = judge(SessionState::Present(&panes), &prior(), 1100, &T);
+        assert_eq!(j.last_activity_at, Some(1000));
+    }
+}

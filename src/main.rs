@@ -1,0 +1,89 @@
+//! metawsm-tick: keeps AI coding agents in tmux moving. One short process per call.
+
+mod changelog;
+mod cli;
+mod cmd;
+mod decide;
+mod engine;
+mod gate;
+mod health;
+mod llm;
+mod lock;
+mod model;
+mod names;
+mod notify;
+mod policy;
+mod render;
+mod signals;
+mod store;
+mod timeutil;
+mod tmux;
+
+use cli::{CliError, Globals, EXIT_OK};
+use lexopt::prelude::*;
+
+const HELP: &str = "\
+metawsm-tick — keeps AI coding agents in tmux moving without a human watching them.
+
+Usage: metawsm-tick [GLOBAL OPTIONS] [COMMAND]
+
+Commands:
+  tick          Observe every active run, decide, act (default when no command is given)
+  status        Print the compact status-line segment (for #(…) in status-right)
+  run           Register and manage runs: start, add-agent, list, show, stop, restart, forget
+  guide         Answer a run's pending guidance request
+  signal        Report an agent's state (working|waiting|done) from its pane
+  log           Show the audit log
+  policy        init | show | check the policy file
+  doctor        Check tmux, the server, the database, the policy and the plugin
+  hook          Entry point for tmux hooks (silent, always exits 0)
+  tmux-setup    Install the status segment, hooks and timer into the running tmux server
+
+Global options:
+  --db PATH            State database [env METAWSM_DB; default $XDG_STATE_HOME/metawsm/state.db]
+  --policy PATH        Policy file [env METAWSM_POLICY; default $XDG_CONFIG_HOME/metawsm/policy.json]
+  --tmux-socket PATH   tmux server socket [env METAWSM_TMUX_SOCKET; default: the server in $TMUX]
+  -h, --help           Show help (also after any command)
+  -V, --version        Show the version
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+";
+
+fn main() {
+    let code = match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("metawsm-tick: {e}");
+            e.code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main() -> Result<i32, CliError> {
+    let mut parser = lexopt::Parser::from_env();
+    let mut g = Globals::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("db") => g.db = Some(parser.value()?.into()),
+            Long("policy") => g.policy = Some(parser.value()?.into()),
+            Long("tmux-socket") => {
+                g.socket = Some(cli::os_to_string(parser.value()?, "--tmux-socket")?)
+            }
+            Short('h') | Long("help") => {
+                cli::print_help(HELP);
+                return Ok(EXIT_OK);
+            }
+            Short('V') | Long("version") => {
+                println!("metawsm-tick {}", cli::VERSION);
+                return Ok(EXIT_OK);
+            }
+            Value(v) => {
+                let name = cli::os_to_string(v, "command")?;
+                return cmd::dispatch(&name, &mut parser, &g);
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    cmd::dispatch("tick", &mut parser, &g)
+}

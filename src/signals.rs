@@ -1,0 +1,218 @@
+//! The workspace file contract kept from the original: `.metawsm/guidance-request.json`,
+//! `guidance-response.json` and `implementation-complete.json` under each signal root.
+
+use serde_json::Value;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+pub const MAX_SIGNAL_BYTES: u64 = 1 << 20;
+pub const MAX_CONTEXT_BYTES: usize = 4096;
+pub const GUIDANCE_REQUEST: &str = "guidance-request.json";
+pub const GUIDANCE_RESPONSE: &str = "guidance-response.json";
+pub const COMPLETION: &str = "implementation-complete.json";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuidanceRequest {
+    pub run_id: Option<String>,
+    pub agent: Option<String>,
+    pub question: String,
+    pub context: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub run_id: Option<String>,
+    pub agent: Option<String>,
+    pub summary: String,
+}
+
+/// One signal file: absent, parsed, or bad (with a one-line reason to record).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read_<T> {
+    Absent,
+    Found(PathBuf, T),
+    Bad(PathBuf, String),
+}
+
+/// Roots: the workspace, then the doc-home repo directory when it exists.
+pub fn roots(workspace: &str, doc_home_repo: Option<&str>) -> Vec<PathBuf> {
+    let ws = PathBuf::from(workspace);
+    let mut out = vec![ws.clone()];
+    if let Some(repo) = doc_home_repo.filter(|r| !r.is_empty()) {
+        let p = ws.join(repo);
+        if p.is_dir() && p != ws {
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn signal_path(root: &Path, name: &str) -> PathBuf {
+    root.join(".metawsm").join(name)
+}
+
+fn read_capped(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    file.take(MAX_SIGNAL_BYTES + 1).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}
+
+fn read_with<T>(root: &Path, name: &str, parse: fn(&[u8]) -> Result<T, String>) -> Read_<T> {
+    let path = signal_path(root, name);
+    match read_capped(&path) {
+        Ok(None) => Read_::Absent,
+        Err(e) => Read_::Bad(path, format!("unreadable: {e}")),
+        Ok(Some(bytes)) if bytes.len() as u64 > MAX_SIGNAL_BYTES => {
+            Read_::Bad(path, format!("larger than {MAX_SIGNAL_BYTES} bytes"))
+        }
+        Ok(Some(bytes)) => match parse(&bytes) {
+            Ok(v) => Read_::Found(path, v),
+            Err(e) => Read_::Bad(path, e),
+        },
+    }
+}
+
+pub fn read_guidance(root: &Path) -> Read_<GuidanceRequest> {
+    read_with(root, GUIDANCE_REQUEST, parse_guidance)
+}
+
+pub fn read_completion(root: &Path) -> Read_<Completion> {
+    read_with(root, COMPLETION, parse_completion)
+}
+
+fn object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("invalid JSON: {e}")),
+    }
+}
+
+fn opt_string(m: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(format!("{key} must be a string")),
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+pub fn parse_guidance(bytes: &[u8]) -> Result<GuidanceRequest, String> {
+    let m = object(bytes)?;
+    let question = opt_string(&m, "question")?.ok_or("question is missing or blank")?;
+    let context = match m.get("context") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        // Structured context is kept, compactly serialised.
+        Some(other) => other.to_string(),
+    };
+    Ok(GuidanceRequest {
+        run_id: opt_string(&m, "run_id")?,
+        agent: opt_string(&m, "agent")?,
+        question: truncate(question, MAX_CONTEXT_BYTES),
+        context: truncate(context, MAX_CONTEXT_BYTES),
+    })
+}
+
+pub fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
+    let m = object(bytes)?;
+    Ok(Completion {
+        run_id: opt_string(&m, "run_id")?,
+        agent: opt_string(&m, "agent")?,
+        summary: opt_string(&m, "summary")?.unwrap_or_default(),
+    })
+}
+
+/// A run-scoped file applies when it names no run or this run.
+pub fn for_run(file_run: &Option<String>, run_id: &str) -> bool {
+    file_run.as_deref().is_none_or(|r| r == run_id)
+}
+
+/// The answer file the agent reads, written beside the request.
+pub fn write_response(root: &Path, body: &Value) -> io::Result<PathBuf> {
+    let dir = root.join(".metawsm");
+    fs::create_dir_all(&dir)?;
+    let path = dir.join(GUIDANCE_RESPONSE);
+    let tmp = dir.join(format!(".{GUIDANCE_RESPONSE}.tmp{}", std::process::id()));
+    let mut text = serde_json::to_string_pretty(body).map_err(io::Error::other)?;
+    text.push('\n');
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+pub fn remove_requests(roots: &[PathBuf]) {
+    for r in roots {
+        let _ = fs::remove_file(signal_path(r, GUIDANCE_REQUEST));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guidance_shapes() {
+        let g = parse_guidance(br#"{"question":" which db? ","context":{"blocked_checks":["a"]}}"#)
+            .expect("ok");
+        assert_eq!(g.question, "which db?");
+        assert_eq!(g.context, r#"{"blocked_checks":["a"]}"#);
+        assert_eq!(g.agent, None);
+        let bad: [&[u8]; 7] = [
+            b"",
+            b"{",
+            b"[]",
+            br#"{"question":""}"#,
+            br#"{"question":3}"#,
+            br#"{"question":"q","agent":5}"#,
+            b"\xff\xfe",
+        ];
+        for b in bad {
+            assert!(
+                parse_guidance(b).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
+        }
+    }
+
+    #[test]
+    fn completion_accepts_empty_object() {
+        let c = parse_completion(b"{}").expect("ok");
+        assert_eq!(c.run_id, None);
+        assert!(for_run(&c.run_id, "r1"));
+        assert!(!for_run(&Some("r2".into()), "r1"));
+    }
+
+    #[test]
+    fn oversized_and_missing_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        assert_eq!(read_guidance(dir.path()), Read_::Absent);
+        fs::create_dir_all(dir.path().join(".metawsm")).expect("mkdir");
+        let big = vec![b' '; (MAX_SIGNAL_BYTES + 10) as usize];
+        fs::write(signal_path(dir.path(), GUIDANCE_REQUEST), big).expect("w");
+        match read_guidance(dir.path()) {
+            Read_::Bad(_, why) => assert!(why.contains("larger than"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

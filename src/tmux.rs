@@ -1,0 +1,378 @@
+//! Every tmux call: one server (socket), `-u`, stdin null, commands batched into one spawn.
+
+use std::collections::HashMap;
+use std::io;
+use tmux_interface::{StdIO, Tmux, TmuxCommand, TmuxCommands};
+
+/// TAB cannot appear in our session names and is never escaped by tmux 3.3–3.6; the
+/// free-text field (current command) goes last and is split with `splitn`.
+pub const PANE_FORMAT: &str = "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t#{pane_current_command}";
+const OPTS_MARK: &str = "METAWSM-OPTS";
+const CLIENT_MARK: &str = "METAWSM-CLIENT";
+/// User options read in the same spawn as the observation.
+pub const USER_OPTIONS: [&str; 4] = [
+    "@metawsm-icon-ok",
+    "@metawsm-icon-guidance",
+    "@metawsm-icon-blocked",
+    "@metawsm-icon-done",
+];
+
+#[derive(Debug, Clone)]
+pub struct TmuxClient {
+    socket: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TmuxError {
+    /// The binary could not be run at all.
+    Missing(String),
+    /// tmux ran and failed (no server, bad target, …).
+    Failed(String),
+}
+
+impl std::fmt::Display for TmuxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TmuxError::Missing(m) | TmuxError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaneRow {
+    pub session: String,
+    pub window_id: String,
+    pub pane_id: String,
+    pub pid: Option<i64>,
+    pub dead: bool,
+    pub dead_status: Option<i64>,
+    pub dead_signal: Option<i64>,
+    pub window_activity: Option<i64>,
+    pub current_command: String,
+}
+
+/// What one `list-panes -a` told us: panes by session, plus our user options.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub sessions: HashMap<String, Vec<PaneRow>>,
+    pub options: HashMap<String, String>,
+    pub clients: Vec<Client>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    pub name: String,
+    pub tty: String,
+}
+
+/// The tri-state answer: reachable with the panes, or unknown with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    Known(Snapshot),
+    Unknown(String),
+}
+
+impl Observation {
+    pub fn panes(&self, session: &str) -> SessionState<'_> {
+        match self {
+            Observation::Unknown(_) => SessionState::Unknown,
+            Observation::Known(s) => match s.sessions.get(session) {
+                Some(p) if !p.is_empty() => SessionState::Present(p),
+                _ => SessionState::Absent,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SessionState<'a> {
+    Present(&'a [PaneRow]),
+    Absent,
+    Unknown,
+}
+
+/// One tmux command as argv (without the leading `tmux`).
+pub type Cmd = Vec<String>;
+
+pub fn cmd<I, S>(parts: I) -> Cmd
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    parts.into_iter().map(Into::into).collect()
+}
+
+/// Exact session target: `=name` never prefix-matches.
+pub fn session_target(name: &str) -> String {
+    format!("={name}")
+}
+
+/// Exact pane/window target inside a session: `=name:`.
+pub fn pane_target(name: &str) -> String {
+    format!("={name}:")
+}
+
+impl TmuxClient {
+    pub fn new(socket: Option<String>) -> TmuxClient {
+        TmuxClient { socket }
+    }
+
+    pub fn socket(&self) -> Option<&str> {
+        self.socket.as_deref()
+    }
+
+    /// Run every command in one tmux process (`;` between them). tmux stops at the
+    /// first failing command, so callers only batch commands expected to succeed.
+    pub fn run(&self, cmds: &[Cmd]) -> Result<String, TmuxError> {
+        let mut list = TmuxCommands::new();
+        for c in cmds {
+            let Some((name, rest)) = c.split_first() else {
+                continue;
+            };
+            let mut tc = TmuxCommand::with_name(name.clone());
+            for a in rest {
+                tc.push_param(a.clone());
+            }
+            list.push(tc);
+        }
+        let mut t = Tmux::new().force_utf8();
+        if let Some(s) = &self.socket {
+            t = t.socket_path(s.clone());
+        }
+        let out = t
+            .commands(list)
+            .stdin(Some(StdIO::Null))
+            .stdout(Some(StdIO::Piped))
+            .stderr(Some(StdIO::Piped))
+            .output()
+            .map_err(|e| match e {
+                tmux_interface::Error::IO(io) if io.kind() == io::ErrorKind::NotFound => {
+                    TmuxError::Missing("tmux not found on PATH".into())
+                }
+                other => TmuxError::Missing(format!("cannot run tmux: {other}")),
+            })?;
+        let out = out.into_inner();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let err = err.lines().next().unwrap_or("").to_string();
+            Err(TmuxError::Failed(if err.is_empty() {
+                format!("tmux exited with {:?}", out.status.code())
+            } else {
+                err
+            }))
+        }
+    }
+
+    /// The tick's single observation call: every pane on the server plus our options.
+    pub fn observe(&self) -> Observation {
+        let opts_fmt = std::iter::once(OPTS_MARK.to_string())
+            .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
+            .collect::<Vec<_>>()
+            .join("\t");
+        let client_fmt = format!("{CLIENT_MARK}\t#{{client_name}}\t#{{client_tty}}");
+        let cmds = [
+            cmd(["display-message", "-p", &opts_fmt]),
+            cmd(["list-clients", "-F", &client_fmt]),
+            cmd(["list-panes", "-a", "-F", PANE_FORMAT]),
+        ];
+        match self.run(&cmds) {
+            Ok(text) => Observation::Known(parse_snapshot(&text)),
+            Err(e) => Observation::Unknown(e.to_string()),
+        }
+    }
+
+    pub fn version(&self) -> Result<String, TmuxError> {
+        let out = std::process::Command::new("tmux")
+            .arg("-V")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
+                _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
+            })?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+fn num(s: &str) -> Option<i64> {
+    s.trim().parse().ok()
+}
+
+pub fn parse_snapshot(text: &str) -> Snapshot {
+    let mut snap = Snapshot::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(OPTS_MARK) {
+            let values: Vec<&str> = rest
+                .strip_prefix('\t')
+                .unwrap_or(rest)
+                .split('\t')
+                .collect();
+            for (name, value) in USER_OPTIONS.iter().zip(values) {
+                if !value.is_empty() {
+                    snap.options.insert((*name).to_string(), value.to_string());
+                }
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix(CLIENT_MARK) {
+            let mut f = rest.trim_start_matches('\t').splitn(2, '\t');
+            if let (Some(name), Some(tty)) = (f.next(), f.next()) {
+                snap.clients.push(Client {
+                    name: name.to_string(),
+                    tty: tty.to_string(),
+                });
+            }
+            continue;
+        }
+        let f: Vec<&str> = line.splitn(9, '\t').collect();
+        if f.len() < 9 {
+            continue;
+        }
+        let row = PaneRow {
+            session: f[0].to_string(),
+            window_id: f[1].to_string(),
+            pane_id: f[2].to_string(),
+            pid: num(f[3]),
+            dead: f[4] == "1",
+            dead_status: num(f[5]),
+            dead_signal: num(f[6]),
+            window_activity: num(f[7]),
+            current_command: f[8].to_string(),
+        };
+        snap.sessions
+            .entry(row.session.clone())
+            .or_default()
+            .push(row);
+    }
+    snap
+}
+
+/// Commands that create an agent session running `argv` directly (no shell), keeping
+/// the pane after exit. The session starts on a placeholder and the agent replaces it
+/// with `respawn-pane -k` only after `remain-on-exit` is set, so an agent that exits
+/// at once still leaves a dead pane with its status.
+pub fn start_agent_cmds(
+    session: &str,
+    workdir: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    silence_seconds: i64,
+) -> Vec<Cmd> {
+    let mut new = cmd(["new-session", "-d", "-s", session, "-c", workdir]);
+    for (k, v) in env {
+        new.push("-e".into());
+        new.push(format!("{k}={v}"));
+    }
+    new.extend(cmd(["sleep", "86400"]));
+    let mut respawn = cmd([
+        "respawn-pane",
+        "-k",
+        "-t",
+        &pane_target(session),
+        "-c",
+        workdir,
+    ]);
+    if argv.len() == 1 {
+        // A single argument would go through `sh -c`; env execs it as an argv.
+        respawn.push("/usr/bin/env".into());
+        respawn.push("--".into());
+    }
+    respawn.extend(argv.iter().cloned());
+    vec![
+        new,
+        cmd([
+            "set-option",
+            "-t",
+            &session_target(session),
+            "remain-on-exit",
+            "on",
+        ]),
+        cmd([
+            "set-option",
+            "-t",
+            &session_target(session),
+            "silence-action",
+            "any",
+        ]),
+        cmd([
+            "set-option",
+            "-w",
+            "-t",
+            &pane_target(session),
+            "monitor-silence",
+            &silence_seconds.to_string(),
+        ]),
+        respawn,
+    ]
+}
+
+pub fn kill_session_cmd(session: &str) -> Cmd {
+    cmd(["kill-session", "-t", &session_target(session)])
+}
+
+/// Shell-quote one word for a command string tmux will run with `sh -c`.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Escape text for a tmux format string (`#` starts formats, styles and `#()`).
+pub fn escape_format(s: &str) -> String {
+    s.replace('#', "##")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rows_options_and_free_text_last() {
+        let text = "METAWSM-OPTS\t★\t\t\t\n\
+                    a\t@1\t%1\t100\t0\t\t\t1700000000\tbash\n\
+                    a\t@1\t%2\t101\t1\t3\t\t1700000001\tsh -c 'x\ty'\n\
+                    garbage line\n\
+                    b\t@2\t%3\t102\t1\t\t15\t\tsleep\n";
+        let s = parse_snapshot(text);
+        assert_eq!(
+            s.options.get("@metawsm-icon-ok").map(String::as_str),
+            Some("★")
+        );
+        assert_eq!(s.options.len(), 1);
+        let a = &s.sessions["a"];
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].dead_status, Some(3));
+        assert_eq!(a[1].current_command, "sh -c 'x\ty'");
+        let b = &s.sessions["b"][0];
+        assert!(b.dead);
+        assert_eq!(
+            (b.dead_status, b.dead_signal, b.window_activity),
+            (None, Some(15), None)
+        );
+    }
+
+    #[test]
+    fn quoting_is_safe() {
+        assert_eq!(sh_quote("/usr/bin/x"), "/usr/bin/x");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(escape_format("#(rm) #[fg=red]"), "##(rm) ##[fg=red]");
+    }
+
+    #[test]
+    fn single_argv_is_not_run_by_a_shell() {
+        let c = start_agent_cmds("s", "/w", &["prog with space".into()], &[], 900);
+        let respawn = c.last().expect("respawn");
+        assert_eq!(
+            &respawn[respawn.len() - 3..],
+            ["/usr/bin/env", "--", "prog with space"]
+        );
+    }
+}
