@@ -1,0 +1,227 @@
+//! Shared harness: a private tmux server per test (socket in a temp dir, `-f /dev/null`),
+//! a temp state DB and policy, and the real binary. Only ever kills the server it started.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_metawsm-tick");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    pub db: PathBuf,
+    pub policy: PathBuf,
+    pub ws: PathBuf,
+    /// Extra entries prepended to PATH for the binary (fake tmux/codex wrappers).
+    pub path_prefix: Option<PathBuf>,
+}
+
+/// A policy with tiny thresholds so tests run in seconds; `extra` is merged on top.
+pub fn fast_policy(extra: serde_json::Value) -> serde_json::Value {
+    let mut base = serde_json::json!({
+        "health": {"idle_seconds": 2, "activity_stalled_seconds": 4, "progress_stalled_seconds": 3600},
+        "operator": {
+            "unhealthy_confirmations": 2,
+            "min_observation_gap_seconds": 1,
+            "restart_budget": 3,
+            "restart_cooldown_seconds": 2,
+            "restart_cooldown_max_seconds": 8,
+            "healthy_reset_seconds": 600,
+            "stale_run_age_seconds": 3600,
+            "tick_interval_seconds": 1,
+            "llm": {"mode": "off"},
+            "notify": {"tmux_message": false}
+        }
+    });
+    merge(&mut base, extra);
+    base
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::with_policy(fast_policy(serde_json::json!({})))
+    }
+
+    pub fn with_policy(policy: serde_json::Value) -> Env {
+        let dir = tempfile::Builder::new().prefix("mt").tempdir_in("/tmp").expect("tempdir");
+        let sock = dir.path().join("sock");
+        let ws = dir.path().join("ws");
+        fs::create_dir_all(&ws).expect("ws");
+        let env = Env {
+            db: dir.path().join("state/state.db"),
+            policy: dir.path().join("policy.json"),
+            sock,
+            ws,
+            dir,
+            path_prefix: None,
+        };
+        env.write_policy(&policy);
+        let out = env.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "keepalive", "sleep 1000000"]);
+        assert!(out.status.success(), "start tmux: {}", String::from_utf8_lossy(&out.stderr));
+        env
+    }
+
+    pub fn write_policy(&self, policy: &serde_json::Value) {
+        fs::write(&self.policy, serde_json::to_string_pretty(policy).expect("json")).expect("policy");
+    }
+
+    pub fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .args(args)
+            .env_remove("TMUX")
+            .stdin(Stdio::null())
+            .output()
+            .expect("tmux")
+    }
+
+    pub fn tmux_out(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.tmux(args).stdout).into_owned()
+    }
+
+    /// The binary with this env's db, policy and socket, and a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--db")
+            .arg(&self.db)
+            .arg("--policy")
+            .arg(&self.policy)
+            .arg("--tmux-socket")
+            .arg(&self.sock)
+            .args(args)
+            .env_remove("TMUX")
+            .env_remove("TMUX_PANE")
+            .env_remove("METAWSM_DB")
+            .env_remove("METAWSM_POLICY")
+            .env_remove("METAWSM_TMUX_SOCKET")
+            .env_remove("METAWSM_RUN_ID")
+            .env_remove("METAWSM_AGENT")
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null());
+        if let Some(p) = &self.path_prefix {
+            let path = std::env::var("PATH").unwrap_or_default();
+            c.env("PATH", format!("{}:{path}", p.display()));
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run binary")
+    }
+
+    /// Runs and asserts exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `run start` in the workspace with the given id and argv.
+    pub fn start(&self, id: &str, argv: &[&str]) -> String {
+        let ws = self.ws.to_string_lossy().into_owned();
+        let mut args = vec!["run", "start", "--ticket", "T-1", "--workspace", &ws, "--id", id, "--session", id, "--"];
+        args.extend_from_slice(argv);
+        self.ok(&args)
+    }
+
+    pub fn tick(&self) -> String {
+        self.ok(&["tick"])
+    }
+
+    pub fn tick_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["tick", "--json"])).expect("tick json")
+    }
+
+    pub fn show(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["run", "show", id, "--json"])).expect("show json")
+    }
+
+    pub fn sql(&self, query: &str) -> Vec<Vec<String>> {
+        let c = rusqlite::Connection::open(&self.db).expect("open db");
+        let mut stmt = c.prepare(query).expect("prepare");
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| match r.get_ref(i).expect("col") {
+                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        rusqlite::types::ValueRef::Blob(_) => "<blob>".to_string(),
+                    })
+                    .collect())
+            })
+            .expect("query");
+        rows.map(|r| r.expect("row")).collect()
+    }
+
+    pub fn health(&self, id: &str, agent: &str) -> String {
+        let v = self.show(id);
+        v["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == agent))
+            .map(|a| a["health"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Only the server this test started, by its own socket.
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .arg("kill-server")
+            .env_remove("TMUX")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Polls `f` every 50 ms until it returns Some or the deadline passes.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn write_exec(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, body).expect("write script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
