@@ -27,6 +27,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// One entry of a tree snapshot: relative path, and for files (contents, mtime, mode).
+type Entry = (PathBuf, Option<(Vec<u8>, SystemTime, u32)>);
+
 struct Sandbox {
     dir: tempfile::TempDir,
 }
@@ -102,12 +105,8 @@ impl Sandbox {
 
     /// Every file and directory under the sandbox except the scratch TMPDIR, with file
     /// contents and modification times: equal snapshots mean nothing was written.
-    fn snapshot(&self) -> Vec<(PathBuf, Option<(Vec<u8>, SystemTime, u32)>)> {
-        fn walk(
-            base: &Path,
-            dir: &Path,
-            out: &mut Vec<(PathBuf, Option<(Vec<u8>, SystemTime, u32)>)>,
-        ) {
+    fn snapshot(&self) -> Vec<Entry> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<Entry>) {
             let mut entries: Vec<_> = fs::read_dir(dir)
                 .unwrap()
                 .map(|e| e.unwrap().path())
