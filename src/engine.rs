@@ -299,7 +299,7 @@ pub fn tick(
 
     let mut outcomes: HashMap<String, String> = HashMap::new();
     if !opts.dry_run {
-        record(store, policy, &plans, &obs, now, opts.source)?;
+        record(store, policy, &plans, &obs, now, opts.source, opts.run.is_none())?;
         act(store, ctx, policy, &plans, &obs, now, &mut outcomes)?;
         escalate(store, ctx, policy, &plans, &obs, now)?;
         if mode != LlmMode::Off {
@@ -398,6 +398,7 @@ fn record(
     obs: &Observation,
     now: i64,
     source: &str,
+    full: bool,
 ) -> Result<(), CliError> {
     let tmux_unknown = matches!(obs, Observation::Unknown(_));
     let tx = store.write()?;
@@ -570,7 +571,10 @@ fn record(
             )?;
         }
     }
-    store::meta_set(&tx, "last_full_tick", &now.to_string())?;
+    // A hook's tick of one run is not a full tick: it must not postpone the others.
+    if full {
+        store::meta_set(&tx, "last_full_tick", &now.to_string())?;
+    }
     // Cached for the status line, which must not call tmux itself.
     match obs {
         Observation::Unknown(e) => store::meta_set(&tx, "tmux_error", e)?,

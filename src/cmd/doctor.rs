@@ -121,6 +121,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         {
             r.line("warn", "last tick", &format!("tmux was unreachable: {e}"));
         }
+        if s.meta_get("plugin_setup").ok().flatten().as_deref() == Some("1") {
+            timer_check(s, policy.as_ref().ok(), now, &mut r);
+        }
         match s.llm_calls_in_flight() {
             Ok(n) => r.line("ok", "llm workers", &format!("{n} in flight")),
             Err(e) => r.line("warn", "llm workers", &e.to_string()),
@@ -129,19 +132,47 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     Ok(if r.failed { 1 } else { 0 })
 }
 
+/// The no-client timer (`run-shell -b -d N … timer`): armed while runs are active.
+fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &mut Report) {
+    let active = s.runs(false).map(|v| !v.is_empty()).unwrap_or(false);
+    let next = s
+        .meta_get("timer_next_due")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<i64>().ok());
+    let every = policy.map(|p| crate::cmd::tick::interval(s, p)).unwrap_or(15);
+    match next {
+        Some(d) if now <= d + every + 5 => r.line(
+            "ok",
+            "timer",
+            &format!("armed, next tick in {} (ticks with no client attached)", age((d - now).max(0))),
+        ),
+        Some(d) if active => r.line(
+            "warn",
+            "timer",
+            &format!("stale (was due {} ago); the next status or hook tick re-arms it", age(now - d)),
+        ),
+        _ if active => r.line(
+            "warn",
+            "timer",
+            "not armed; the next status or hook tick arms it",
+        ),
+        _ => r.line("ok", "timer", "idle (no active runs)"),
+    }
+}
+
 fn plugin_checks(ctx: &Ctx, r: &mut Report) {
-    let cmds = [
-        tmux::cmd(["display-message", "-p", "#{@metawsm-loaded}"]),
-        tmux::cmd(["show-hooks", "-g"]),
-    ];
-    let out = match ctx.tmux.run(&cmds) {
-        Ok(o) => o,
+    let loaded = match ctx.tmux.run(&[tmux::cmd([
+        "display-message",
+        "-p",
+        "#{@metawsm-loaded}",
+    ])]) {
+        Ok(o) => o.trim().to_string(),
         Err(e) => {
             r.line("warn", "plugin", &e.to_string());
             return;
         }
     };
-    let loaded = out.lines().next().unwrap_or("").trim().to_string();
     if loaded.is_empty() {
         r.line(
             "warn",
@@ -151,15 +182,21 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
         return;
     }
     r.line("ok", "plugin", &format!("loaded (version {loaded})"));
+    // Named look-ups: a bare `show-hooks -g` omits window/pane hooks such as pane-died.
+    let cmds: Vec<tmux::Cmd> = super::hook::EVENTS
+        .iter()
+        .map(|ev| tmux::cmd(["show-hooks", "-g", ev]))
+        .collect();
+    let out = ctx.tmux.run(&cmds).unwrap_or_default();
     let missing: Vec<&str> = super::hook::EVENTS
         .iter()
         .copied()
         .filter(|ev| {
-            let key = format!("{ev}[{}]", tmux_setup::HOOK_INDEX);
-            !out.lines().any(|l| {
-                l.starts_with(&key) && l.contains("metawsm")
-                    || l.starts_with(&key) && l.contains(" hook ")
-            })
+            let key = format!("{ev}[{}] ", tmux_setup::HOOK_INDEX);
+            let ours = format!(" hook {ev}");
+            !out
+                .lines()
+                .any(|l| l.starts_with(&key) && l.contains(&ours))
         })
         .collect();
     if missing.is_empty() {
@@ -169,7 +206,15 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
             &format!("registered at index {}", tmux_setup::HOOK_INDEX),
         );
     } else {
-        r.line("FAIL", "hooks", &format!("missing: {}", missing.join(", ")));
+        r.line(
+            "FAIL",
+            "hooks",
+            &format!(
+                "missing at index {}: {} (reload the plugin: tmux run-shell …/metawsm.tmux)",
+                tmux_setup::HOOK_INDEX,
+                missing.join(", ")
+            ),
+        );
     }
     let job = ctx
         .tmux

@@ -52,7 +52,8 @@ fn handle(ctx: &Ctx, args: &[String]) {
     if !EVENTS.contains(&event) {
         return;
     }
-    // The common case (a pane that is not ours) costs one DB open and one indexed query.
+    // The common case (a pane that is not ours) costs one DB open and one indexed query;
+    // a missing database means nothing is ours, and is never created here.
     let Ok(mut store) = Store::open(&ctx.db, OpenMode::Existing, false) else {
         return;
     };
@@ -71,7 +72,7 @@ fn handle(ctx: &Ctx, args: &[String]) {
             _ => return,
         }
     };
-    let Ok(policy) = ctx.policy() else { return };
+    // Queued before anything else can fail: whoever ticks next records it.
     if let Some(run) = &run_id {
         if store
             .inbox_push(event, Some(run), &args[1..].join(" "), now)
@@ -79,31 +80,13 @@ fn handle(ctx: &Ctx, args: &[String]) {
         {
             return;
         }
-    } else if !due(&store, &policy, now) {
-        return;
     }
-    let Ok(Some(_lock)) = StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_millis(300)))
-    else {
-        // Queued: the holder or the next tick picks it up.
-        return;
-    };
-    let opts = TickOptions {
-        run: run_id.clone(),
-        dry_run: false,
-        llm_mode: None,
-        source: "hook",
-    };
-    if engine::tick(&mut store, ctx, &policy, &opts).is_err() {
-        return;
-    }
-    // Events queued while we ticked would otherwise wait for the next tick.
-    if store.inbox_pending().unwrap_or(false) {
-        let opts = TickOptions { run: None, ..opts };
-        let _ = engine::tick(&mut store, ctx, &policy, &opts);
-    }
+    tick_now(ctx, &mut store, run_id, now);
     if event == "alert-silence" {
         if let Some(s) = &session {
-            // alert-silence latches per unattached session until re-armed.
+            // alert-silence latches once per unattached session until re-armed. The
+            // event is safely queued (or already handled), so re-arm whether or not we
+            // got the lock: a busy lock must not silence the session for good.
             let _ = ctx.tmux.run(&[tmux::cmd([
                 "kill-session",
                 "-C",
@@ -111,5 +94,32 @@ fn handle(ctx: &Ctx, args: &[String]) {
                 &tmux::session_target(s),
             ])]);
         }
+    }
+}
+
+/// A tick for `run` (or a full tick when due, for client-attached) if the lock frees
+/// within a moment; otherwise the queued event waits for the holder or the next tick.
+fn tick_now(ctx: &Ctx, store: &mut Store, run_id: Option<String>, now: i64) {
+    let Ok(policy) = ctx.policy() else { return };
+    if run_id.is_none() && !due(store, &policy, now) {
+        return;
+    }
+    let Ok(Some(_lock)) = StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_millis(300)))
+    else {
+        return;
+    };
+    let opts = TickOptions {
+        run: run_id,
+        dry_run: false,
+        llm_mode: None,
+        source: "hook",
+    };
+    if engine::tick(store, ctx, &policy, &opts).is_err() {
+        return;
+    }
+    // Events queued while we ticked would otherwise wait for the next tick.
+    if store.inbox_pending().unwrap_or(false) {
+        let opts = TickOptions { run: None, ..opts };
+        let _ = engine::tick(store, ctx, &policy, &opts);
     }
 }

@@ -12,14 +12,20 @@ use lexopt::prelude::*;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const PANE_LINES: usize = 40;
 const MAX_CONTEXT: usize = 4096;
+/// How long a TERMed process group gets before KILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How much of the LLM's stderr an error message quotes.
+const STDERR_TAIL_CHARS: usize = 200;
 
 /// Starts the worker detached: its own session (setsid), stdio to null, never waited on.
 /// `Command` execs, so the close-on-exec lock fd is not inherited.
@@ -47,26 +53,133 @@ pub fn spawn(ctx: &Ctx, run_id: &str, fingerprint: &str) -> std::io::Result<u32>
     Ok(c.spawn()?.id())
 }
 
-pub fn pid_alive(pid: i64) -> bool {
-    i32::try_from(pid).is_ok_and(|p| p > 0 && kill(Pid::from_raw(p), None).is_ok())
+/// `/proc/<pid>/stat` fields after the command name: (state, pgrp, session).
+fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or ')'.
+    let mut f = s.get(s.rfind(')')? + 1..)?.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    Some((state, f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
-/// TERM then KILL to a whole process group (the worker leads its own).
-pub fn kill_group(pgid: i64) {
-    let Ok(p) = i32::try_from(pgid) else { return };
-    if p <= 1 {
-        return;
+fn have_proc() -> bool {
+    Path::new("/proc/self/stat").exists()
+}
+
+/// Every process as (pid, state, pgrp, session); empty without /proc.
+fn all_procs() -> Vec<(i32, char, i32, i32)> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| proc_stat(pid).map(|(st, pg, sid)| (pid, st, pg, sid)))
+        .collect()
+}
+
+fn is_zombie(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
+}
+
+/// A process that exists and is not a zombie (a dead worker whose parent never reaped it
+/// must not look alive).
+pub fn pid_alive(pid: i64) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return false;
+    };
+    if p <= 0 || kill(Pid::from_raw(p), None).is_err() {
+        return false;
     }
-    let pg = Pid::from_raw(p);
-    let _ = killpg(pg, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    match proc_stat(p) {
+        Some((state, ..)) => !is_zombie(state),
+        // Exited between the two checks, or no /proc to ask (then kill(0) is all we have).
+        None => !have_proc(),
+    }
+}
+
+/// The pid is alive and is the worker for `run_id` (not a reused pid).
+pub fn worker_alive(pid: i64, run_id: &str) -> bool {
+    pid_alive(pid) && is_worker(pid, run_id)
+}
+
+fn is_worker(pid: i64, run_id: &str) -> bool {
+    let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return !have_proc();
+    };
+    let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+    args.iter().any(|a| *a == b"__llm-worker")
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--run" && w[1] == run_id.as_bytes())
+}
+
+/// Whether any non-zombie process is left in one of `groups`.
+fn groups_alive(groups: &[i32]) -> bool {
+    if have_proc() {
+        all_procs()
+            .iter()
+            .any(|(_, st, pg, _)| groups.contains(pg) && !is_zombie(*st))
+    } else {
+        groups
+            .iter()
+            .any(|g| killpg(Pid::from_raw(*g), None).is_ok())
+    }
+}
+
+/// TERM, up to `grace` for the groups to go, then KILL. Zombies count as gone.
+fn kill_groups(groups: &[i32], grace: Duration) {
+    let groups: Vec<i32> = groups.iter().copied().filter(|g| *g > 1).collect();
+    for g in &groups {
+        let _ = killpg(Pid::from_raw(*g), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if killpg(pg, None).is_err() {
+        if !groups_alive(&groups) {
             return;
         }
         sleep(Duration::from_millis(20));
     }
-    let _ = killpg(pg, Signal::SIGKILL);
+    for g in &groups {
+        let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
+    }
+}
+
+/// TERM then KILL to a whole process group.
+pub fn kill_group(pgid: i64) {
+    if let Ok(p) = i32::try_from(pgid) {
+        kill_groups(&[p], KILL_GRACE);
+    }
+}
+
+/// Ends a worker the tick gave up on, and everything it started. The worker leads its
+/// own session (setsid) and the LLM runs in a separate group inside it, so killing the
+/// worker's group alone would orphan the LLM. While any member of session `pid` lives,
+/// the kernel does not reuse `pid`; a live process under that pid that is not our worker
+/// means the session is long gone and nothing is ours to kill.
+pub fn reap_worker(pid: i64, run_id: &str) {
+    let Ok(p) = i32::try_from(pid) else { return };
+    if p <= 1 {
+        return;
+    }
+    if !have_proc() {
+        if pid_alive(pid) {
+            kill_group(pid);
+        }
+        return;
+    }
+    if pid_alive(pid) && !is_worker(pid, run_id) {
+        return;
+    }
+    let mut groups: Vec<i32> = all_procs()
+        .into_iter()
+        .filter(|(_, st, _, sid)| *sid == p && !is_zombie(*st))
+        .map(|(_, _, pg, _)| pg)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    if !groups.is_empty() {
+        kill_groups(&groups, KILL_GRACE);
+    }
 }
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {

@@ -104,6 +104,8 @@ pub struct PluginOptions {
     pub status_auto: Option<String>,
     pub status_right: String,
     pub status_left: String,
+    /// The segment a previous load installed (`@metawsm-job`), if any.
+    pub previous_job: String,
 }
 
 /// One tmux call, one line per value, each tagged so empty values stay in place.
@@ -123,6 +125,8 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
     cmds.push(tmux::cmd(["show-options", "-gv", "status-right"]));
     cmds.push(tmux::cmd(["display-message", "-p", "L"]));
     cmds.push(tmux::cmd(["show-options", "-gv", "status-left"]));
+    cmds.push(tmux::cmd(["display-message", "-p", "J"]));
+    cmds.push(tmux::cmd(["show-options", "-gqv", "@metawsm-job"]));
     let out = ctx
         .tmux
         .run(&cmds)
@@ -141,6 +145,11 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
                 section = ' ';
                 continue;
             }
+            'J' => {
+                o.previous_job = line.to_string();
+                section = ' ';
+                continue;
+            }
             _ => {}
         }
         let (tag, value) = line.split_at(line.len().min(1));
@@ -152,6 +161,7 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
             "A" => o.status_auto = value,
             "R" if line == "R" => section = 'R',
             "L" if line == "L" => section = 'L',
+            "J" if line == "J" => section = 'J',
             _ => {}
         }
     }
@@ -221,33 +231,31 @@ pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> Vec<tm
     let job = status_job(ctx, bin);
     let mut cmds = Vec::new();
     let auto = o.status_auto.as_deref().map(str::trim) != Some("off");
-    let has_placeholder =
-        o.status_right.contains(PLACEHOLDER) || o.status_left.contains(PLACEHOLDER);
-    if o.status_right.contains(PLACEHOLDER) {
-        cmds.push(tmux::cmd([
-            "set-option",
-            "-g",
-            "status-right",
-            &o.status_right.replace(PLACEHOLDER, &job),
-        ]));
-    }
-    if o.status_left.contains(PLACEHOLDER) {
-        cmds.push(tmux::cmd([
-            "set-option",
-            "-g",
-            "status-left",
-            &o.status_left.replace(PLACEHOLDER, &job),
-        ]));
-    }
-    if !has_placeholder && auto && !o.status_right.contains(&job) && !o.status_left.contains(&job) {
+    // A segment a previous load installed with other paths (another binary, db or
+    // policy) is replaced in place, so reloading never leaves two segments behind.
+    let stale = |bar: &str| {
+        let prev = o.previous_job.as_str();
+        if !prev.is_empty() && prev != job && prev.starts_with("#(exec ") {
+            bar.replace(prev, &job)
+        } else {
+            bar.to_string()
+        }
+    };
+    let right = stale(&o.status_right).replace(PLACEHOLDER, &job);
+    let left = stale(&o.status_left).replace(PLACEHOLDER, &job);
+    let present = right.contains(&job) || left.contains(&job);
+    let right = if !present && auto {
         // Prepended: status-right-length (40 by default) truncates from the right.
-        let sep = if o.status_right.is_empty() { "" } else { " " };
-        cmds.push(tmux::cmd([
-            "set-option",
-            "-g",
-            "status-right",
-            &format!("{job}{sep}{}", o.status_right),
-        ]));
+        let sep = if right.is_empty() { "" } else { " " };
+        format!("{job}{sep}{right}")
+    } else {
+        right
+    };
+    if right != o.status_right {
+        cmds.push(tmux::cmd(["set-option", "-g", "status-right", &right]));
+    }
+    if left != o.status_left {
+        cmds.push(tmux::cmd(["set-option", "-g", "status-left", &left]));
     }
     for (name, command) in hooks(ctx, bin) {
         cmds.push(tmux::cmd(["set-hook", "-g", &name, &command]));
