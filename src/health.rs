@@ -170,7 +170,14 @@ mod tests {
     #[test]
     fn table() {
         let now = 10_000;
-        let cases: Vec<(&str, Vec<PaneRow>, Option<AgentSignal>, Health, &str)> = vec![
+        type Case = (
+            &'static str,
+            Vec<PaneRow>,
+            Option<AgentSignal>,
+            Health,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "fresh output",
                 vec![pane(false, None, None, Some(now - 5))],

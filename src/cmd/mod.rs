@@ -48,14 +48,12 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
 /// Parses a subcommand that takes only `--help`.
 pub fn no_args(parser: &mut lexopt::Parser, help: &str) -> CliResult<bool> {
     use lexopt::prelude::*;
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Short('h') | Long("help") => {
-                crate::cli::print_help(help);
-                return Ok(true);
-            }
-            other => return Err(other.unexpected().into()),
+    match parser.next()? {
+        None => Ok(false),
+        Some(Short('h') | Long("help")) => {
+            crate::cli::print_help(help);
+            Ok(true)
         }
+        Some(other) => Err(other.unexpected().into()),
     }
-    Ok(false)
 }

@@ -96,6 +96,15 @@ pub fn run_locked(
     policy: &crate::policy::Policy,
     opts: &TickOptions,
 ) -> CliResult<TickReport> {
+    if opts.dry_run && !ctx.db.exists() {
+        // Observe-only never creates state.
+        return Ok(TickReport {
+            at: crate::timeutil::rfc3339(crate::timeutil::now_unix()),
+            dry_run: true,
+            tmux_error: None,
+            runs: Vec::new(),
+        });
+    }
     crate::store::ensure_state_dir(&ctx.db)?;
     let _lock = StateLock::acquire(&ctx.db, Wait::Forever)
         .map_err(|e| CliError::Failure(format!("lock {}: {e}", ctx.db.display())))?;
@@ -146,7 +155,8 @@ pub fn print_report(r: &TickReport, json: bool) {
                     .as_deref()
                     .unwrap_or(if r.dry_run { "dry-run" } else { "pending" })
             ));
-        } else if r.dry_run && (run.intent == "auto_restart" || run.intent == "auto_stop_stale") {
+        } else if run.intent == "auto_restart" || run.intent == "auto_stop_stale" {
+            // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");
         }
         println!("{line}");
