@@ -528,10 +528,7 @@ impl Store {
              WHERE run_id = ?1 AND status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map([run_id], guidance_from_row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r?);
-        }
+        let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(out)
     }
 
@@ -553,10 +550,7 @@ impl Store {
                 source: r.get(8)?,
             })
         })?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r?);
-        }
+        let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         out.reverse();
         Ok(out)
     }
@@ -630,10 +624,7 @@ impl Store {
                 last_alert: r.get(6)?,
             })
         })?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r?);
-        }
+        let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(out)
     }
 
@@ -1090,10 +1081,7 @@ pub fn inbox_drain(tx: &Connection) -> Result<Vec<InboxRow>> {
             args: r.get(4)?,
         })
     })?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(r?);
-    }
+    let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     if let Some(last) = out.last() {
         tx.execute("DELETE FROM inbox WHERE id <= ?1", [last.id])?;
     }
