@@ -140,17 +140,25 @@ fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &
         .ok()
         .flatten()
         .and_then(|v| v.parse::<i64>().ok());
-    let every = policy.map(|p| crate::cmd::tick::interval(s, p)).unwrap_or(15);
+    let every = policy
+        .map(|p| crate::cmd::tick::interval(s, p))
+        .unwrap_or(15);
     match next {
         Some(d) if now <= d + every + 5 => r.line(
             "ok",
             "timer",
-            &format!("armed, next tick in {} (ticks with no client attached)", age((d - now).max(0))),
+            &format!(
+                "armed, next tick in {} (ticks with no client attached)",
+                age((d - now).max(0))
+            ),
         ),
         Some(d) if active => r.line(
             "warn",
             "timer",
-            &format!("stale (was due {} ago); the next status or hook tick re-arms it", age(now - d)),
+            &format!(
+                "stale (was due {} ago); the next status or hook tick re-arms it",
+                age(now - d)
+            ),
         ),
         _ if active => r.line(
             "warn",
@@ -162,11 +170,10 @@ fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &
 }
 
 fn plugin_checks(ctx: &Ctx, r: &mut Report) {
-    let loaded = match ctx.tmux.run(&[tmux::cmd([
-        "display-message",
-        "-p",
-        "#{@metawsm-loaded}",
-    ])]) {
+    let loaded = match ctx
+        .tmux
+        .run(&[tmux::cmd(["display-message", "-p", "#{@metawsm-loaded}"])])
+    {
         Ok(o) => o.trim().to_string(),
         Err(e) => {
             r.line("warn", "plugin", &e.to_string());
@@ -194,8 +201,7 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
         .filter(|ev| {
             let key = format!("{ev}[{}] ", tmux_setup::HOOK_INDEX);
             let ours = format!(" hook {ev}");
-            !out
-                .lines()
+            !out.lines()
                 .any(|l| l.starts_with(&key) && l.contains(&ours))
         })
         .collect();

@@ -18,7 +18,8 @@ Called by the hooks that 'tmux-setup' registers (index 91):
   alert-silence SESSION           client-attached
 An event for a session that is not one of our agents returns at once. For ours it is
 queued, then a tick runs for that run if the lock frees within a moment; otherwise the
-lock holder or the next tick handles it. Prints nothing and exits 0, always.
+lock holder or the next tick handles it. alert-silence re-arms the session afterwards
+(kill-session -C; tmux latches the alert otherwise). Prints nothing and exits 0, always.
 ";
 
 pub const EVENTS: [&str; 5] = [

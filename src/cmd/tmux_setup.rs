@@ -92,7 +92,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
         tx.commit().map_err(store::StoreError::from)?;
     }
-    crate::cmd::timer::arm_if_stale(&mut st, &ctx, &policy, now_unix());
+    crate::cmd::timer::arm_new_chain(&mut st, &ctx, &policy, now_unix());
     Ok(0)
 }
 
