@@ -89,7 +89,18 @@ pub fn take_alert(state: &mut OpState, intent: Intent, reason: &str, now: i64) -
         return false;
     }
     let fp = format!("{}:{}", intent.as_str(), reason);
-    if state.last_alert.as_deref() == Some(fp.as_str()) {
+    // Digits carry ages and counters ("activity_age=61s"): without them a reason names the
+    // same situation, so a stalled agent past its budget alerts once, not every tick.
+    let digitless = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+    };
+    if state
+        .last_alert
+        .as_deref()
+        .is_some_and(|a| digitless(a) == digitless(&fp))
+    {
         return false;
     }
     state.last_alert = Some(fp);
@@ -680,6 +691,28 @@ mod tests {
         let mut s = OpState::default();
         assert!(take_alert(&mut s, Intent::EscalateBlocked, "x", NOW));
         assert!(!take_alert(&mut s, Intent::EscalateBlocked, "x", NOW + 1));
+        // Same situation, older: ages in the reason do not make a new alert.
+        let stalled = |age: i64| format!("budget exhausted (1/1); a: no activity (age={age}s)");
+        let mut t = OpState::default();
+        assert!(take_alert(
+            &mut t,
+            Intent::EscalateBlocked,
+            &stalled(5),
+            NOW
+        ));
+        assert!(!take_alert(
+            &mut t,
+            Intent::EscalateBlocked,
+            &stalled(6),
+            NOW + 1
+        ));
+        assert!(!take_alert(
+            &mut t,
+            Intent::EscalateBlocked,
+            &stalled(61),
+            NOW + 56
+        ));
+        assert_eq!(t.last_alert_at, Some(NOW));
         assert!(take_alert(&mut s, Intent::EscalateBlocked, "y", NOW + 2));
         assert!(!take_alert(&mut s, Intent::AutoRestart, "z", NOW + 3));
         assert!(!take_alert(&mut s, Intent::Noop, "z", NOW + 3));

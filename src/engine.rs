@@ -251,16 +251,35 @@ pub fn tick(
             stable(&decision.reason),
             pending.as_ref().map(|g| g.question.as_str()).unwrap_or("")
         ));
-        let proposal = calls
-            .get(&run.id)
+        let call = calls.get(&run.id);
+        let proposal = call
             .filter(|c| c.state == "done" && c.fingerprint == fingerprint)
             .and_then(|c| c.proposal.as_deref())
             .and_then(proposal_from_json);
+        // In auto mode an action waits (never the tick) for the LLM's answer on it.
+        let llm_pending = mode == LlmMode::Auto
+            && !opts.dry_run
+            && decision.execute
+            && gate::askable(run.status, &decision.reason)
+            && gate::llm_pending(
+                call.map(|c| gate::CallView {
+                    fingerprint: &c.fingerprint,
+                    state: &c.state,
+                    started_at: c.started_at,
+                    worker_alive: c.state == "in_flight"
+                        && c.pid
+                            .is_some_and(|pid| crate::cmd::llm_worker::worker_alive(pid, &run.id)),
+                }),
+                &fingerprint,
+                now,
+                &policy.operator.llm,
+            );
         let gated = gate::gate(
             &decision,
             &run.id,
             mode,
             proposal.as_ref(),
+            llm_pending,
             policy.operator.llm.min_confidence,
         );
         let mut state = decision.state.clone();
@@ -271,15 +290,13 @@ pub fn tick(
             gated.source,
             stable(&gated.reason)
         );
-        let log_decision = gated.intent != Intent::Noop
+        // An LLM override is always worth an event, a veto to noop included.
+        let quiet = gated.intent == Intent::Noop && gated.source != "llm";
+        let log_decision = !quiet
             && (alert
                 || gated.execute
                 || state.last_decision.as_deref() != Some(decision_fp.as_str()));
-        state.last_decision = if gated.intent == Intent::Noop {
-            None
-        } else {
-            Some(decision_fp)
-        };
+        state.last_decision = if quiet { None } else { Some(decision_fp) };
         plans.push(Planned {
             run,
             agents,
@@ -299,7 +316,15 @@ pub fn tick(
 
     let mut outcomes: HashMap<String, String> = HashMap::new();
     if !opts.dry_run {
-        record(store, policy, &plans, &obs, now, opts.source, opts.run.is_none())?;
+        record(
+            store,
+            policy,
+            &plans,
+            &obs,
+            now,
+            opts.source,
+            opts.run.is_none(),
+        )?;
         act(store, ctx, policy, &plans, &obs, now, &mut outcomes)?;
         escalate(store, ctx, policy, &plans, &obs, now)?;
         if mode != LlmMode::Off {
@@ -934,33 +959,45 @@ fn ask_llm(
 ) -> Result<(), CliError> {
     let llm = &policy.operator.llm;
     for p in plans {
-        if p.run.status != RunStatus::Running && p.run.status != RunStatus::AwaitingGuidance {
-            continue;
-        }
-        if p.decision.reason.starts_with("tmux unreachable") {
+        // Keep in step with gate::llm_pending, which predicts what happens here.
+        if !gate::askable(p.run.status, &p.decision.reason) {
             continue;
         }
         let run_id = p.run.id.as_str();
         if let Some(c) = calls.get(run_id) {
             if c.state == "in_flight" {
                 let deadline = c.started_at + llm.timeout_seconds + 15;
-                let alive = c.pid.is_some_and(crate::cmd::llm_worker::pid_alive);
+                let alive = c
+                    .pid
+                    .is_some_and(|pid| crate::cmd::llm_worker::worker_alive(pid, run_id));
                 if alive && now < deadline {
                     continue;
                 }
-                // A worker that died (or overstayed) is reaped so the run is not stuck.
+                // A worker that died (or overstayed) is reaped, with whatever it started,
+                // so the run is not stuck and nothing leaks.
                 if let Some(pid) = c.pid {
-                    crate::cmd::llm_worker::kill_group(pid);
+                    crate::cmd::llm_worker::reap_worker(pid, run_id);
                 }
+                let why = if alive {
+                    "worker overstayed its deadline (reaped)"
+                } else {
+                    "worker lost (reaped)"
+                };
                 let tx = store.write()?;
-                store::llm_call_finish(
-                    &tx,
-                    run_id,
-                    &c.fingerprint,
-                    None,
-                    Some("worker lost (reaped)"),
-                    now,
-                )?;
+                if store::llm_call_finish(&tx, run_id, &c.fingerprint, None, Some(why), now)? {
+                    store::add_event(
+                        &tx,
+                        now,
+                        &NewEvent {
+                            run_id: Some(run_id),
+                            kind: "llm",
+                            to_state: "error",
+                            message: &format!("error: {why}"),
+                            source: "llm",
+                            ..Default::default()
+                        },
+                    )?;
+                }
                 tx.commit()?;
             } else if c.fingerprint == p.fingerprint && c.state == "done" {
                 continue;

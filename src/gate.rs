@@ -2,8 +2,8 @@
 
 use crate::decide::Decision;
 use crate::llm::Proposal;
-use crate::model::Intent;
-use crate::policy::LlmMode;
+use crate::model::{Intent, RunStatus};
+use crate::policy::{LlmMode, LlmPolicy};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gated {
@@ -16,13 +16,56 @@ pub struct Gated {
     pub llm_note: Option<String>,
 }
 
+/// Whether the LLM is consulted about a run at all (the tick asks only about these).
+pub fn askable(status: RunStatus, rule_reason: &str) -> bool {
+    matches!(status, RunStatus::Running | RunStatus::AwaitingGuidance)
+        && !rule_reason.starts_with("tmux unreachable")
+}
+
+/// The run's latest LLM call as the tick read it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallView<'a> {
+    pub fingerprint: &'a str,
+    /// in_flight | done | error
+    pub state: &'a str,
+    pub started_at: i64,
+    /// Its worker process still runs (only meaningful while in flight).
+    pub worker_alive: bool,
+}
+
+/// True when an answer about exactly this decision (`fingerprint`) can still arrive: its
+/// call is in flight with a live worker inside the deadline, or this tick is about to start
+/// it (nothing in flight and `min_interval_seconds` passed). An error is an answer, and a
+/// call about an earlier decision or a rate limit never counts: waiting is always bounded
+/// by one call's timeout. Mirrors the start conditions in `engine::ask_llm`.
+pub fn llm_pending(
+    call: Option<CallView<'_>>,
+    fingerprint: &str,
+    now: i64,
+    llm: &LlmPolicy,
+) -> bool {
+    let Some(c) = call else {
+        return true;
+    };
+    if c.state == "in_flight" {
+        return c.fingerprint == fingerprint
+            && c.worker_alive
+            && now < c.started_at + llm.timeout_seconds + 15;
+    }
+    c.fingerprint != fingerprint && now - c.started_at >= llm.min_interval_seconds
+}
+
 /// The rule is the authority. `assist` never executes; `auto` lets the LLM pick another
-/// intent only from `rule.permitted`, only for the run it was asked about.
+/// intent only from `rule.permitted`, only for the run it was asked about. In `auto`, a
+/// rule action is held (not executed this tick) while `pending` says the LLM's answer on
+/// this very decision can still come, so it can choose e.g. escalate_blocked instead; an
+/// error, a timeout or a rate limit lets the rule act.
 pub fn gate(
     rule: &Decision,
     run_id: &str,
     mode: LlmMode,
     proposal: Option<&Proposal>,
+    pending: bool,
     min_confidence: f64,
 ) -> Gated {
     let mut out = Gated {
@@ -39,6 +82,10 @@ pub fn gate(
         out.execute = false;
     }
     let Some(p) = proposal else {
+        if mode == LlmMode::Auto && out.execute && pending {
+            out.execute = false;
+            out.llm_note = Some("held: waiting for the LLM on this decision".into());
+        }
         return out;
     };
     let said = format!("llm_suggested={} reason={}", p.intent, p.reason);
@@ -117,6 +164,7 @@ mod tests {
             "r1",
             LlmMode::Off,
             Some(&prop(Intent::EscalateBlocked, "r1", 1.0)),
+            false,
             0.5,
         );
         assert_eq!(
@@ -135,7 +183,7 @@ mod tests {
                 Some(prop(intent, "r1", 1.0)),
                 Some(prop(Intent::Noop, "r1", 1.0)),
             ] {
-                let g = gate(&r, "r1", LlmMode::Assist, p.as_ref(), 0.5);
+                let g = gate(&r, "r1", LlmMode::Assist, p.as_ref(), false, 0.5);
                 assert!(!g.execute, "{intent} {p:?}");
                 assert_eq!(g.intent, intent);
             }
@@ -145,6 +193,7 @@ mod tests {
             "r1",
             LlmMode::Assist,
             Some(&prop(Intent::EscalateBlocked, "r1", 0.9)),
+            false,
             0.5,
         );
         assert_eq!(g.intent, Intent::Noop);
@@ -168,7 +217,14 @@ mod tests {
             };
             let r = rule(ri, permitted.clone());
             for pi in Intent::ALL {
-                let g = gate(&r, "r1", LlmMode::Auto, Some(&prop(pi, "r1", 0.9)), 0.5);
+                let g = gate(
+                    &r,
+                    "r1",
+                    LlmMode::Auto,
+                    Some(&prop(pi, "r1", 0.9)),
+                    false,
+                    0.5,
+                );
                 assert!(g.intent == ri || permitted.contains(&g.intent), "{ri} {pi}");
                 if g.execute {
                     assert!(ri.is_action() && g.intent == ri, "{ri} {pi}");
@@ -181,6 +237,7 @@ mod tests {
             "r1",
             LlmMode::Auto,
             Some(&prop(Intent::AutoRestart, "r1", 1.0)),
+            false,
             0.5,
         );
         assert_eq!(
@@ -196,6 +253,7 @@ mod tests {
             "r1",
             LlmMode::Auto,
             Some(&prop(Intent::EscalateBlocked, "r1", 1.0)),
+            false,
             0.5,
         );
         assert_eq!(
@@ -212,7 +270,7 @@ mod tests {
                 prop(Intent::EscalateBlocked, "r2", 1.0),
                 prop(Intent::EscalateBlocked, "r1", 0.2),
             ] {
-                let g = gate(&r, "r1", mode, Some(&p), 0.5);
+                let g = gate(&r, "r1", mode, Some(&p), false, 0.5);
                 assert_eq!((g.intent, g.source), (Intent::Noop, "rule"), "{mode:?}");
             }
         }
@@ -229,13 +287,129 @@ mod tests {
             "r1",
             LlmMode::Auto,
             Some(&prop(Intent::EscalateBlocked, "r1", 0.9)),
+            false,
             0.5,
         );
         assert_eq!(
             (g.intent, g.execute, g.source),
             (Intent::EscalateBlocked, false, "llm")
         );
-        let g = gate(&r, "r1", LlmMode::Auto, None, 0.5);
+        let g = gate(&r, "r1", LlmMode::Auto, None, false, 0.5);
         assert_eq!((g.intent, g.execute), (Intent::AutoRestart, true));
+    }
+
+    #[test]
+    fn auto_holds_an_action_while_the_llm_may_still_answer() {
+        let r = rule(
+            Intent::AutoRestart,
+            vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop],
+        );
+        let g = gate(&r, "r1", LlmMode::Auto, None, true, 0.5);
+        assert_eq!(
+            (g.intent, g.execute, g.source),
+            (Intent::AutoRestart, false, "rule")
+        );
+        assert!(g.llm_note.unwrap_or_default().starts_with("held"));
+        // Nothing pending: the rule acts.
+        let g = gate(&r, "r1", LlmMode::Auto, None, false, 0.5);
+        assert!(g.execute);
+        // An answer that does not count (low confidence, other run) lets the rule act.
+        for p in [
+            prop(Intent::EscalateBlocked, "r1", 0.1),
+            prop(Intent::EscalateBlocked, "r2", 1.0),
+        ] {
+            let g = gate(&r, "r1", LlmMode::Auto, Some(&p), true, 0.5);
+            assert_eq!((g.intent, g.execute), (Intent::AutoRestart, true), "{p:?}");
+        }
+        // Holding is only for actions, and only in auto.
+        let noop = rule(Intent::Noop, vec![Intent::Noop, Intent::EscalateBlocked]);
+        let g = gate(&noop, "r1", LlmMode::Auto, None, true, 0.5);
+        assert_eq!((g.execute, g.llm_note), (false, None));
+        let g = gate(&r, "r1", LlmMode::Off, None, true, 0.5);
+        assert!(g.execute);
+        let g = gate(&r, "r1", LlmMode::Assist, None, true, 0.5);
+        assert_eq!((g.execute, g.llm_note), (false, None));
+    }
+
+    #[test]
+    fn pending_is_bounded_by_one_call() {
+        let llm = LlmPolicy {
+            timeout_seconds: 30,
+            min_interval_seconds: 60,
+            ..LlmPolicy::default()
+        };
+        let call = |fp, state, started_at, worker_alive| {
+            Some(CallView {
+                fingerprint: fp,
+                state,
+                started_at,
+                worker_alive,
+            })
+        };
+        let now = 1_000;
+        // Never asked: this tick starts the call.
+        assert!(llm_pending(None, "f", now, &llm));
+        // In flight for this decision, live and within the deadline.
+        assert!(llm_pending(
+            call("f", "in_flight", now - 5, true),
+            "f",
+            now,
+            &llm
+        ));
+        assert!(!llm_pending(
+            call("f", "in_flight", now - 5, false),
+            "f",
+            now,
+            &llm
+        ));
+        assert!(!llm_pending(
+            call("f", "in_flight", now - 45, true),
+            "f",
+            now,
+            &llm
+        ));
+        // In flight for an earlier decision: never wait on it.
+        assert!(!llm_pending(
+            call("g", "in_flight", now - 1, true),
+            "f",
+            now,
+            &llm
+        ));
+        // Answered (or failed) for this decision: nothing more to wait for.
+        assert!(!llm_pending(
+            call("f", "done", now - 1, false),
+            "f",
+            now,
+            &llm
+        ));
+        assert!(!llm_pending(
+            call("f", "error", now - 100, false),
+            "f",
+            now,
+            &llm
+        ));
+        // Another decision answered: a new call starts only after min_interval.
+        assert!(!llm_pending(
+            call("g", "done", now - 59, false),
+            "f",
+            now,
+            &llm
+        ));
+        assert!(llm_pending(
+            call("g", "error", now - 60, false),
+            "f",
+            now,
+            &llm
+        ));
+    }
+
+    #[test]
+    fn askable_runs() {
+        assert!(askable(RunStatus::Running, "x"));
+        assert!(askable(RunStatus::AwaitingGuidance, "x"));
+        assert!(!askable(RunStatus::Running, "tmux unreachable: boom"));
+        for s in [RunStatus::Paused, RunStatus::Planning, RunStatus::Stopped] {
+            assert!(!askable(s, "x"));
+        }
     }
 }

@@ -215,4 +215,137 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// Property tests (issue 6's fuzzing, proptest standing in for cargo-fuzz): agents
+    /// write these files, so any bytes at all must give Ok or a one-line reason.
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Any JSON value, nested a little.
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| {
+                    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                }),
+                "\\PC{0,30}".prop_map(Value::from),
+                "[ \\t\\n]{0,3}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    proptest::collection::btree_map("[a-z_]{0,10}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Objects with the contract's keys (each maybe absent) holding any value.
+        fn signal_object() -> impl Strategy<Value = Vec<u8>> {
+            let field = || proptest::option::of(value());
+            (field(), field(), field(), field(), field()).prop_map(|(q, c, a, r, s)| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in [
+                    ("question", q),
+                    ("context", c),
+                    ("agent", a),
+                    ("run_id", r),
+                    ("summary", s),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v);
+                    }
+                }
+                serde_json::to_vec(&Value::Object(m)).expect("json")
+            })
+        }
+
+        fn check_guidance(raw: &[u8]) -> Result<(), TestCaseError> {
+            match parse_guidance(raw) {
+                Ok(g) => {
+                    prop_assert!(!g.question.is_empty());
+                    prop_assert!(g.question.len() <= MAX_CONTEXT_BYTES + '…'.len_utf8());
+                    prop_assert!(g.context.len() <= MAX_CONTEXT_BYTES + '…'.len_utf8());
+                    for s in [&g.run_id, &g.agent].into_iter().flatten() {
+                        prop_assert!(!s.is_empty() && s.trim() == s.as_str(), "{:?}", s);
+                    }
+                }
+                Err(e) => prop_assert!(!e.is_empty() && !e.contains('\n'), "{:?}", e),
+            }
+            Ok(())
+        }
+
+        fn check_completion(raw: &[u8]) -> Result<(), TestCaseError> {
+            match parse_completion(raw) {
+                Ok(c) => {
+                    prop_assert_eq!(c.summary.trim(), c.summary.as_str());
+                    for s in [&c.run_id, &c.agent].into_iter().flatten() {
+                        prop_assert!(!s.is_empty() && s.trim() == s.as_str(), "{:?}", s);
+                    }
+                }
+                Err(e) => prop_assert!(!e.is_empty() && !e.contains('\n'), "{:?}", e),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn parsers_never_panic_on_bytes(raw in proptest::collection::vec(any::<u8>(), 0..1024)) {
+                check_guidance(&raw)?;
+                check_completion(&raw)?;
+            }
+
+            #[test]
+            fn parsers_never_panic_on_json_ish(s in "[{}\\[\\]\":,\\\\ a-z0-9.\\-]{0,200}") {
+                check_guidance(s.as_bytes())?;
+                check_completion(s.as_bytes())?;
+            }
+
+            #[test]
+            fn contract_shaped_objects_parse_or_say_why(raw in signal_object()) {
+                check_guidance(&raw)?;
+                check_completion(&raw)?;
+            }
+
+            #[test]
+            fn long_questions_are_cut_on_a_char_boundary(q in "\\PC{1,3000}") {
+                let raw = json!({"question": q}).to_string();
+                let t = q.trim();
+                match parse_guidance(raw.as_bytes()) {
+                    Err(e) => prop_assert!(t.is_empty(), "{}", e),
+                    Ok(g) if t.len() <= MAX_CONTEXT_BYTES => prop_assert_eq!(g.question.as_str(), t),
+                    Ok(g) => {
+                        let kept = g.question.strip_suffix('…').expect("marked as cut");
+                        prop_assert!(t.starts_with(kept));
+                        prop_assert!(kept.len() + 4 > MAX_CONTEXT_BYTES);
+                    }
+                }
+            }
+
+            #[test]
+            fn files_with_any_content_are_found_or_bad(raw in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let dir = tempfile::tempdir().expect("tmp");
+                fs::create_dir_all(dir.path().join(".metawsm")).expect("mkdir");
+                for name in [GUIDANCE_REQUEST, COMPLETION] {
+                    fs::write(signal_path(dir.path(), name), &raw).expect("write");
+                }
+                prop_assert!(!matches!(read_guidance(dir.path()), Read_::Absent));
+                prop_assert!(!matches!(read_completion(dir.path()), Read_::Absent));
+            }
+        }
+    }
 }

@@ -284,8 +284,21 @@ pub fn start_agent_cmds(
         new,
         // Window and session options alike need the `=name:` form: a bare `=name`
         // target is refused by set-option on tmux 3.3.
-        cmd(["set-option", "-w", "-t", &pane_target(session), "remain-on-exit", "on"]),
-        cmd(["set-option", "-t", &pane_target(session), "silence-action", "any"]),
+        cmd([
+            "set-option",
+            "-w",
+            "-t",
+            &pane_target(session),
+            "remain-on-exit",
+            "on",
+        ]),
+        cmd([
+            "set-option",
+            "-t",
+            &pane_target(session),
+            "silence-action",
+            "any",
+        ]),
         cmd([
             "set-option",
             "-w",

@@ -10,7 +10,9 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// Health tests must not be disturbed by restarts.
 fn observe_only() -> Env {
-    Env::with_policy(fast_policy(json!({"operator": {"unhealthy_confirmations": 1000}})))
+    Env::with_policy(fast_policy(
+        json!({"operator": {"unhealthy_confirmations": 1000}}),
+    ))
 }
 
 fn wait_health(env: &Env, id: &str, want: &str) {
@@ -27,13 +29,27 @@ fn sleeping_agent_is_healthy_and_runs_in_its_session() {
     assert!(out.contains("started r1"), "{out}");
     env.tick();
     assert_eq!(env.health("r1", "agent"), "healthy");
-    let panes = env.tmux_out(&["list-panes", "-t", "=r1:", "-F", "#{pane_current_command} #{pane_current_path}"]);
+    let panes = env.tmux_out(&[
+        "list-panes",
+        "-t",
+        "=r1:",
+        "-F",
+        "#{pane_current_command} #{pane_current_path}",
+    ]);
     assert!(panes.starts_with("sleep "), "{panes}");
-    assert!(panes.trim_end().ends_with(env.ws.file_name().and_then(|n| n.to_str()).unwrap_or("?")), "{panes}");
+    assert!(
+        panes
+            .trim_end()
+            .ends_with(env.ws.file_name().and_then(|n| n.to_str()).unwrap_or("?")),
+        "{panes}"
+    );
     let remain = env.tmux_out(&["show-options", "-w", "-t", "=r1:", "-v", "remain-on-exit"]);
     assert_eq!(remain.trim(), "on");
     let list = env.ok(&["run", "list"]);
-    assert!(list.contains("r1") && list.contains("agent=healthy"), "{list}");
+    assert!(
+        list.contains("r1") && list.contains("agent=healthy"),
+        "{list}"
+    );
 }
 
 #[test]
@@ -54,7 +70,10 @@ fn session_killed_from_outside_is_dead() {
     let env = observe_only();
     env.start("victim", &["sleep", "1000"]);
     env.tick();
-    assert!(env.tmux(&["kill-session", "-t", "=victim"]).status.success());
+    assert!(env
+        .tmux(&["kill-session", "-t", "=victim"])
+        .status
+        .success());
     env.tick();
     let a = &env.show("victim")["agents"][0];
     assert_eq!(a["health"], "dead");
@@ -66,7 +85,10 @@ fn silence_goes_idle_then_stalled_but_output_stays_healthy() {
     let env = observe_only();
     env.start("quiet", &["sleep", "1000"]);
     // Prints every second, detached: window_activity moves, session_activity would not.
-    env.start("busy", &["sh", "-c", "while :; do echo tick; sleep 1; done"]);
+    env.start(
+        "busy",
+        &["sh", "-c", "while :; do echo tick; sleep 1; done"],
+    );
     wait_health(&env, "quiet", "idle");
     wait_health(&env, "quiet", "stalled");
     // By now more than activity_stalled_seconds (4 s) have passed since start.
@@ -74,7 +96,11 @@ fn silence_goes_idle_then_stalled_but_output_stays_healthy() {
     let v = env.show("quiet");
     let kinds: Vec<String> = v["events"]
         .as_array()
-        .map(|e| e.iter().map(|x| format!("{}:{}", x["kind"], x["to"])).collect())
+        .map(|e| {
+            e.iter()
+                .map(|x| format!("{}:{}", x["kind"], x["to"]))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(kinds.iter().any(|k| k.contains("\"idle\"")), "{kinds:?}");
     assert!(kinds.iter().any(|k| k.contains("\"stalled\"")), "{kinds:?}");
@@ -90,7 +116,11 @@ fn unreachable_tmux_is_unknown_never_dead() {
     let out = env.tick();
     assert!(out.contains("tmux unknown"), "{out}");
     assert!(out.contains("tmux unreachable"), "{out}");
-    assert_eq!(env.health("r1", "agent"), "healthy", "stored health must not change");
+    assert_eq!(
+        env.health("r1", "agent"),
+        "healthy",
+        "stored health must not change"
+    );
     let events = env.ok(&["log", "--run", "r1", "--json"]);
     assert!(!events.contains("\"dead\""), "{events}");
 }
@@ -102,12 +132,12 @@ fn missing_tmux_binary_is_unknown_never_dead() {
     env.tick();
     let bin = env.path("nobin");
     std::fs::create_dir_all(&bin).expect("mkdir");
-    let out = env
-        .cmd(&["tick"])
-        .env("PATH", &bin)
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.cmd(&["tick"]).env("PATH", &bin).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("tmux not found"), "{text}");
     env.path_prefix = None;
@@ -124,7 +154,10 @@ fn sessions_sharing_a_prefix_never_confuse_each_other() {
     assert_eq!(env.show("run")["agents"][0]["exit_status"], 5);
     env.ok(&["run", "stop", "run"]);
     let sessions = env.tmux_out(&["list-sessions", "-F", "#{session_name}"]);
-    assert!(sessions.lines().any(|s| s == "run-42"), "stop of `run` killed run-42: {sessions}");
+    assert!(
+        sessions.lines().any(|s| s == "run-42"),
+        "stop of `run` killed run-42: {sessions}"
+    );
     assert!(!sessions.lines().any(|s| s == "run"), "{sessions}");
 }
 
@@ -136,7 +169,11 @@ fn two_hundred_runs_cost_one_tmux_call_per_tick() {
         env.start(&format!("r{i:03}"), &["sleep", "1000"]);
     }
     let real = String::from_utf8_lossy(
-        &std::process::Command::new("sh").args(["-c", "command -v tmux"]).output().expect("which").stdout,
+        &std::process::Command::new("sh")
+            .args(["-c", "command -v tmux"])
+            .output()
+            .expect("which")
+            .stdout,
     )
     .trim()
     .to_string();
@@ -145,7 +182,11 @@ fn two_hundred_runs_cost_one_tmux_call_per_tick() {
     let count = env.path("tmux-calls");
     write_exec(
         &wrap.join("tmux"),
-        &format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n", count.display(), real),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            count.display(),
+            real
+        ),
     );
     env.path_prefix = Some(wrap);
     let out = env.tick_json();
@@ -162,12 +203,30 @@ fn two_hundred_runs_cost_one_tmux_call_per_tick() {
 fn policy_errors_name_the_file_and_field() {
     let env = Env::new();
     let cases = [
-        (json!({"operator": {"restart_budget": 0}}), "operator.restart_budget must be > 0"),
-        (json!({"health": {"idle_seconds": 10, "activity_stalled_seconds": 5}}), "health.activity_stalled_seconds must be >= health.idle_seconds"),
-        (json!({"operator": {"llm": {"mode": "maybe"}}}), "operator.llm.mode must be off|assist|auto"),
-        (json!({"operator": {"restat_budget": 3}}), "operator.restat_budget: unknown key"),
-        (json!({"tmux": {"session_pattern": " "}}), "tmux.session_pattern cannot be empty"),
-        (json!({"operator": {"unhealthy_confirmations": "2"}}), "operator.unhealthy_confirmations must be an integer"),
+        (
+            json!({"operator": {"restart_budget": 0}}),
+            "operator.restart_budget must be > 0",
+        ),
+        (
+            json!({"health": {"idle_seconds": 10, "activity_stalled_seconds": 5}}),
+            "health.activity_stalled_seconds must be >= health.idle_seconds",
+        ),
+        (
+            json!({"operator": {"llm": {"mode": "maybe"}}}),
+            "operator.llm.mode must be off|assist|auto",
+        ),
+        (
+            json!({"operator": {"restat_budget": 3}}),
+            "operator.restat_budget: unknown key",
+        ),
+        (
+            json!({"tmux": {"session_pattern": " "}}),
+            "tmux.session_pattern cannot be empty",
+        ),
+        (
+            json!({"operator": {"unhealthy_confirmations": "2"}}),
+            "operator.unhealthy_confirmations must be an integer",
+        ),
     ];
     for (policy, msg) in cases {
         env.write_policy(&policy);
@@ -179,7 +238,11 @@ fn policy_errors_name_the_file_and_field() {
         assert!(err.contains("policy ~/policy.json: "), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         let out = env.run(&["tick"]);
-        assert_eq!(out.status.code(), Some(2), "tick with a bad policy must exit 2");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "tick with a bad policy must exit 2"
+        );
     }
     // The original's policy files load unchanged.
     for f in ["metawsm-policy.a3640a4.json", "metawsm-policy.head.json"] {
@@ -198,7 +261,10 @@ fn state_survives_reopen_and_illegal_transitions_are_refused() {
     let out = env.run(&["run", "stop", "r1"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("illegal run transition stopped -> stopping"), "{err}");
+    assert!(
+        err.contains("illegal run transition stopped -> stopping"),
+        "{err}"
+    );
     // Every later process reopens the same file and sees the same state.
     let v = env.show("r1");
     assert_eq!(v["status"], "stopped");
@@ -207,7 +273,8 @@ fn state_survives_reopen_and_illegal_transitions_are_refused() {
     assert!(env.ok(&["run", "list", "--all"]).contains("stopped"));
     let rows = env.sql("PRAGMA user_version");
     assert_eq!(rows[0][0], "1");
-    let mode = std::fs::metadata(&env.db).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    let mode = std::fs::metadata(&env.db)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.ok(), Some(0o600));
     env.ok(&["run", "forget", "r1"]);
     assert!(env.run(&["run", "show", "r1"]).status.code() == Some(1));
@@ -218,16 +285,48 @@ fn refuses_an_existing_session_name_and_bad_arguments() {
     let env = observe_only();
     env.tmux(&["new-session", "-d", "-s", "taken", "sleep 1000"]);
     let ws = env.ws.to_string_lossy().into_owned();
-    let out = env.run(&["run", "start", "--ticket", "T", "--workspace", &ws, "--session", "taken", "--", "true"]);
+    let out = env.run(&[
+        "run",
+        "start",
+        "--ticket",
+        "T",
+        "--workspace",
+        &ws,
+        "--session",
+        "taken",
+        "--",
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
     for (args, needle) in [
-        (vec!["run", "start", "--workspace", ws.as_str(), "--", "true"], "--ticket is required"),
-        (vec!["run", "start", "--ticket", "T", "--workspace", ws.as_str()], "agent command is required"),
-        (vec!["run", "start", "--ticket", "T", "--workspace", "/nonexistent/x", "--", "true"], "/nonexistent/x"),
+        (
+            vec!["run", "start", "--workspace", ws.as_str(), "--", "true"],
+            "--ticket is required",
+        ),
+        (
+            vec!["run", "start", "--ticket", "T", "--workspace", ws.as_str()],
+            "agent command is required",
+        ),
+        (
+            vec![
+                "run",
+                "start",
+                "--ticket",
+                "T",
+                "--workspace",
+                "/nonexistent/x",
+                "--",
+                "true",
+            ],
+            "/nonexistent/x",
+        ),
         (vec!["run", "frobnicate"], "unknown command 'frobnicate'"),
         (vec!["tick", "--bogus"], "--bogus"),
-        (vec!["tick", "--llm-mode", "sometimes"], "invalid --llm-mode"),
+        (
+            vec!["tick", "--llm-mode", "sometimes"],
+            "invalid --llm-mode",
+        ),
     ] {
         let out = env.run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -262,7 +361,10 @@ fn every_command_has_help() {
         vec!["tmux-setup", "--help"],
     ] {
         let out = env.ok(&cmd);
-        assert!(out.starts_with("Usage:") || out.contains("Usage:"), "{cmd:?}: {out}");
+        assert!(
+            out.starts_with("Usage:") || out.contains("Usage:"),
+            "{cmd:?}: {out}"
+        );
     }
     assert!(env.ok(&["--version"]).starts_with("metawsm-tick "));
 }
@@ -271,7 +373,18 @@ fn every_command_has_help() {
 fn add_agent_gets_its_own_session_and_policy_commands_work() {
     let env = observe_only();
     env.start("r1", &["sleep", "1000"]);
-    env.ok(&["run", "add-agent", "r1", "--agent", "reviewer", "--session", "r1-rev", "--", "sleep", "1000"]);
+    env.ok(&[
+        "run",
+        "add-agent",
+        "r1",
+        "--agent",
+        "reviewer",
+        "--session",
+        "r1-rev",
+        "--",
+        "sleep",
+        "1000",
+    ]);
     env.tick();
     let v = env.show("r1");
     assert_eq!(v["agents"].as_array().map(Vec::len), Some(2));
@@ -281,6 +394,7 @@ fn add_agent_gets_its_own_session_and_policy_commands_work() {
     env.ok(&["policy", "init"]);
     assert_eq!(env.run(&["policy", "init"]).status.code(), Some(1));
     env.ok(&["policy", "init", "--force"]);
-    let shown: serde_json::Value = serde_json::from_str(&env.ok(&["policy", "show"])).expect("json");
+    let shown: serde_json::Value =
+        serde_json::from_str(&env.ok(&["policy", "show"])).expect("json");
     assert_eq!(shown["operator"]["restart_budget"], 3);
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn events(env: &Env, run: &str, kind: &str) -> Vec<Value> {
-    let all: Value = serde_json::from_str(&env.ok(&["log", "--run", run, "--limit", "1000", "--json"])).expect("json");
+    let all: Value =
+        serde_json::from_str(&env.ok(&["log", "--run", run, "--limit", "1000", "--json"]))
+            .expect("json");
     all.as_array()
         .map(|a| a.iter().filter(|e| e["kind"] == kind).cloned().collect())
         .unwrap_or_default()
@@ -59,7 +61,13 @@ fn crash_loop_is_corroborated_restarted_within_budget_then_escalated_once() {
         "notify": {"command": [script.to_string_lossy()]}
     }})));
     env.start("loop", &["sh", "-c", "exit 1"]);
-    wait_for("agent dead", WAIT, || (env.health("loop", "agent") == "dead" || { env.tick(); false }).then_some(()));
+    wait_for("agent dead", WAIT, || {
+        (env.health("loop", "agent") == "dead" || {
+            env.tick();
+            false
+        })
+        .then_some(())
+    });
     // Exactly `unhealthy_confirmations` (2) spaced observations: the first only counts.
     let mut v = env.tick_json();
     let (i, r) = intent(&v, "loop");
@@ -94,37 +102,66 @@ fn crash_loop_is_corroborated_restarted_within_budget_then_escalated_once() {
     assert!(t1 > t0, "{} {}", at(&restarts[0]), at(&restarts[1]));
     let secs = |s: &str| -> i64 {
         let t = &s[11..19];
-        t[0..2].parse::<i64>().unwrap_or(0) * 3600 + t[3..5].parse::<i64>().unwrap_or(0) * 60 + t[6..8].parse::<i64>().unwrap_or(0)
+        t[0..2].parse::<i64>().unwrap_or(0) * 3600
+            + t[3..5].parse::<i64>().unwrap_or(0) * 60
+            + t[6..8].parse::<i64>().unwrap_or(0)
     };
-    assert!(secs(t1) - secs(t0) >= 2, "two restarts inside one cooldown: {t0} {t1}");
+    assert!(
+        secs(t1) - secs(t0) >= 2,
+        "two restarts inside one cooldown: {t0} {t1}"
+    );
     assert_eq!(env.show("loop")["operator"]["restart_attempts"], 2);
 
     let log = fs::read_to_string(dir.join("changelog.md")).expect("changelog written");
-    assert_eq!(log.matches("\n## ").count(), 1, "one entry per episode: {log}");
+    assert_eq!(
+        log.matches("\n## ").count(),
+        1,
+        "one entry per episode: {log}"
+    );
     assert!(log.contains("- Intent: `escalate_blocked`"), "{log}");
     assert!(log.contains("restart budget exhausted (2/2)"), "{log}");
     assert!(log.contains("metawsm-tick run show loop"), "{log}");
     let notes = wait_for("notify", Duration::from_secs(5), || {
-        fs::read_to_string(env.path("notify.log")).ok().filter(|s| !s.is_empty())
+        fs::read_to_string(env.path("notify.log"))
+            .ok()
+            .filter(|s| !s.is_empty())
     });
     std::thread::sleep(Duration::from_millis(300));
     let notes = fs::read_to_string(env.path("notify.log")).unwrap_or(notes);
     assert_eq!(notes.lines().count(), 1, "one notify: {notes}");
-    assert!(notes.starts_with("escalation_blocked|loop|running|T-1|escalate_blocked|restart budget exhausted"), "{notes}");
-    assert_eq!(events(&env, "loop", "decision").iter().filter(|e| e["to"] == "escalate_blocked").count(), 1);
+    assert!(
+        notes.starts_with(
+            "escalation_blocked|loop|running|T-1|escalate_blocked|restart budget exhausted"
+        ),
+        "{notes}"
+    );
+    assert_eq!(
+        events(&env, "loop", "decision")
+            .iter()
+            .filter(|e| e["to"] == "escalate_blocked")
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn attempts_reset_after_a_healthy_window() {
-    let env = Env::with_policy(fast_policy(json!({"operator": {"healthy_reset_seconds": 2, "restart_cooldown_seconds": 1}})));
+    let env = Env::with_policy(fast_policy(
+        json!({"operator": {"healthy_reset_seconds": 2, "restart_cooldown_seconds": 1}}),
+    ));
     let flag = env.path("healthy-now");
-    let cmd = format!("if [ -e '{}' ]; then exec sleep 1000; else exit 1; fi", flag.display());
+    let cmd = format!(
+        "if [ -e '{}' ]; then exec sleep 1000; else exit 1; fi",
+        flag.display()
+    );
     env.start("flaky", &["sh", "-c", &cmd]);
     fs::write(&flag, "").ok();
     fs::remove_file(&flag).ok();
     wait_for("first restart", WAIT, || {
         env.tick();
-        let n = env.show("flaky")["operator"]["restart_attempts"].as_i64().unwrap_or(0);
+        let n = env.show("flaky")["operator"]["restart_attempts"]
+            .as_i64()
+            .unwrap_or(0);
         if n >= 1 {
             fs::write(&flag, "").ok();
             Some(())
@@ -142,14 +179,25 @@ fn attempts_reset_after_a_healthy_window() {
         (alive && v["operator"]["restart_attempts"] == 0).then_some(())
     });
     let notes = events(&env, "flaky", "operator");
-    assert!(notes.iter().any(|e| e["message"].as_str().unwrap_or("").contains("restart attempts reset to 0")), "{notes:?}");
+    assert!(
+        notes.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("restart attempts reset to 0")),
+        "{notes:?}"
+    );
 }
 
 #[test]
 fn stale_dead_run_is_stopped_and_busy_one_is_not() {
-    let env = Env::with_policy(fast_policy(json!({"operator": {"stale_run_age_seconds": 2, "unhealthy_confirmations": 1000}})));
+    let env = Env::with_policy(fast_policy(
+        json!({"operator": {"stale_run_age_seconds": 2, "unhealthy_confirmations": 1000}}),
+    ));
     env.start("deadold", &["sh", "-c", "exit 1"]);
-    env.start("busyold", &["sh", "-c", "while :; do echo work; sleep 0.5; done"]);
+    env.start(
+        "busyold",
+        &["sh", "-c", "while :; do echo work; sleep 0.5; done"],
+    );
     // No tick for longer than the stale age: the stored sign of life is the start.
     std::thread::sleep(Duration::from_millis(2500));
     let v = env.tick_json();
@@ -158,7 +206,10 @@ fn stale_dead_run_is_stopped_and_busy_one_is_not() {
     assert!(r.contains("verified"), "{r}");
     let (i, r) = intent(&v, "busyold");
     assert_eq!(i, "noop", "{r}");
-    assert!(r.contains("rejected: agent agent has recent activity"), "{r}");
+    assert!(
+        r.contains("rejected: agent agent has recent activity"),
+        "{r}"
+    );
     assert_eq!(env.show("deadold")["status"], "stopped");
     assert_eq!(env.show("busyold")["status"], "running");
     let sessions = env.tmux_out(&["list-sessions", "-F", "#{session_name}"]);
@@ -173,7 +224,11 @@ fn guidance_request_escalates_once_and_guide_resumes() {
     env.start("ask", &["sleep", "1000"]);
     let sig = env.ws.join(".metawsm");
     fs::create_dir_all(&sig).expect("mkdir");
-    fs::write(sig.join("guidance-request.json"), r#"{"agent":"agent","question":"Which database?","context":{"options":["pg","sqlite"]}}"#).expect("write");
+    fs::write(
+        sig.join("guidance-request.json"),
+        r#"{"agent":"agent","question":"Which database?","context":{"options":["pg","sqlite"]}}"#,
+    )
+    .expect("write");
     let v = env.tick_json();
     let (i, r) = intent(&v, "ask");
     assert_eq!(i, "escalate_guidance");
@@ -186,11 +241,17 @@ fn guidance_request_escalates_once_and_guide_resumes() {
     let log = fs::read_to_string(dir.join("changelog.md")).expect("changelog");
     assert_eq!(log.matches("\n## ").count(), 1, "{log}");
     assert!(log.contains("- Question: Which database?"), "{log}");
-    assert!(log.contains(r#"- Context: {"options":["pg","sqlite"]}"#), "{log}");
+    assert!(
+        log.contains(r#"- Context: {"options":["pg","sqlite"]}"#),
+        "{log}"
+    );
     assert!(log.contains("metawsm-tick guide ask --answer"), "{log}");
     let out = env.ok(&["guide", "ask", "--answer", "Use Postgres"]);
     assert!(out.contains("answered"), "{out}");
-    let resp: Value = serde_json::from_str(&fs::read_to_string(sig.join("guidance-response.json")).expect("response")).expect("json");
+    let resp: Value = serde_json::from_str(
+        &fs::read_to_string(sig.join("guidance-response.json")).expect("response"),
+    )
+    .expect("json");
     assert_eq!(resp["answer"], "Use Postgres");
     assert_eq!(resp["question"], "Which database?");
     assert_eq!(resp["run_id"], "ask");
@@ -199,7 +260,12 @@ fn guidance_request_escalates_once_and_guide_resumes() {
     assert!(!sig.join("guidance-request.json").exists());
     assert_eq!(env.show("ask")["status"], "running");
     assert_eq!(intent(&env.tick_json(), "ask").0, "noop");
-    assert_eq!(env.run(&["guide", "ask", "--answer", "again"]).status.code(), Some(1));
+    assert_eq!(
+        env.run(&["guide", "ask", "--answer", "again"])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -211,18 +277,35 @@ fn completion_needs_the_signal() {
         let v = env.tick_json();
         (intent(&v, "silent").0 == "escalate_blocked").then_some(v)
     });
-    assert!(intent(&v, "silent").1.contains("agent agent exited without completion signal"));
+    assert!(intent(&v, "silent")
+        .1
+        .contains("agent agent exited without completion signal"));
     let sig = env.ws.join(".metawsm");
     fs::create_dir_all(&sig).expect("mkdir");
-    fs::write(sig.join("implementation-complete.json"), r#"{"run_id":"silent","summary":"done"}"#).expect("write");
+    fs::write(
+        sig.join("implementation-complete.json"),
+        r#"{"run_id":"silent","summary":"done"}"#,
+    )
+    .expect("write");
     env.tick();
     assert_eq!(env.show("silent")["status"], "completed");
     assert!(!events(&env, "silent", "transition").is_empty());
 }
 
 fn snapshot(env: &Env) -> (Vec<Vec<Vec<String>>>, Vec<String>, String) {
-    let tables = ["runs", "agents", "events", "operator_run_states", "guidance_requests", "inbox", "llm_calls"];
-    let db = tables.iter().map(|t| env.sql(&format!("SELECT * FROM {t} ORDER BY 1"))).collect();
+    let tables = [
+        "runs",
+        "agents",
+        "events",
+        "operator_run_states",
+        "guidance_requests",
+        "inbox",
+        "llm_calls",
+    ];
+    let db = tables
+        .iter()
+        .map(|t| env.sql(&format!("SELECT * FROM {t} ORDER BY 1")))
+        .collect();
     let mut files = Vec::new();
     fn walk(p: &Path, out: &mut Vec<String>) {
         if let Ok(rd) = fs::read_dir(p) {
@@ -235,7 +318,12 @@ fn snapshot(env: &Env) -> (Vec<Vec<Vec<String>>>, Vec<String>, String) {
     }
     walk(&env.ws, &mut files);
     files.sort();
-    let tmux = env.tmux_out(&["list-panes", "-a", "-F", "#{session_name} #{pane_id} #{pane_pid} #{pane_dead}"]);
+    let tmux = env.tmux_out(&[
+        "list-panes",
+        "-a",
+        "-F",
+        "#{session_name} #{pane_id} #{pane_pid} #{pane_dead}",
+    ]);
     (db, files, tmux)
 }
 
@@ -250,7 +338,11 @@ fn dry_run_changes_nothing() {
         (env.health("dying", "agent") == "dead").then_some(())
     });
     fs::create_dir_all(env.ws.join(".metawsm")).expect("mkdir");
-    fs::write(env.ws.join(".metawsm/guidance-request.json"), r#"{"run_id":"asker","question":"ok?"}"#).expect("w");
+    fs::write(
+        env.ws.join(".metawsm/guidance-request.json"),
+        r#"{"run_id":"asker","question":"ok?"}"#,
+    )
+    .expect("w");
     std::thread::sleep(Duration::from_millis(1100));
     let before = snapshot(&env);
     let out = env.ok(&["tick", "--dry-run"]);
@@ -265,16 +357,27 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn eight_concurrent_ticks_never_double_restart() {
-    let env = Env::with_policy(fast_policy(json!({"operator": {"unhealthy_confirmations": 1, "restart_cooldown_seconds": 30, "restart_cooldown_max_seconds": 60}})));
+    let env = Env::with_policy(fast_policy(
+        json!({"operator": {"unhealthy_confirmations": 1, "restart_cooldown_seconds": 30, "restart_cooldown_max_seconds": 60}}),
+    ));
     env.start("race", &["sh", "-c", "sleep 0.2; exit 1"]);
     wait_for("dead", WAIT, || {
         std::thread::sleep(Duration::from_millis(200));
         env.ok(&["tick", "--run", "race", "--llm-mode", "off", "--dry-run"]);
-        (env.health("race", "agent") == "dead" || { env.tick(); false }).then_some(())
+        (env.health("race", "agent") == "dead" || {
+            env.tick();
+            false
+        })
+        .then_some(())
     });
     for _ in 0..3 {
         let kids: Vec<_> = (0..8)
-            .map(|_| env.cmd(&["tick"]).stdout(std::process::Stdio::null()).spawn().expect("spawn"))
+            .map(|_| {
+                env.cmd(&["tick"])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn")
+            })
             .collect();
         for mut k in kids {
             assert!(k.wait().expect("wait").success());
@@ -293,16 +396,58 @@ fn hostile_ticket_and_symlinked_ticket_dir_write_nothing_outside() {
     let ws = env.ws.to_string_lossy().into_owned();
     fs::create_dir_all(env.ws.join("ttmp")).expect("mkdir");
     std::os::unix::fs::symlink(outside.path(), env.ws.join("ttmp/EVIL--escape")).expect("symlink");
-    env.ok(&["run", "start", "--ticket", "../../x", "--workspace", &ws, "--id", "hostile", "--session", "hostile", "--", "sh", "-c", "exit 0"]);
-    env.ok(&["run", "start", "--ticket", "EVIL", "--workspace", &ws, "--id", "evil", "--session", "evil", "--", "sh", "-c", "exit 0"]);
+    env.ok(&[
+        "run",
+        "start",
+        "--ticket",
+        "../../x",
+        "--workspace",
+        &ws,
+        "--id",
+        "hostile",
+        "--session",
+        "hostile",
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    env.ok(&[
+        "run",
+        "start",
+        "--ticket",
+        "EVIL",
+        "--workspace",
+        &ws,
+        "--id",
+        "evil",
+        "--session",
+        "evil",
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
     wait_for("escalations", WAIT, || {
         env.tick();
-        (events(&env, "hostile", "escalation_unwritten").len() == 1 && events(&env, "evil", "escalation_unwritten").len() == 1).then_some(())
+        (events(&env, "hostile", "escalation_unwritten").len() == 1
+            && events(&env, "evil", "escalation_unwritten").len() == 1)
+            .then_some(())
     });
-    let why = events(&env, "hostile", "escalation_unwritten")[0]["message"].as_str().unwrap_or("").to_string();
+    let why = events(&env, "hostile", "escalation_unwritten")[0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(why.contains("unsafe ticket name"), "{why}");
-    let why = events(&env, "evil", "escalation_unwritten")[0]["message"].as_str().unwrap_or("").to_string();
+    let why = events(&env, "evil", "escalation_unwritten")[0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(why.contains("outside the workspace"), "{why}");
-    assert_eq!(fs::read_dir(outside.path()).map(|d| d.count()).unwrap_or(1), 0, "wrote outside the workspace");
+    assert_eq!(
+        fs::read_dir(outside.path()).map(|d| d.count()).unwrap_or(1),
+        0,
+        "wrote outside the workspace"
+    );
     assert!(!env.dir.path().join("x").exists());
 }

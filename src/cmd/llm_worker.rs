@@ -24,6 +24,8 @@ const PANE_LINES: usize = 40;
 const MAX_CONTEXT: usize = 4096;
 /// How long a TERMed process group gets before KILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// Per-call directories in the temp dir are `<prefix><worker pid>-<hex>`.
+const DIR_PREFIX: &str = "metawsm-llm-";
 /// How much of the LLM's stderr an error message quotes.
 const STDERR_TAIL_CHARS: usize = 200;
 
@@ -180,6 +182,55 @@ pub fn reap_worker(pid: i64, run_id: &str) {
     if !groups.is_empty() {
         kill_groups(&groups, KILL_GRACE);
     }
+    // A killed worker could not clean up after itself.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while pid_alive(pid) && Instant::now() < deadline {
+        sleep(Duration::from_millis(10));
+    }
+    remove_dirs_of(p);
+}
+
+/// Removes the per-call directories (see `private_dir`) of a worker that is gone.
+fn remove_dirs_of(pid: i32) {
+    remove_call_dirs(|p| p == pid, Duration::ZERO);
+}
+
+/// Removes per-call directories whose worker is gone (it was killed before it could clean
+/// up), if `which` selects its pid and the directory is at least `min_age` old. Only real
+/// 0700 directories of ours are touched, never through a symlink.
+fn remove_call_dirs(which: impl Fn(i32) -> bool, min_age: Duration) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    // Our uid without nix's `user` feature; elsewhere the sticky temp dir guards others'.
+    let uid = fs::metadata("/proc/self").ok().map(|m| m.uid());
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !which(pid) || pid_alive(i64::from(pid)) {
+            continue;
+        }
+        let ours = fs::symlink_metadata(e.path()).is_ok_and(|m| {
+            m.is_dir()
+                && m.mode() & 0o777 == 0o700
+                && uid.is_none_or(|u| m.uid() == u)
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= min_age)
+        });
+        if ours {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
@@ -232,6 +283,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     Ok(0)
 }
 
+/// Writes the result in its own BEGIN IMMEDIATE transaction (never the tick lock). A
+/// tick holding the database longer than the busy timeout costs a retry, not the answer.
 fn write_result(
     st: &mut Store,
     run: &str,
@@ -241,6 +294,27 @@ fn write_result(
     message: &str,
     now: i64,
 ) -> CliResult {
+    let mut attempt = 0;
+    loop {
+        match write_once(st, run, fp, proposal, error, message, now) {
+            Err(store::StoreError::Sql(m)) if attempt < 3 && m.contains("locked") => {
+                attempt += 1;
+                sleep(Duration::from_millis(200));
+            }
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
+fn write_once(
+    st: &mut Store,
+    run: &str,
+    fp: &str,
+    proposal: Option<&str>,
+    error: Option<&str>,
+    message: &str,
+    now: i64,
+) -> Result<(), store::StoreError> {
     let tx = st.write()?;
     if store::llm_call_finish(&tx, run, fp, proposal, error, now)? {
         store::add_event(
@@ -256,7 +330,7 @@ fn write_result(
             },
         )?;
     }
-    tx.commit().map_err(store::StoreError::from)?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -361,12 +435,57 @@ fn consult(
         .map(|a| a.iter().filter_map(|i| i.as_str()?.parse().ok()).collect())
         .unwrap_or_default();
     let prompt = llm::build_prompt(&context, &permitted);
-    let dir =
-        std::env::temp_dir().join(format!("metawsm-llm-{}-{}", std::process::id(), now_unix()));
-    fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
+    // Leftovers of killed workers; the age rules out a fresh one whose pid was reused.
+    remove_call_dirs(|_| true, Duration::from_secs(60));
+    let dir = private_dir().map_err(|e| format!("temp dir: {e}"))?;
     let out = run_llm(policy, &dir, &prompt, timeout, run);
     let _ = fs::remove_dir_all(&dir);
     out
+}
+
+/// A fresh 0700 directory for the schema and answer files: created exclusively, so a
+/// name planted in the shared temp dir is never reused (the prompt holds pane text).
+fn private_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut last = None;
+    for i in 0..16u32 {
+        let dir = base.join(format!(
+            "{DIR_PREFIX}{}-{:08x}",
+            std::process::id(),
+            nanos.wrapping_add(i.wrapping_mul(0x9e37_79b9))
+        ));
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+}
+
+/// The last line the LLM printed on stderr, sanitised and short, for the error message.
+fn stderr_tail(path: &Path) -> String {
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let line = text
+        .lines()
+        .rev()
+        .map(llm::sanitize_text)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    let n = line.chars().count();
+    line.chars()
+        .skip(n.saturating_sub(STDERR_TAIL_CHARS))
+        .collect()
 }
 
 fn run_llm(
@@ -396,46 +515,59 @@ fn run_llm(
         &schema,
         &answer_file,
     );
+    let stderr_file = dir.join("stderr.txt");
     let stdout = fs::File::create(&stdout_file).map_err(|e| format!("stdout file: {e}"))?;
+    let stderr = fs::File::create(&stderr_file).map_err(|e| format!("stderr file: {e}"))?;
+    // Output goes to files, never pipes: a grandchild holding them open cannot stall us.
+    // Its own process group, so the deadline can kill everything it started.
     let mut child = Command::new(&inv.program)
         .args(&inv.args)
         .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(stdout)
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .process_group(0)
         .spawn()
         .map_err(|e| format!("{} failed to start: {e}", inv.program))?;
+    let pgid = child.id() as i32;
     if let Some(mut stdin) = child.stdin.take() {
-        // A child that ignores stdin must not wedge us: the prompt is far below a pipe buffer.
-        let _ = stdin.write_all(prompt.as_bytes());
+        // On a thread: a child that never reads stdin must not keep us from the deadline.
+        let prompt = prompt.to_owned();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(prompt.as_bytes());
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st,
             Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(25)),
-            Ok(None) => {
-                kill_group(i64::from(child.id()));
+            Ok(None) | Err(_) => {
+                kill_groups(&[pgid], KILL_GRACE);
                 let _ = child.wait();
                 return Err(format!(
                     "{} timed out after {timeout}s (process group killed)",
                     inv.program
                 ));
             }
-            Err(e) => return Err(format!("wait: {e}")),
         }
     };
     // Children the LLM left behind in its group go too.
-    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     if !status.success() {
+        let tail = stderr_tail(&stderr_file);
         return Err(format!(
-            "{} exited with {}",
+            "{} exited with {}{}",
             inv.program,
             status
                 .code()
                 .map(|c| c.to_string())
-                .unwrap_or_else(|| "a signal".into())
+                .unwrap_or_else(|| "a signal".into()),
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
         ));
     }
     let raw = match &inv.answer {
@@ -444,4 +576,135 @@ fn run_llm(
     };
     llm::parse_answer(kind, &raw, run)
         .map_err(|e| format!("rejected answer: {}", llm::sanitize_text(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_dirs_are_0700_and_fresh() {
+        let a = private_dir().expect("dir");
+        let b = private_dir().expect("dir");
+        assert_ne!(a, b);
+        let mode = fs::metadata(&a).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let _ = fs::remove_dir_all(&a);
+        let _ = fs::remove_dir_all(&b);
+    }
+
+    #[test]
+    fn proc_stat_survives_odd_command_names() {
+        if !have_proc() {
+            return;
+        }
+        let me = std::process::id() as i32;
+        let (state, pgrp, sid) = proc_stat(me).expect("own stat");
+        assert!(!is_zombie(state));
+        assert_eq!(pgrp, nix::unistd::getpgrp().as_raw());
+        assert_eq!(
+            sid,
+            nix::unistd::getsid(None).expect("sid").as_raw(),
+            "session field"
+        );
+        // A name with spaces and parentheses (as `comm` may hold) parses from the last ')'.
+        let dir = tempfile::tempdir().expect("tmp");
+        let exe = dir.path().join("a) b (c");
+        fs::copy("/bin/sleep", &exe).expect("copy sleep");
+        let mut child = Command::new(&exe).arg("5").spawn().expect("spawn");
+        let pid = child.id() as i32;
+        // Parse only once the exec happened and `comm` holds the odd name.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "a) b (c\n" {
+            assert!(Instant::now() < deadline, "child never exec'd");
+            sleep(Duration::from_millis(5));
+        }
+        let parsed = proc_stat(pid);
+        assert!(pid_alive(i64::from(pid)));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The child stays in our group and session.
+        let (_, child_pgrp, child_sid) = parsed.expect("child stat");
+        assert_eq!((child_pgrp, child_sid), (pgrp, sid));
+    }
+
+    #[test]
+    fn zombies_are_not_alive() {
+        let mut child = Command::new("true").spawn().expect("spawn");
+        let pid = i64::from(child.id());
+        // Not reaped yet: a zombie, which kill(0) alone would call alive.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pid_alive(pid) {
+            assert!(Instant::now() < deadline, "zombie still counted alive");
+            sleep(Duration::from_millis(10));
+        }
+        if have_proc() {
+            assert!(
+                kill(Pid::from_raw(pid as i32), None).is_ok(),
+                "still a zombie"
+            );
+        }
+        let _ = child.wait();
+        assert!(!worker_alive(pid, "r1"));
+    }
+
+    #[test]
+    fn stderr_tail_is_last_line_sanitised_and_short() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("err");
+        let long = "x".repeat(500);
+        fs::write(&p, format!("first\n\u{1b}[31mboom #(rm -rf ~) {long}\n\n")).expect("write");
+        let t = stderr_tail(&p);
+        assert!(t.chars().count() <= STDERR_TAIL_CHARS, "{t}");
+        assert!(!t.contains('\u{1b}') && !t.contains("#("));
+        fs::write(&p, "model unavailable\n").expect("write");
+        assert_eq!(stderr_tail(&p), "model unavailable");
+        assert_eq!(stderr_tail(&dir.path().join("missing")), "");
+    }
+
+    #[test]
+    fn sweep_removes_only_old_dirs_of_dead_workers() {
+        let dead = {
+            let mut c = Command::new("true").spawn().expect("spawn");
+            let _ = c.wait();
+            c.id() as i32
+        };
+        let me = std::process::id() as i32;
+        let base = std::env::temp_dir();
+        let mk = |name: String, mode: u32, old: bool| {
+            let d = base.join(name);
+            fs::DirBuilder::new().mode(mode).create(&d).expect("mkdir");
+            fs::set_permissions(&d, fs::Permissions::from_mode(mode)).expect("chmod");
+            if old {
+                let t = std::time::SystemTime::now() - Duration::from_secs(3600);
+                fs::File::open(&d)
+                    .and_then(|f| f.set_modified(t))
+                    .expect("age");
+            }
+            d
+        };
+        let orphan = mk(format!("{DIR_PREFIX}{dead}-t1"), 0o700, true);
+        let fresh = mk(format!("{DIR_PREFIX}{dead}-t2"), 0o700, false);
+        let open = mk(format!("{DIR_PREFIX}{dead}-t3"), 0o755, true);
+        let live = mk(format!("{DIR_PREFIX}{me}-t4"), 0o700, true);
+        let target = mk(format!("sweep-target-{dead}"), 0o700, true);
+        let link = base.join(format!("{DIR_PREFIX}{dead}-t5"));
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let only = |p: i32| p == dead || p == me;
+        remove_call_dirs(only, Duration::from_secs(60));
+        let exists = |p: &Path| fs::symlink_metadata(p).is_ok();
+        let left = [
+            exists(&orphan),
+            exists(&fresh),
+            exists(&open),
+            exists(&live),
+            exists(&link) && exists(&target),
+        ];
+        for p in [&orphan, &fresh, &open, &live, &target] {
+            let _ = fs::remove_dir_all(p);
+        }
+        let _ = fs::remove_file(&link);
+        assert_eq!(left, [false, true, true, true, true]);
+    }
 }

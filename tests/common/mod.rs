@@ -57,7 +57,10 @@ impl Env {
     }
 
     pub fn with_policy(policy: serde_json::Value) -> Env {
-        let dir = tempfile::Builder::new().prefix("mt").tempdir_in("/tmp").expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("mt")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
         let sock = dir.path().join("sock");
         let ws = dir.path().join("ws");
         fs::create_dir_all(&ws).expect("ws");
@@ -70,13 +73,29 @@ impl Env {
             path_prefix: None,
         };
         env.write_policy(&policy);
-        let out = env.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "keepalive", "sleep 1000000"]);
-        assert!(out.status.success(), "start tmux: {}", String::from_utf8_lossy(&out.stderr));
+        let out = env.tmux(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "keepalive",
+            "sleep 1000000",
+        ]);
+        assert!(
+            out.status.success(),
+            "start tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         env
     }
 
     pub fn write_policy(&self, policy: &serde_json::Value) {
-        fs::write(&self.policy, serde_json::to_string_pretty(policy).expect("json")).expect("policy");
+        fs::write(
+            &self.policy,
+            serde_json::to_string_pretty(policy).expect("json"),
+        )
+        .expect("policy");
     }
 
     pub fn tmux(&self, args: &[&str]) -> Output {
@@ -140,7 +159,19 @@ impl Env {
     /// `run start` in the workspace with the given id and argv.
     pub fn start(&self, id: &str, argv: &[&str]) -> String {
         let ws = self.ws.to_string_lossy().into_owned();
-        let mut args = vec!["run", "start", "--ticket", "T-1", "--workspace", &ws, "--id", id, "--session", id, "--"];
+        let mut args = vec![
+            "run",
+            "start",
+            "--ticket",
+            "T-1",
+            "--workspace",
+            &ws,
+            "--id",
+            id,
+            "--session",
+            id,
+            "--",
+        ];
         args.extend_from_slice(argv);
         self.ok(&args)
     }
@@ -168,7 +199,9 @@ impl Env {
                         rusqlite::types::ValueRef::Null => "NULL".to_string(),
                         rusqlite::types::ValueRef::Integer(v) => v.to_string(),
                         rusqlite::types::ValueRef::Real(v) => v.to_string(),
-                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
                         rusqlite::types::ValueRef::Blob(_) => "<blob>".to_string(),
                     })
                     .collect())
