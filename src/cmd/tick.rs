@@ -115,7 +115,15 @@ pub fn run_locked(
 fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
     let deadline = Instant::now() + limit;
     let store = ctx.open(OpenMode::Create, false)?;
-    while store.llm_calls_in_flight()? > 0 {
+    // A worker that died leaves its row in flight until a tick reaps it: stop waiting then.
+    let live = |s: &crate::store::Store| -> CliResult<bool> {
+        Ok(s.llm_calls()?.values().any(|c| {
+            c.state == "in_flight"
+                && c.pid
+                    .is_none_or(|pid| crate::cmd::llm_worker::worker_alive(pid, &c.run_id))
+        }))
+    };
+    while live(&store)? {
         if Instant::now() >= deadline {
             return Err(CliError::Failure(
                 "LLM workers still running after the timeout".into(),
