@@ -1,10 +1,13 @@
 //! Performance benchmarks for metawsm-tick (issue 6). Run with
 //!
 //! ```text
-//! cargo bench --bench perf              # full run, a few minutes
-//! cargo bench --bench perf -- --quick   # fewer iterations, about a minute
+//! cargo bench --bench perf              # full run, under a minute on 2 cores
+//! cargo bench --bench perf -- --quick   # fewer iterations, about 15 s
 //! cargo bench --bench perf -- --strict  # exit 1 when a target is missed
 //! ```
+//!
+//! Peak RSS comes from `/usr/bin/time -v` when present, else from `wait4`'s rusage
+//! (`METAWSM_BENCH_NO_GNU_TIME=1` forces the latter).
 //!
 //! Cargo builds the binary with the bench profile (= release: LTO, stripped) before this
 //! runs, and passes its path in `CARGO_BIN_EXE_metawsm-tick`. Every measurement runs

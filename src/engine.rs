@@ -333,6 +333,8 @@ pub fn tick(
         if opts.source != "timer" {
             crate::cmd::timer::arm_if_stale(store, ctx, policy, now);
         }
+        // Best effort: a stale cache only delays the bar until the next tick.
+        let _ = crate::status_cache::refresh(store);
     }
 
     Ok(TickReport {

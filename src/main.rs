@@ -15,6 +15,7 @@ mod notify;
 mod policy;
 mod render;
 mod signals;
+mod status_cache;
 mod store;
 mod timeutil;
 mod tmux;

@@ -92,6 +92,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         )?;
     }
     tx.commit().map_err(store::StoreError::from)?;
+    let _ = crate::status_cache::refresh(&st);
     println!("answered #{} for {id}: {}", req.id, path.display());
     Ok(0)
 }

@@ -60,6 +60,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         now_unix(),
         false,
     )?;
+    let _ = crate::status_cache::refresh(&st);
     println!(
         "added agent {} to {} in tmux session {}",
         a.name, run.id, a.session

@@ -41,6 +41,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let tx = st.write()?;
     store::delete_run(&tx, &id)?;
     tx.commit().map_err(store::StoreError::from)?;
+    let _ = crate::status_cache::refresh(&st);
     println!("forgot {id}");
     Ok(0)
 }

@@ -100,6 +100,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         },
     )?;
     tx.commit().map_err(store::StoreError::from)?;
+    let _ = crate::status_cache::refresh(&st);
     println!("restarted {} in {id}", names.join(", "));
     Ok(0)
 }

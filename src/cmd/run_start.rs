@@ -142,6 +142,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         "started {} agent {} in tmux session {} ({})",
         run.id, a.name, a.session, a.workdir
     );
+    let _ = crate::status_cache::refresh(&st);
     crate::cmd::timer::arm_if_stale(&mut st, ctx, &policy, now);
     Ok(0)
 }

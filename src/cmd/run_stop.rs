@@ -75,6 +75,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         "cli",
     )?;
     tx.commit().map_err(store::StoreError::from)?;
+    let _ = crate::status_cache::refresh(&st);
     println!("stopped {id} ({} session(s) killed)", cmds.len());
     Ok(0)
 }

@@ -102,5 +102,6 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         },
     )?;
     tx.commit().map_err(store::StoreError::from)?;
+    let _ = crate::status_cache::refresh(&st);
     Ok(0)
 }

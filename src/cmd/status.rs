@@ -4,7 +4,9 @@ use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::cmd::tick::due;
 use crate::engine::{self, TickOptions};
 use crate::lock::{StateLock, Wait};
+use crate::policy::StatusPolicy;
 use crate::render::{self, Format};
+use crate::status_cache::{self, StatusCache};
 use crate::store::{OpenMode, Store, StoreError};
 use crate::timeutil::now_unix;
 use lexopt::prelude::*;
@@ -57,35 +59,25 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
 fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
     let policy = match ctx.policy() {
         Ok(p) => p,
-        Err(_) => {
-            return render::render(
-                &Default::default(),
-                &render::style(&Default::default(), &HashMap::new()),
-                format,
-                Some("metawsm:!policy"),
-            )
-        }
-    };
-    let mut store = match Store::open(&ctx.db, OpenMode::Existing, false) {
-        Ok(s) => s,
-        Err(StoreError::NotFound(_)) => {
-            return render::render(
-                &Default::default(),
-                &render::style(&policy.status, &HashMap::new()),
-                format,
-                None,
-            )
-        }
-        Err(_) => {
-            return render::render(
-                &Default::default(),
-                &render::style(&policy.status, &HashMap::new()),
-                format,
-                Some("metawsm:!db"),
-            )
-        }
+        Err(_) => return marker_only(&Default::default(), format, "metawsm:!policy"),
     };
     let now = now_unix();
+    // The common case: no tick due, answered from the cache file without SQLite or tmux.
+    let cached = status_cache::read(&ctx.db);
+    if let Some(c) = &cached {
+        let interval = c
+            .tick_interval
+            .filter(|i| *i > 0)
+            .unwrap_or(policy.operator.tick_interval_seconds);
+        if no_tick || now - c.last_full_tick < interval {
+            return from_cache(c, &policy.status, format);
+        }
+    }
+    let mut store = match Store::open(&ctx.db, OpenMode::Existing, false) {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => return String::new(),
+        Err(_) => return marker_only(&policy.status, format, "metawsm:!db"),
+    };
     if !no_tick && due(&store, &policy, now) {
         // try_lock only: a busy lock means someone else is ticking right now.
         if let Ok(Some(_lock)) = StateLock::acquire(&ctx.db, Wait::No) {
@@ -98,39 +90,41 @@ fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
                     source: "status",
                 };
                 if engine::tick(&mut store, ctx, &policy, &opts).is_err() {
-                    return render::render(
-                        &Default::default(),
-                        &render::style(&policy.status, &HashMap::new()),
-                        format,
-                        Some("metawsm:!tick"),
-                    );
+                    return marker_only(&policy.status, format, "metawsm:!tick");
                 }
             }
         }
     }
-    let meta = store
-        .meta_many(&["tmux_options", "tmux_error"])
-        .unwrap_or_default();
-    let opts: HashMap<String, String> = meta
-        .get("tmux_options")
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    let marker = meta
-        .get("tmux_error")
-        .filter(|e| !e.is_empty())
-        .map(|_| "metawsm:!tmux");
-    match store.status_rows() {
-        Ok(rows) => render::render(
-            &render::classify(&rows),
-            &render::style(&policy.status, &opts),
-            format,
-            marker,
-        ),
-        Err(_) => render::render(
-            &Default::default(),
-            &render::style(&policy.status, &opts),
-            format,
-            Some("metawsm:!db"),
-        ),
+    match status_cache::refresh(&store) {
+        Ok(c) => from_cache(&c, &policy.status, format),
+        Err(_) => match (cached, store.status_rows()) {
+            (_, Ok(rows)) => render::render(
+                &render::classify(&rows),
+                &render::style(&policy.status, &HashMap::new()),
+                format,
+                None,
+            ),
+            (Some(c), Err(_)) => from_cache(&c, &policy.status, format),
+            (None, Err(_)) => marker_only(&policy.status, format, "metawsm:!db"),
+        },
     }
+}
+
+fn marker_only(p: &StatusPolicy, format: Format, marker: &str) -> String {
+    render::render(
+        &Default::default(),
+        &render::style(p, &HashMap::new()),
+        format,
+        Some(marker),
+    )
+}
+
+fn from_cache(c: &StatusCache, p: &StatusPolicy, format: Format) -> String {
+    let marker = (!c.tmux_error.is_empty()).then_some("metawsm:!tmux");
+    render::render(
+        &c.counts(),
+        &render::style(p, &c.tmux_options),
+        format,
+        marker,
+    )
 }

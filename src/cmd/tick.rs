@@ -135,6 +135,7 @@ fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
 }
 
 pub fn print_report(r: &TickReport, json: bool) {
+    use std::fmt::Write as _;
     if json {
         println!(
             "{}",
@@ -142,11 +143,12 @@ pub fn print_report(r: &TickReport, json: bool) {
         );
         return;
     }
+    let mut out = String::new();
     if let Some(e) = &r.tmux_error {
-        println!("{} tmux unknown: {e}", r.at);
+        let _ = writeln!(out, "{} tmux unknown: {e}", r.at);
     }
     if r.runs.is_empty() {
-        println!("{} no active runs", r.at);
+        let _ = writeln!(out, "{} no active runs", r.at);
     }
     for run in &r.runs {
         let mut line = format!(
@@ -167,6 +169,8 @@ pub fn print_report(r: &TickReport, json: bool) {
             // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");
         }
-        println!("{line}");
+        let _ = writeln!(out, "{line}");
     }
+    // One write for the whole report: a line-buffered stdout costs a syscall per run.
+    print!("{out}");
 }

@@ -1,0 +1,112 @@
+//! `<db>.status`: what the status line needs, written after every tick and mutation, so
+//! the cached path never opens SQLite (process start alone is half of its 2 ms budget).
+
+use crate::render::Counts;
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusCache {
+    pub last_full_tick: i64,
+    pub tick_interval: Option<i64>,
+    pub ok: i64,
+    pub guidance: i64,
+    pub blocked: i64,
+    pub done: i64,
+    pub tmux_options: HashMap<String, String>,
+    pub tmux_error: String,
+}
+
+impl StatusCache {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            ok: self.ok,
+            guidance: self.guidance,
+            blocked: self.blocked,
+            done: self.done,
+        }
+    }
+}
+
+pub fn path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".status");
+    PathBuf::from(s)
+}
+
+/// None when missing or unreadable: the caller falls back to the database.
+pub fn read(db: &Path) -> Option<StatusCache> {
+    let text = fs::read(path(db)).ok()?;
+    if text.len() > 64 * 1024 {
+        return None;
+    }
+    serde_json::from_slice(&text).ok()
+}
+
+/// Snapshot the database's view into the cache file (temp file + rename: readers never
+/// see a torn file). Best effort: a stale cache only delays what the bar shows.
+pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
+    let meta = store.meta_many(&[
+        "last_full_tick",
+        "tick_interval",
+        "tmux_options",
+        "tmux_error",
+    ])?;
+    let c = crate::render::classify(&store.status_rows()?);
+    let cache = StatusCache {
+        last_full_tick: meta
+            .get("last_full_tick")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        tick_interval: meta.get("tick_interval").and_then(|v| v.parse().ok()),
+        ok: c.ok,
+        guidance: c.guidance,
+        blocked: c.blocked,
+        done: c.done,
+        tmux_options: meta
+            .get("tmux_options")
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default(),
+        tmux_error: meta.get("tmux_error").cloned().unwrap_or_default(),
+    };
+    let target = path(&store.path);
+    let tmp = target.with_extension(format!("status.tmp{}", std::process::id()));
+    let text = serde_json::to_vec(&cache).map_err(|e| StoreError::Io(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&text)?;
+        fs::rename(&tmp, &target)
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::Io(format!("write {}: {e}", target.display())));
+    }
+    Ok(cache)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpenMode;
+
+    #[test]
+    fn round_trips_and_tolerates_garbage() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("state.db");
+        let store = Store::open(&db, OpenMode::Create, false).expect("open");
+        let c = refresh(&store).expect("refresh");
+        assert_eq!(read(&db), Some(c));
+        fs::write(path(&db), b"{not json").expect("w");
+        assert_eq!(read(&db), None);
+    }
+}
