@@ -149,10 +149,17 @@ pub fn append(workspace: &Path, dir: &Path, text: &str) -> Result<PathBuf, Strin
         .append(true)
         .create(true)
         .mode(0o644)
-        // A symlink planted after the check must not be followed.
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        // A symlink planted after the check must not be followed, nor a FIFO block us.
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(&path)
         .map_err(|e| format!("open {}: {e}", path.display()))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("stat {}: {e}", path.display()))?;
+    // A hard link would let an append land in a file outside the workspace.
+    if !meta.is_file() || std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+        return Err(format!("{} is not a plain file", path.display()));
+    }
     f.write_all(text.as_bytes())
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     f.sync_all()
@@ -196,6 +203,29 @@ mod tests {
         )
         .expect_err("explicit outside");
         assert!(err.contains("outside the workspace"), "{err}");
+    }
+
+    #[test]
+    fn fifos_and_hard_links_are_refused() {
+        let ws = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        let a = ws.path().join("a");
+        fs::create_dir_all(&a).expect("mkdir");
+        nix::unistd::mkfifo(
+            &a.join("changelog.md"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+        // Without a reader the open fails (ENXIO); with one it is refused as not plain.
+        append(ws.path(), &a, "x").expect_err("fifo");
+        let b = ws.path().join("b");
+        fs::create_dir_all(&b).expect("mkdir");
+        let victim = outside.path().join("victim");
+        fs::write(&victim, "keep").expect("w");
+        fs::hard_link(&victim, b.join("changelog.md")).expect("link");
+        let err = append(ws.path(), &b, "x").expect_err("hard link");
+        assert!(err.contains("not a plain file"), "{err}");
+        assert_eq!(fs::read_to_string(&victim).expect("r"), "keep");
     }
 
     #[test]

@@ -180,3 +180,34 @@ pub fn print_help(text: &str) {
 pub fn current_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("metawsm-tick"))
 }
+
+extern "C" fn exit_quietly(_: nix::libc::c_int) {
+    // SAFETY: _exit is async-signal-safe; nothing else runs.
+    unsafe { nix::libc::_exit(0) }
+}
+
+extern "C" fn exit_with_marker(_: nix::libc::c_int) {
+    const MARK: &[u8] = b"metawsm:!timeout\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe.
+    unsafe {
+        nix::libc::write(1, MARK.as_ptr().cast(), MARK.len());
+        nix::libc::_exit(0)
+    }
+}
+
+/// A wedged tmux (or a planted FIFO) must never leave tmux waiting on us: after `secs`
+/// the process ends with exit 0 — silently for hooks and timers, with a marker for the
+/// status line (tmux shows a job's output and dumps a hook's failure into a pane).
+pub fn watchdog(secs: u32, marker: bool) {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    let handler = if marker {
+        exit_with_marker
+    } else {
+        exit_quietly
+    };
+    // SAFETY: the handlers only call async-signal-safe functions.
+    unsafe {
+        let _ = signal(Signal::SIGALRM, SigHandler::Handler(handler));
+    }
+    let _ = nix::unistd::alarm::set(secs);
+}

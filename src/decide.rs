@@ -20,6 +20,8 @@ pub struct AgentView {
     pub reason: String,
     /// A completion signal covers this agent.
     pub complete: bool,
+    /// The agent reported it finished its turn (`signal done`): quiet on purpose.
+    pub reported_done: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,14 +81,27 @@ pub fn after_restart(state: &OpState, now: i64, policy: &Policy) -> OpState {
     }
 }
 
-/// Dedup of alerts (notify + changelog): true when this (intent, reason) is new for
-/// the run. Never gates an action.
-pub fn take_alert(state: &mut OpState, intent: Intent, reason: &str, now: i64) -> bool {
-    if !matches!(
-        intent,
-        Intent::EscalateGuidance | Intent::EscalateBlocked | Intent::AutoStopStale
-    ) {
-        return false;
+/// Dedup of alerts (notify + changelog): true when this (intent, reason) is new for the
+/// run. Never gates an action. A `noop` seen with real evidence (tmux known) ends the
+/// episode; an executed restart is routine (an event, not an alert), while a restart that
+/// will not happen (assist mode, LLM veto) is exactly what a human must hear about.
+pub fn take_alert(
+    state: &mut OpState,
+    intent: Intent,
+    reason: &str,
+    execute: bool,
+    evidence: bool,
+    now: i64,
+) -> bool {
+    match intent {
+        Intent::Noop => {
+            if evidence {
+                state.last_alert = None;
+            }
+            return false;
+        }
+        Intent::AutoRestart if execute => return false,
+        _ => {}
     }
     let fp = format!("{}:{}", intent.as_str(), reason);
     // Digits carry ages and counters ("activity_age=61s"): without them a reason names the
@@ -184,9 +199,6 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
             state.restart_attempts = 0;
             state.cooldown_until = None;
         }
-        if run.guidance.is_none() {
-            state.last_alert = None;
-        }
     } else if run.status == RunStatus::Running {
         state.healthy_since = None;
         let counted = state
@@ -230,11 +242,20 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
             age, op.stale_run_age_seconds
         );
         let window = policy.health.activity_stalled_seconds;
-        let busy = run
-            .agents
-            .iter()
-            .find(|a| a.alive && a.last_activity_at.is_some_and(|t| now - t < window));
+        let busy = run.agents.iter().find(|a| {
+            a.alive && (a.reported_done || a.last_activity_at.is_some_and(|t| now - t < window))
+        });
         return match busy {
+            Some(a) if a.reported_done => mk(
+                Intent::Noop,
+                format!(
+                    "{stale}; rejected: agent {} is alive and reported done",
+                    a.name
+                ),
+                vec![],
+                state,
+                notes,
+            ),
             Some(a) => mk(
                 Intent::Noop,
                 format!(
@@ -394,6 +415,7 @@ mod tests {
             stored_activity_at: Some(NOW - if health == Health::Stalled { 1000 } else { 10 }),
             reason: format!("{} reason", health),
             complete: false,
+            reported_done: false,
         }
     }
 
@@ -439,6 +461,11 @@ mod tests {
         let mut stale_busy = stale_dead.clone();
         stale_busy.agents = vec![agent("a", Health::Healthy)];
         stale_busy.agents[0].stored_activity_at = Some(NOW - 7200);
+        let mut stale_done = stale_dead.clone();
+        stale_done.agents = vec![agent("a", Health::Idle)];
+        stale_done.agents[0].stored_activity_at = Some(NOW - 7200);
+        stale_done.agents[0].last_activity_at = Some(NOW - 7200);
+        stale_done.agents[0].reported_done = true;
         let mut stale_with_guidance = stale_dead.clone();
         stale_with_guidance.guidance = guidance.clone();
         let mut guided = run(RunStatus::AwaitingGuidance, vec![agent("a", Health::Dead)]);
@@ -493,6 +520,14 @@ mod tests {
                 intent: Intent::AutoStopStale,
                 reason_has: "verified",
                 targets: vec!["a"],
+            },
+            Case {
+                name: "stale rejected by an agent that reported done",
+                run: stale_done,
+                state: OpState::default(),
+                intent: Intent::Noop,
+                reason_has: "is alive and reported done",
+                targets: vec![],
             },
             Case {
                 name: "stale rejected by live activity",
@@ -689,8 +724,22 @@ mod tests {
     #[test]
     fn alerts_are_deduplicated_per_intent_and_reason() {
         let mut s = OpState::default();
-        assert!(take_alert(&mut s, Intent::EscalateBlocked, "x", NOW));
-        assert!(!take_alert(&mut s, Intent::EscalateBlocked, "x", NOW + 1));
+        assert!(take_alert(
+            &mut s,
+            Intent::EscalateBlocked,
+            "x",
+            false,
+            true,
+            NOW
+        ));
+        assert!(!take_alert(
+            &mut s,
+            Intent::EscalateBlocked,
+            "x",
+            false,
+            true,
+            NOW + 1
+        ));
         // Same situation, older: ages in the reason do not make a new alert.
         let stalled = |age: i64| format!("budget exhausted (1/1); a: no activity (age={age}s)");
         let mut t = OpState::default();
@@ -698,23 +747,92 @@ mod tests {
             &mut t,
             Intent::EscalateBlocked,
             &stalled(5),
+            false,
+            true,
             NOW
         ));
         assert!(!take_alert(
             &mut t,
             Intent::EscalateBlocked,
             &stalled(6),
+            false,
+            true,
             NOW + 1
         ));
         assert!(!take_alert(
             &mut t,
             Intent::EscalateBlocked,
             &stalled(61),
+            false,
+            true,
             NOW + 56
         ));
         assert_eq!(t.last_alert_at, Some(NOW));
-        assert!(take_alert(&mut s, Intent::EscalateBlocked, "y", NOW + 2));
-        assert!(!take_alert(&mut s, Intent::AutoRestart, "z", NOW + 3));
-        assert!(!take_alert(&mut s, Intent::Noop, "z", NOW + 3));
+        assert!(take_alert(
+            &mut s,
+            Intent::EscalateBlocked,
+            "y",
+            false,
+            true,
+            NOW + 2
+        ));
+        // An executed restart is routine; one that will not execute is worth an alert.
+        assert!(!take_alert(
+            &mut s,
+            Intent::AutoRestart,
+            "z",
+            true,
+            true,
+            NOW + 3
+        ));
+        assert!(take_alert(
+            &mut s,
+            Intent::AutoRestart,
+            "z",
+            false,
+            true,
+            NOW + 3
+        ));
+        assert!(!take_alert(
+            &mut s,
+            Intent::AutoRestart,
+            "z",
+            false,
+            true,
+            NOW + 4
+        ));
+        // A noop without evidence (tmux unknown) does not end the episode; with it, it does.
+        assert!(!take_alert(
+            &mut s,
+            Intent::Noop,
+            "tmux unreachable",
+            false,
+            false,
+            NOW + 5
+        ));
+        assert!(!take_alert(
+            &mut s,
+            Intent::AutoRestart,
+            "z",
+            false,
+            true,
+            NOW + 6
+        ));
+        assert!(!take_alert(
+            &mut s,
+            Intent::Noop,
+            "fine",
+            false,
+            true,
+            NOW + 7
+        ));
+        assert!(take_alert(
+            &mut s,
+            Intent::AutoRestart,
+            "z",
+            false,
+            true,
+            NOW + 8
+        ));
     }
 }

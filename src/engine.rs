@@ -7,7 +7,7 @@ use crate::decide::{self, AgentView, Decision, PendingGuidance, RunView};
 use crate::gate::{self, Gated};
 use crate::health::{self, Judgement, Prior, Thresholds};
 use crate::llm::{self, Proposal};
-use crate::model::{AgentSignal, Intent, RunStatus};
+use crate::model::{AgentSignal, Health, Intent, RunStatus};
 use crate::notify;
 use crate::policy::{LlmMode, Policy};
 use crate::signals::{self, Read_};
@@ -230,6 +230,7 @@ pub fn tick(
                     last_activity_at: j.last_activity_at,
                     stored_activity_at: a.last_activity_at,
                     reason: j.reason.clone(),
+                    reported_done: a.signal == Some(AgentSignal::Done),
                     complete: completions
                         .iter()
                         .any(|c| c.agent.as_deref().is_none_or(|n| n == a.name)),
@@ -244,7 +245,15 @@ pub fn tick(
             run.status,
             view.agents
                 .iter()
-                .map(|a| format!("{}={}", a.name, a.health))
+                .map(|a| {
+                    // healthy↔idle flips are not worth a new LLM call.
+                    let h = if a.health == Health::Idle {
+                        Health::Healthy
+                    } else {
+                        a.health
+                    };
+                    format!("{}={}", a.name, h)
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             decision.intent,
@@ -283,7 +292,14 @@ pub fn tick(
             policy.operator.llm.min_confidence,
         );
         let mut state = decision.state.clone();
-        let alert = decide::take_alert(&mut state, gated.intent, &gated.reason, now);
+        let alert = decide::take_alert(
+            &mut state,
+            gated.intent,
+            &gated.reason,
+            gated.execute,
+            tmux_error.is_none(),
+            now,
+        );
         let decision_fp = format!(
             "{}:{}:{}",
             gated.intent,
@@ -372,7 +388,7 @@ pub fn tick(
 }
 
 /// Signals and hook events queued by processes that could not take the lock.
-fn drain_inbox(store: &mut Store, now: i64) -> Result<(), CliError> {
+pub fn drain_inbox(store: &mut Store, now: i64) -> Result<(), CliError> {
     if !store.inbox_pending()? {
         return Ok(());
     }
@@ -447,7 +463,7 @@ fn record(
                     || a.health != u.health
                     || a.last_activity_at != u.last_activity_at
                     || a.exit_status != u.exit_status
-                    || (u.pane_id.is_some() && a.pane_id != u.pane_id);
+                    || a.pane_id != u.pane_id;
                 if a.status == "stopped" {
                     continue;
                 }
@@ -951,6 +967,9 @@ fn llm_context(p: &Planned, policy: &Policy, now: i64) -> serde_json::Value {
     })
 }
 
+/// At most this many LLM workers run at once, whatever the number of runs.
+pub const MAX_LLM_IN_FLIGHT: usize = 4;
+
 fn ask_llm(
     store: &mut Store,
     ctx: &Ctx,
@@ -960,6 +979,15 @@ fn ask_llm(
     now: i64,
 ) -> Result<(), CliError> {
     let llm = &policy.operator.llm;
+    // A global bound: the first tick over many runs must not start a fleet of LLM CLIs.
+    let mut in_flight = calls
+        .values()
+        .filter(|c| {
+            c.state == "in_flight"
+                && c.pid
+                    .is_some_and(|pid| crate::cmd::llm_worker::worker_alive(pid, &c.run_id))
+        })
+        .count();
     for p in plans {
         // Keep in step with gate::llm_pending, which predicts what happens here.
         if !gate::askable(p.run.status, &p.decision.reason) {
@@ -1001,13 +1029,30 @@ fn ask_llm(
                     )?;
                 }
                 tx.commit()?;
-            } else if c.fingerprint == p.fingerprint && c.state == "done" {
-                continue;
+            } else if c.fingerprint == p.fingerprint {
+                if c.state == "done" {
+                    continue;
+                }
+                // A failing LLM (say, `codex` not installed) is asked about the same
+                // situation again only after ten intervals; a reaped worker at once.
+                let reaped = c.error.as_deref().is_some_and(|e| e.contains("(reaped)"));
+                let pause = if reaped {
+                    0
+                } else {
+                    llm.min_interval_seconds.saturating_mul(10)
+                };
+                if now - c.started_at < pause {
+                    continue;
+                }
             }
             if now - c.started_at < llm.min_interval_seconds {
                 continue;
             }
         }
+        if in_flight >= MAX_LLM_IN_FLIGHT {
+            continue;
+        }
+        in_flight += 1;
         let request = llm_context(p, policy, now).to_string();
         {
             let tx = store.write()?;

@@ -87,7 +87,9 @@ pub fn judge(obs: SessionState<'_>, prior: &Prior, now: i64, t: &Thresholds) -> 
             }
             (Some(code), _) => j.reason = format!("agent process exited with status {code}"),
             (None, Some(sig)) => j.reason = format!("agent process killed by signal {sig}"),
-            (None, None) => j.reason = "agent process exited".into(),
+            // tmux has not reaped the status yet. Corroboration protects a clean exit:
+            // by the next counted observation the status (0 → exited) is normally in.
+            (None, None) => j.reason = "agent process exited (status not reported yet)".into(),
         }
         return j;
     }
@@ -223,6 +225,13 @@ mod tests {
             (
                 "signal",
                 vec![pane(true, None, Some(15), Some(now))],
+                None,
+                Health::Dead,
+                "failed",
+            ),
+            (
+                "status not reported yet",
+                vec![pane(true, None, None, Some(now))],
                 None,
                 Health::Dead,
                 "failed",

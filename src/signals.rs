@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const MAX_SIGNAL_BYTES: u64 = 1 << 20;
@@ -53,11 +54,19 @@ pub fn signal_path(root: &Path, name: &str) -> PathBuf {
 }
 
 fn read_capped(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match fs::File::open(path) {
+    // O_NONBLOCK: a FIFO planted at this name must not hang the tick that holds the lock.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
     let mut buf = Vec::new();
     file.take(MAX_SIGNAL_BYTES + 1).read_to_end(&mut buf)?;
     Ok(Some(buf))
@@ -147,22 +156,66 @@ pub fn for_run(file_run: &Option<String>, run_id: &str) -> bool {
     file_run.as_deref().is_none_or(|r| r == run_id)
 }
 
-/// The answer file the agent reads, written beside the request.
-pub fn write_response(root: &Path, body: &Value) -> io::Result<PathBuf> {
+/// `<root>/.metawsm` if it is a real directory inside the workspace (never through a
+/// symlink: an agent-writable tree must not redirect our writes or deletes outside it).
+fn signal_dir(root: &Path, workspace: &Path, create: bool) -> io::Result<PathBuf> {
+    let ws = workspace.canonicalize()?;
+    let root = root.canonicalize()?;
+    if !root.starts_with(&ws) {
+        return Err(io::Error::other(format!(
+            "{} is outside the workspace",
+            root.display()
+        )));
+    }
     let dir = root.join(".metawsm");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join(GUIDANCE_RESPONSE);
-    let tmp = dir.join(format!(".{GUIDANCE_RESPONSE}.tmp{}", std::process::id()));
-    let mut text = serde_json::to_string_pretty(body).map_err(io::Error::other)?;
-    text.push('\n');
-    fs::write(&tmp, text)?;
-    fs::rename(&tmp, &path)?;
-    Ok(path)
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        Ok(_) => Err(io::Error::other(format!(
+            "{} is not a plain directory",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+            fs::create_dir(&dir)?;
+            Ok(dir)
+        }
+        Err(e) => Err(e),
+    }
 }
 
-pub fn remove_requests(roots: &[PathBuf]) {
+/// The answer file the agent reads, written beside the request: a fresh temp file
+/// (`create_new`, `O_NOFOLLOW`) renamed over the target, so nothing planted is followed.
+pub fn write_response(root: &Path, workspace: &Path, body: &Value) -> io::Result<PathBuf> {
+    let dir = signal_dir(root, workspace, true)?;
+    let path = dir.join(GUIDANCE_RESPONSE);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".{GUIDANCE_RESPONSE}.{}.{nanos}.tmp",
+        std::process::id()
+    ));
+    let mut text = serde_json::to_string_pretty(body).map_err(io::Error::other)?;
+    text.push('\n');
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    let written =
+        io::Write::write_all(&mut f, text.as_bytes()).and_then(|_| fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map(|_| path)
+}
+
+pub fn remove_requests(roots: &[PathBuf], workspace: &Path) {
     for r in roots {
-        let _ = fs::remove_file(signal_path(r, GUIDANCE_REQUEST));
+        if let Ok(dir) = signal_dir(r, workspace, false) {
+            let _ = fs::remove_file(dir.join(GUIDANCE_REQUEST));
+        }
     }
 }
 
@@ -201,6 +254,39 @@ mod tests {
         assert_eq!(c.run_id, None);
         assert!(for_run(&c.run_id, "r1"));
         assert!(!for_run(&Some("r2".into()), "r1"));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(dir.path().join(".metawsm")).expect("mkdir");
+        let p = signal_path(dir.path(), GUIDANCE_REQUEST);
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        let t = std::time::Instant::now();
+        match read_guidance(dir.path()) {
+            Read_::Bad(_, why) => assert!(why.contains("not a regular file"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn responses_never_leave_the_workspace() {
+        let ws = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        let body = serde_json::json!({"answer": "x"});
+        let p = write_response(ws.path(), ws.path(), &body).expect("write");
+        assert!(p.starts_with(ws.path().canonicalize().expect("canon")));
+        // A symlinked .metawsm pointing outside is refused, and nothing is deleted there.
+        let evil = tempfile::tempdir().expect("tmp");
+        std::os::unix::fs::symlink(outside.path(), evil.path().join(".metawsm")).expect("symlink");
+        fs::write(outside.path().join(GUIDANCE_REQUEST), "keep").expect("w");
+        assert!(write_response(evil.path(), evil.path(), &body).is_err());
+        remove_requests(&[evil.path().to_path_buf()], evil.path());
+        assert!(outside.path().join(GUIDANCE_REQUEST).exists());
+        assert!(!outside.path().join(GUIDANCE_RESPONSE).exists());
+        // A root outside the workspace is refused.
+        assert!(write_response(outside.path(), ws.path(), &body).is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA application_id` of our databases ("mwst"): tells ours from other SQLite files.
+pub const APPLICATION_ID: i64 = 0x6d77_7374;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -329,6 +331,16 @@ impl Store {
         }
         if version < SCHEMA_VERSION {
             store.migrate(held)?;
+        } else {
+            let app: i64 = store
+                .conn
+                .pragma_query_value(None, "application_id", |r| r.get(0))?;
+            if app != APPLICATION_ID {
+                return Err(StoreError::Incompatible(format!(
+                    "{} is an SQLite database that metawsm-tick did not create; refusing to use it",
+                    path.display()
+                )));
+            }
         }
         Ok(store)
     }
@@ -397,6 +409,7 @@ impl Store {
         if version < 1 {
             tx.execute_batch(MIGRATION_1)?;
         }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(())
@@ -951,7 +964,7 @@ pub fn update_agent(
 ) -> Result<()> {
     tx.execute(
         "UPDATE agents SET status = ?1, health = ?2, last_activity_at = ?3, last_progress_at = ?4,
-                exit_status = ?5, exit_signal = ?6, pane_id = COALESCE(?7, pane_id), updated_at = ?8
+                exit_status = ?5, exit_signal = ?6, pane_id = ?7, updated_at = ?8
          WHERE run_id = ?9 AND name = ?10",
         params![
             u.status,
@@ -983,7 +996,7 @@ pub fn mark_agent_started(tx: &Connection, run_id: &str, name: &str, now: i64) -
 
 pub fn mark_agent_stopped(tx: &Connection, run_id: &str, name: &str, now: i64) -> Result<()> {
     tx.execute(
-        "UPDATE agents SET status = 'stopped', health = 'dead', updated_at = ?1
+        "UPDATE agents SET status = 'stopped', health = 'dead', pane_id = NULL, updated_at = ?1
          WHERE run_id = ?2 AND name = ?3",
         params![now, run_id, name],
     )?;
@@ -997,8 +1010,10 @@ pub fn set_agent_signal(
     signal: AgentSignal,
     at: i64,
 ) -> Result<()> {
+    // A queued (older) report never overwrites a newer one.
     tx.execute(
-        "UPDATE agents SET signal = ?1, signal_at = ?2, updated_at = ?2 WHERE run_id = ?3 AND name = ?4",
+        "UPDATE agents SET signal = ?1, signal_at = ?2, updated_at = ?2
+         WHERE run_id = ?3 AND name = ?4 AND (signal_at IS NULL OR signal_at <= ?2)",
         params![signal.as_str(), at, run_id, name],
     )?;
     Ok(())
@@ -1279,6 +1294,20 @@ mod tests {
             .err()
             .expect("must fail");
         assert!(err.to_string().contains("did not create"), "{err}");
+
+        // Another application's file that happens to use user_version 1.
+        let same_version = dir.path().join("same.db");
+        {
+            let c = Connection::open(&same_version).expect("open");
+            c.execute_batch("CREATE TABLE notes(x TEXT); PRAGMA user_version = 1;")
+                .expect("create");
+        }
+        let before = fs::read(&same_version).expect("read");
+        let err = Store::open(&same_version, OpenMode::Create, false)
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains("did not create"), "{err}");
+        assert_eq!(fs::read(&same_version).expect("read"), before);
     }
 
     #[test]

@@ -179,6 +179,13 @@ impl TmuxClient {
         ];
         match self.run(&cmds) {
             Ok(text) => Observation::Known(parse_snapshot(&text)),
+            // A server with no sessions (exit-empty off) answers but has nothing to list:
+            // every agent session is definitely gone.
+            Err(TmuxError::Failed(e))
+                if e.contains("no current target") || e.contains("no sessions") =>
+            {
+                Observation::Known(Snapshot::default())
+            }
             Err(e) => Observation::Unknown(e.to_string()),
         }
     }

@@ -271,7 +271,11 @@ fn guidance_request_escalates_once_and_guide_resumes() {
 #[test]
 fn completion_needs_the_signal() {
     let env = Env::new();
-    ticket_dir(&env);
+    let dir = ticket_dir(&env);
+    let script = notify_script(&env);
+    env.write_policy(&fast_policy(
+        json!({"operator": {"notify": {"command": [script.to_string_lossy()]}}}),
+    ));
     env.start("silent", &["sh", "-c", "exit 0"]);
     let v = wait_for("exited", WAIT, || {
         let v = env.tick_json();
@@ -280,6 +284,21 @@ fn completion_needs_the_signal() {
     assert!(intent(&v, "silent")
         .1
         .contains("agent agent exited without completion signal"));
+    // Later ticks see the same situation: the same episode, one entry, one notify.
+    for _ in 0..4 {
+        assert_eq!(intent(&env.tick_json(), "silent").0, "escalate_blocked");
+    }
+    let log = fs::read_to_string(dir.join("changelog.md")).expect("changelog");
+    assert_eq!(log.matches("\n## ").count(), 1, "{log}");
+    wait_for("notify", Duration::from_secs(5), || {
+        fs::read_to_string(env.path("notify.log"))
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let notes = fs::read_to_string(env.path("notify.log")).unwrap_or_default();
+    assert_eq!(notes.lines().count(), 1, "{notes}");
+
     let sig = env.ws.join(".metawsm");
     fs::create_dir_all(&sig).expect("mkdir");
     fs::write(
@@ -290,6 +309,16 @@ fn completion_needs_the_signal() {
     env.tick();
     assert_eq!(env.show("silent")["status"], "completed");
     assert!(!events(&env, "silent", "transition").is_empty());
+    let notes = wait_for("completion notify", Duration::from_secs(5), || {
+        fs::read_to_string(env.path("notify.log"))
+            .ok()
+            .filter(|s| s.lines().count() == 2)
+    });
+    let last = notes.lines().nth(1).unwrap_or("");
+    assert!(
+        last.starts_with("run_completed|silent|completed|T-1|"),
+        "{notes}"
+    );
 }
 
 fn snapshot(env: &Env) -> (Vec<Vec<Vec<String>>>, Vec<String>, String) {

@@ -8,7 +8,7 @@ use crate::store::{self, NewEvent, OpenMode};
 use crate::timeutil::{now_unix, rfc3339};
 use lexopt::prelude::*;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const HELP: &str = "\
 Usage: metawsm-tick guide RUN --answer TEXT
@@ -54,12 +54,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         "answer": answer,
         "answered_at": rfc3339(now),
     });
-    let path = signals::write_response(&PathBuf::from(&req.root), &body)
+    let path = signals::write_response(&PathBuf::from(&req.root), Path::new(&run.workspace), &body)
         .map_err(|e| CliError::Failure(format!("write guidance response in {}: {e}", req.root)))?;
-    signals::remove_requests(&signals::roots(
-        &run.workspace,
-        run.doc_home_repo.as_deref(),
-    ));
+    signals::remove_requests(
+        &signals::roots(&run.workspace, run.doc_home_repo.as_deref()),
+        Path::new(&run.workspace),
+    );
     let tx = st.write()?;
     store::answer_guidance(&tx, req.id, &answer, now)?;
     store::add_event(

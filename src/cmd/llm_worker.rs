@@ -24,6 +24,7 @@ const PANE_LINES: usize = 40;
 const MAX_CONTEXT: usize = 4096;
 /// How long a TERMed process group gets before KILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+const REAP_GRACE: Duration = Duration::from_millis(150);
 /// Per-call directories in the temp dir are `<prefix><worker pid>-<hex>`.
 const DIR_PREFIX: &str = "metawsm-llm-";
 /// How much of the LLM's stderr an error message quotes.
@@ -179,11 +180,12 @@ pub fn reap_worker(pid: i64, run_id: &str) {
         .collect();
     groups.sort_unstable();
     groups.dedup();
+    // Reaping runs inside a tick (maybe the status line's): a short grace, not KILL_GRACE.
     if !groups.is_empty() {
-        kill_groups(&groups, KILL_GRACE);
+        kill_groups(&groups, REAP_GRACE);
     }
     // A killed worker could not clean up after itself.
-    let deadline = Instant::now() + Duration::from_millis(500);
+    let deadline = Instant::now() + REAP_GRACE;
     while pid_alive(pid) && Instant::now() < deadline {
         sleep(Duration::from_millis(10));
     }

@@ -67,10 +67,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             other => return Err(other.unexpected().into()),
         }
     }
+    let mut seen = std::collections::HashSet::new();
     let tickets: Vec<String> = tickets
         .into_iter()
         .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && seen.insert(t.clone()))
         .collect();
     if tickets.is_empty() {
         return Err(CliError::Usage("run start: --ticket is required".into()));
@@ -187,7 +188,8 @@ pub fn start_agent(
     now: i64,
     new_run: bool,
 ) -> CliResult<AgentRow> {
-    if !names::valid_id(&names::sanitize_token(&spec.name)) || spec.name.trim().is_empty() {
+    // Names travel through tab-separated queues and tmux formats: keep them plain.
+    if !names::valid_id(&spec.name) {
         return Err(CliError::Usage(format!(
             "invalid agent name {:?}",
             spec.name

@@ -28,7 +28,7 @@ Options:
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     // A wedged tmux call must never freeze a client's bar: tmux never times out a job.
-    let _ = nix::unistd::alarm::set(3);
+    crate::cli::watchdog(3, true);
     let (mut format, mut no_tick) = (Format::Tmux, false);
     while let Some(arg) = parser.next()? {
         match arg {

@@ -38,7 +38,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             other => return Err(other.unexpected().into()),
         }
     }
-    let _ = nix::unistd::alarm::set(20);
+    crate::cli::watchdog(20, false);
     fire(ctx, chain);
     Ok(0)
 }
