@@ -753,13 +753,15 @@ fn bench_llm_status(real_tmux: &Path, rows: &mut Vec<Row>) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(survivors(), 0, "LLM worker processes survived the kill");
+    // The tick caps concurrent LLM workers (engine::MAX_LLM_IN_FLIGHT = 4).
     assert_eq!(
-        in_flight, n as i64,
-        "every run should have had a slow LLM call in flight ({ticks} calls recorded)"
+        in_flight,
+        (n as i64).min(4),
+        "every run up to the global cap should have had a slow LLM call in flight ({ticks} calls recorded)"
     );
     let (p50, p99) = (pct(&t, 50.0), pct(&t, 99.0));
     rows.push(row(
-        &format!("status with {n} LLM calls in flight (30 s fake), {calls} calls: p50 / p99"),
+        &format!("status with {in_flight} LLM calls in flight ({n} runs, 30 s fake), {calls} calls: p50 / p99"),
         format!(
             "{p50:.2} / {p99:.2} ms (max {:.2}; {killed} worker processes killed after)",
             pct(&t, 100.0)
