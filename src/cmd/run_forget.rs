@@ -9,8 +9,8 @@ use lexopt::prelude::*;
 const HELP: &str = "\
 Usage: metawsm-tick run forget RUN
 
-Deletes a stopped, completed, failed or closed run and everything recorded about it
-(agents, events, operator state, guidance). Active runs are refused: stop them first.
+Deletes a stopped or completed run and everything recorded about it (agents, events,
+operator state, guidance). Any other run is refused: stop it first ('run stop').
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
@@ -29,10 +29,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let _lock = run_start::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
-    if !matches!(
-        run.status,
-        RunStatus::Stopped | RunStatus::Completed | RunStatus::Failed | RunStatus::Closed
-    ) {
+    if !matches!(run.status, RunStatus::Stopped | RunStatus::Completed) {
         return Err(CliError::Failure(format!(
             "run {id} is {}; stop it before forgetting it",
             run.status
