@@ -168,35 +168,31 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
     Ok(o)
 }
 
-/// `exec` so tmux's SIGTERM on a forced refresh reaches us, not an orphaning `sh`.
-pub fn status_job(ctx: &Ctx, bin: &std::path::Path) -> String {
-    let words = [
+/// `'<bin>' --db '<db>' --policy '<policy>' <tail…>`, shell-quoted, `#` doubled (tmux
+/// expands formats in both `#()` jobs and run-shell commands).
+fn invocation(ctx: &Ctx, bin: &std::path::Path, tail: &[&str]) -> String {
+    let mut words = vec![
         sh_quote(&bin.to_string_lossy()),
         "--db".into(),
         sh_quote(&ctx.db.to_string_lossy()),
         "--policy".into(),
         sh_quote(&ctx.policy_path.to_string_lossy()),
-        "status".into(),
     ];
-    format!("#(exec {})", tmux::escape_format(&words.join(" ")))
+    words.extend(tail.iter().map(|w| w.to_string()));
+    tmux::escape_format(&words.join(" "))
+}
+
+/// `exec` so tmux's SIGTERM on a forced refresh reaches us, not an orphaning `sh`.
+pub fn status_job(ctx: &Ctx, bin: &std::path::Path) -> String {
+    format!("#(exec {})", invocation(ctx, bin, &["status"]))
 }
 
 /// The hook command tmux parses when the hook fires: run-shell in the background, exec,
 /// all output discarded.
 pub fn hook_command(ctx: &Ctx, bin: &std::path::Path, event: &str, args: &str) -> String {
-    let words = [
-        sh_quote(&bin.to_string_lossy()),
-        "--db".into(),
-        sh_quote(&ctx.db.to_string_lossy()),
-        "--policy".into(),
-        sh_quote(&ctx.policy_path.to_string_lossy()),
-        "hook".into(),
-        event.into(),
-    ];
     let shell = format!(
-        "exec {} {} >/dev/null 2>&1",
-        tmux::escape_format(&words.join(" ")),
-        args
+        "exec {} {args} >/dev/null 2>&1",
+        invocation(ctx, bin, &["hook", event])
     );
     // Inside tmux double quotes, `\`, `"` and `$` are special.
     let quoted = shell
