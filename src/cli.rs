@@ -133,6 +133,17 @@ impl Ctx {
         }
     }
 
+    /// The same context, talking to the tmux server the run's agents live on.
+    pub fn for_run(&self, run: &crate::store::RunRow) -> Ctx {
+        match &run.tmux_socket {
+            Some(s) => Ctx {
+                tmux: TmuxClient::new(Some(s.clone())),
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
+    }
+
     pub fn policy(&self) -> Result<Policy, CliError> {
         Ok(Policy::load(&self.policy_path)?)
     }

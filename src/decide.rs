@@ -106,21 +106,41 @@ pub fn take_alert(
     let fp = format!("{}:{}", intent.as_str(), reason);
     // Digits carry ages and counters ("activity_age=61s"): without them a reason names the
     // same situation, so a stalled agent past its budget alerts once, not every tick.
-    let digitless = |s: &str| {
-        s.chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect::<String>()
-    };
     if state
         .last_alert
         .as_deref()
-        .is_some_and(|a| digitless(a) == digitless(&fp))
+        .is_some_and(|a| stable_text(a) == stable_text(&fp))
     {
         return false;
     }
     state.last_alert = Some(fp);
     state.last_alert_at = Some(now);
     true
+}
+
+/// A reason without its measurements: digit runs that stand alone (`61s`, `(3/3)`,
+/// `for 7201s`) are dropped, digits inside names (`w1`, `run-42`, `T-7`) are kept, so
+/// "agent w1 …" and "agent w2 …" stay different while ages do not make a new situation.
+pub fn stable_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut prev: Option<char> = None;
+    let mut dropping = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !dropping {
+                let in_name = prev.is_some_and(|p| p.is_alphanumeric() || p == '-' || p == '_');
+                dropping = !in_name;
+            }
+            if !dropping {
+                out.push(c);
+            }
+        } else {
+            dropping = false;
+            out.push(c);
+        }
+        prev = Some(c);
+    }
+    out
 }
 
 fn permitted_for(intent: Intent, guidance: bool) -> Vec<Intent> {
@@ -718,6 +738,20 @@ mod tests {
         assert_eq!(
             (s.restart_attempts, s.cooldown_until, s.unhealthy_streak),
             (2, Some(NOW + 120), 0)
+        );
+    }
+
+    #[test]
+    fn stable_text_drops_measurements_not_names() {
+        assert_eq!(stable_text("agent w1 asks: x"), "agent w1 asks: x");
+        assert_ne!(stable_text("agent w1 asks"), stable_text("agent w2 asks"));
+        assert_eq!(
+            stable_text("no recent activity (activity_age=61s, threshold=4s)"),
+            stable_text("no recent activity (activity_age=5s, threshold=4s)")
+        );
+        assert_eq!(
+            stable_text("restart budget exhausted (3/3) run-42"),
+            "restart budget exhausted (/) run-42"
         );
     }
 

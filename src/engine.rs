@@ -71,6 +71,8 @@ struct Planned {
     gated: Gated,
     state: OpState,
     alert: bool,
+    /// The intent the alert speaks for (a vetoed action, not the LLM's noop).
+    alert_intent: Intent,
     log_decision: bool,
     fingerprint: String,
     prev_state: OpState,
@@ -82,11 +84,6 @@ fn thresholds(p: &Policy) -> Thresholds {
         activity_stalled_seconds: p.health.activity_stalled_seconds,
         progress_stalled_seconds: p.health.progress_stalled_seconds,
     }
-}
-
-/// Digits carry ages and counters; without them a reason names the same situation.
-fn stable(reason: &str) -> String {
-    reason.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
 fn fnv(s: &str) -> String {
@@ -132,7 +129,7 @@ pub fn tick(
     if !opts.dry_run {
         drain_inbox(store, now)?;
     }
-    let runs: Vec<RunRow> = match &opts.run {
+    let mut runs: Vec<RunRow> = match &opts.run {
         Some(id) => vec![store.run(id)?],
         None => store.runs(false)?,
     };
@@ -149,11 +146,25 @@ pub fn tick(
     } else {
         ctx.tmux.observe()
     };
+    // A database shared by several tmux servers: each server supervises only its runs.
+    if let Observation::Known(snap) = &obs {
+        if let Some(here) = &snap.socket {
+            runs.retain(|r| r.tmux_socket.as_deref().is_none_or(|s| s == here));
+        }
+    }
     let tmux_error = match &obs {
         Observation::Unknown(e) => Some(e.clone()),
         Observation::Known(_) => None,
     };
     let th = thresholds(policy);
+    let global_in_flight = calls
+        .values()
+        .filter(|c| {
+            c.state == "in_flight"
+                && c.pid
+                    .is_some_and(|pid| crate::cmd::llm_worker::worker_alive(pid, &c.run_id))
+        })
+        .count();
 
     let mut plans = Vec::new();
     for run in runs {
@@ -257,7 +268,7 @@ pub fn tick(
                 .collect::<Vec<_>>()
                 .join(","),
             decision.intent,
-            stable(&decision.reason),
+            decide::stable_text(&decision.reason),
             pending.as_ref().map(|g| g.question.as_str()).unwrap_or("")
         ));
         let call = calls.get(&run.id);
@@ -265,8 +276,11 @@ pub fn tick(
             .filter(|c| c.state == "done" && c.fingerprint == fingerprint)
             .and_then(|c| c.proposal.as_deref())
             .and_then(proposal_from_json);
-        // In auto mode an action waits (never the tick) for the LLM's answer on it.
+        // In auto mode an action waits (never the tick) for the LLM's answer on it — but
+        // only if a worker slot can take the question (else the hold would never end).
+        let own_in_flight = call.is_some_and(|c| c.state == "in_flight");
         let llm_pending = mode == LlmMode::Auto
+            && (own_in_flight || global_in_flight < MAX_LLM_IN_FLIGHT)
             && !opts.dry_run
             && decision.execute
             && gate::askable(run.status, &decision.reason)
@@ -292,11 +306,20 @@ pub fn tick(
             policy.operator.llm.min_confidence,
         );
         let mut state = decision.state.clone();
+        // An LLM veto of a rule action is something a human must hear about (once per
+        // episode); a held action is not news yet.
+        let alert_intent =
+            if gated.source == "llm" && gated.intent == Intent::Noop && decision.intent.is_action()
+            {
+                decision.intent
+            } else {
+                gated.intent
+            };
         let alert = decide::take_alert(
             &mut state,
-            gated.intent,
+            alert_intent,
             &gated.reason,
-            gated.execute,
+            gated.execute || gated.held,
             tmux_error.is_none(),
             now,
         );
@@ -304,7 +327,7 @@ pub fn tick(
             "{}:{}:{}",
             gated.intent,
             gated.source,
-            stable(&gated.reason)
+            decide::stable_text(&gated.reason)
         );
         // An LLM override is always worth an event, a veto to noop included.
         let quiet = gated.intent == Intent::Noop && gated.source != "llm";
@@ -324,6 +347,7 @@ pub fn tick(
             gated,
             state,
             alert,
+            alert_intent,
             log_decision,
             fingerprint,
             prev_state: prev,
@@ -344,7 +368,7 @@ pub fn tick(
         act(store, ctx, policy, &plans, &obs, now, &mut outcomes)?;
         escalate(store, ctx, policy, &plans, &obs, now)?;
         if mode != LlmMode::Off {
-            ask_llm(store, ctx, policy, &plans, &calls, now)?;
+            ask_llm(store, ctx, policy, mode, &plans, &calls, now)?;
         }
         if opts.source != "timer" {
             crate::cmd::timer::arm_if_stale(store, ctx, policy, now);
@@ -528,13 +552,9 @@ fn record(
             }
         }
         for bad in &p.bad_files {
-            let last: Option<String> = tx
-                .query_row(
-                    "SELECT message FROM events WHERE run_id = ?1 AND kind = 'signal_invalid' ORDER BY id DESC LIMIT 1",
-                    [run_id],
-                    |r| r.get(0),
-                )
-                .ok();
+            // One event per file and problem, not one per tick.
+            let path = bad.split(": ").next().unwrap_or(bad);
+            let last = store::last_event_for(&tx, run_id, "signal_invalid", &format!("{path}: "))?;
             if last.as_deref() != Some(bad.as_str()) {
                 store::add_event(
                     &tx,
@@ -807,9 +827,9 @@ fn escalate(
         let (event, message) = if completed {
             ("run_completed", "completion signal detected".to_string())
         } else {
-            (event_name(p.gated.intent), p.gated.reason.clone())
+            (event_name(p.alert_intent), p.gated.reason.clone())
         };
-        if p.alert && p.gated.intent.is_escalation() {
+        if p.alert && p.alert_intent.is_escalation() {
             for (kind, msg) in write_changelog(p, policy, now) {
                 events.push((run_id.to_string(), kind, msg));
             }
@@ -974,6 +994,7 @@ fn ask_llm(
     store: &mut Store,
     ctx: &Ctx,
     policy: &Policy,
+    mode: LlmMode,
     plans: &[Planned],
     calls: &HashMap<String, store::LlmCall>,
     now: i64,
@@ -1030,22 +1051,25 @@ fn ask_llm(
                 }
                 tx.commit()?;
             } else if c.fingerprint == p.fingerprint {
-                if c.state == "done" {
-                    continue;
-                }
-                // A failing LLM (say, `codex` not installed) is asked about the same
-                // situation again only after ten intervals; a reaped worker at once.
+                // The same situation is asked again only after a long pause: a failing
+                // LLM (say, `codex` not installed) must not be called every interval, and
+                // an answer that holds back a rule action (a veto) must not last forever.
+                // A reaped worker is retried at once.
                 let reaped = c.error.as_deref().is_some_and(|e| e.contains("(reaped)"));
-                let pause = if reaped {
-                    0
-                } else {
-                    llm.min_interval_seconds.saturating_mul(10)
+                let long = llm.min_interval_seconds.max(60).saturating_mul(10);
+                let pause = match c.state.as_str() {
+                    "done" if !p.decision.execute => continue,
+                    _ if reaped => 0,
+                    _ => long,
                 };
                 if now - c.started_at < pause {
                     continue;
                 }
             }
-            if now - c.started_at < llm.min_interval_seconds {
+            // In auto mode a decision to act is asked at once so the LLM can judge it
+            // before it runs; everything else respects min_interval.
+            let urgent = mode == LlmMode::Auto && p.decision.execute;
+            if !urgent && now - c.started_at < llm.min_interval_seconds {
                 continue;
             }
         }

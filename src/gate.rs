@@ -14,12 +14,18 @@ pub struct Gated {
     pub source: &'static str,
     /// What the LLM said and what the gate did with it, for the tick line and the log.
     pub llm_note: Option<String>,
+    /// An action waits for the LLM's answer on it (auto mode).
+    pub held: bool,
 }
 
 /// Whether the LLM is consulted about a run at all (the tick asks only about these).
 pub fn askable(status: RunStatus, rule_reason: &str) -> bool {
+    // Transient noops (corroborating, cooling down) are not worth a call: it would hold
+    // the run's one slot exactly when the action it could judge comes due.
     matches!(status, RunStatus::Running | RunStatus::AwaitingGuidance)
         && !rule_reason.starts_with("tmux unreachable")
+        && !rule_reason.starts_with("awaiting corroboration")
+        && !rule_reason.starts_with("restart cooldown active")
 }
 
 /// The run's latest LLM call as the tick read it.
@@ -52,7 +58,9 @@ pub fn llm_pending(
             && c.worker_alive
             && now < c.started_at + llm.timeout_seconds + 15;
     }
-    c.fingerprint != fingerprint && now - c.started_at >= llm.min_interval_seconds
+    // An action decision is asked at once (exempt from min_interval, see ask_llm).
+    let _ = llm;
+    c.fingerprint != fingerprint
 }
 
 /// The rule is the authority. `assist` never executes; `auto` lets the LLM pick another
@@ -74,6 +82,7 @@ pub fn gate(
         execute: rule.execute,
         source: "rule",
         llm_note: None,
+        held: false,
     };
     if mode == LlmMode::Off {
         return out;
@@ -84,6 +93,7 @@ pub fn gate(
     let Some(p) = proposal else {
         if mode == LlmMode::Auto && out.execute && pending {
             out.execute = false;
+            out.held = true;
             out.llm_note = Some("held: waiting for the LLM on this decision".into());
         }
         return out;
@@ -388,9 +398,9 @@ mod tests {
             now,
             &llm
         ));
-        // Another decision answered: a new call starts only after min_interval.
-        assert!(!llm_pending(
-            call("g", "done", now - 59, false),
+        // Another decision answered: a decision to act is asked at once (no min_interval).
+        assert!(llm_pending(
+            call("g", "done", now - 1, false),
             "f",
             now,
             &llm
@@ -408,6 +418,14 @@ mod tests {
         assert!(askable(RunStatus::Running, "x"));
         assert!(askable(RunStatus::AwaitingGuidance, "x"));
         assert!(!askable(RunStatus::Running, "tmux unreachable: boom"));
+        assert!(!askable(
+            RunStatus::Running,
+            "awaiting corroboration (1/2 unhealthy intervals)"
+        ));
+        assert!(!askable(
+            RunStatus::Running,
+            "restart cooldown active until x"
+        ));
         for s in [RunStatus::Paused, RunStatus::Planning, RunStatus::Stopped] {
             assert!(!askable(s, "x"));
         }

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS runs (
     workspace TEXT NOT NULL,
     doc_home_repo TEXT,
     ticket_dir TEXT,
+    tmux_socket TEXT,
     status TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL,
@@ -151,6 +152,8 @@ pub struct RunRow {
     pub workspace: String,
     pub doc_home_repo: Option<String>,
     pub ticket_dir: Option<String>,
+    /// The tmux server (its `#{socket_path}`) the run's agents live on.
+    pub tmux_socket: Option<String>,
     pub status: RunStatus,
     pub message: String,
     pub created_at: i64,
@@ -335,7 +338,12 @@ impl Store {
             let app: i64 = store
                 .conn
                 .pragma_query_value(None, "application_id", |r| r.get(0))?;
-            if app != APPLICATION_ID {
+            if app == 0 && store.has_our_tables()? {
+                // Written before application_id existed (same schema): claim it.
+                let _ = store
+                    .conn
+                    .pragma_update(None, "application_id", APPLICATION_ID);
+            } else if app != APPLICATION_ID {
                 return Err(StoreError::Incompatible(format!(
                     "{} is an SQLite database that metawsm-tick did not create; refusing to use it",
                     path.display()
@@ -415,6 +423,16 @@ impl Store {
         Ok(())
     }
 
+    fn has_our_tables(&self) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN
+             ('runs','agents','events','operator_run_states','guidance_requests','meta','inbox','llm_calls')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n == 8)
+    }
+
     pub fn schema_version(&self) -> Result<i64> {
         self.user_version()
     }
@@ -454,7 +472,8 @@ impl Store {
     pub fn runs(&self, all: bool) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                    created_at, updated_at, status_changed_at FROM runs ORDER BY created_at, id",
+                    created_at, updated_at, status_changed_at, tmux_socket FROM runs
+             ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map([], run_from_row)?;
         let mut out = Vec::new();
@@ -471,7 +490,8 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                        created_at, updated_at, status_changed_at FROM runs WHERE id = ?1",
+                        created_at, updated_at, status_changed_at, tmux_socket FROM runs
+                 WHERE id = ?1",
                 [id],
                 run_from_row,
             )
@@ -721,6 +741,7 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
         status_changed_at: r.get(9)?,
+        tmux_socket: r.get(10)?,
     })
 }
 
@@ -814,6 +835,23 @@ pub fn add_event(tx: &Connection, now: i64, e: &NewEvent<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The latest event of `kind` for the run whose message starts with `prefix`.
+pub fn last_event_for(
+    tx: &Connection,
+    run_id: &str,
+    kind: &str,
+    prefix: &str,
+) -> Result<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT message FROM events WHERE run_id = ?1 AND kind = ?2
+             AND substr(message, 1, length(?3)) = ?3 ORDER BY id DESC LIMIT 1",
+            params![run_id, kind, prefix],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 pub fn meta_set(tx: &Connection, key: &str, value: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO meta(key, value) VALUES (?1, ?2)
@@ -827,8 +865,8 @@ pub fn insert_run(tx: &Connection, run: &RunRow) -> Result<()> {
     let tickets = serde_json::to_string(&run.tickets).unwrap_or_else(|_| "[]".into());
     let n = tx.execute(
         "INSERT OR IGNORE INTO runs(id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                          created_at, updated_at, status_changed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                          created_at, updated_at, status_changed_at, tmux_socket)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             run.id,
             tickets,
@@ -839,7 +877,8 @@ pub fn insert_run(tx: &Connection, run: &RunRow) -> Result<()> {
             run.message,
             run.created_at,
             run.updated_at,
-            run.status_changed_at
+            run.status_changed_at,
+            run.tmux_socket
         ],
     )?;
     if n == 0 {
@@ -987,7 +1026,7 @@ pub fn mark_agent_started(tx: &Connection, run_id: &str, name: &str, now: i64) -
     tx.execute(
         "UPDATE agents SET status = 'running', health = 'healthy', last_activity_at = ?1,
                 last_progress_at = ?1, exit_status = NULL, exit_signal = NULL, pane_id = NULL,
-                started_at = ?1, signal = NULL, signal_at = NULL, updated_at = ?1
+                started_at = ?1, signal = NULL, signal_at = ?1, updated_at = ?1
          WHERE run_id = ?2 AND name = ?3",
         params![now, run_id, name],
     )?;
@@ -1183,6 +1222,7 @@ mod tests {
             workspace: "/tmp/ws".into(),
             doc_home_repo: None,
             ticket_dir: None,
+            tmux_socket: None,
             status,
             message: String::new(),
             created_at: 10,

@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub sessions: HashMap<String, Vec<PaneRow>>,
     pub options: HashMap<String, String>,
     pub clients: Vec<Client>,
+    /// The server's own `#{socket_path}`: which server this snapshot describes.
+    pub socket: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +171,7 @@ impl TmuxClient {
     pub fn observe(&self) -> Observation {
         let opts_fmt = std::iter::once(OPTS_MARK.to_string())
             .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
+            .chain(std::iter::once("#{socket_path}".to_string()))
             .collect::<Vec<_>>()
             .join("\t");
         let client_fmt = format!("{CLIENT_MARK}\t#{{client_name}}\t#{{client_tty}}");
@@ -216,11 +219,15 @@ pub fn parse_snapshot(text: &str) -> Snapshot {
                 .unwrap_or(rest)
                 .split('\t')
                 .collect();
-            for (name, value) in USER_OPTIONS.iter().zip(values) {
+            for (name, value) in USER_OPTIONS.iter().zip(&values) {
                 if !value.is_empty() {
                     snap.options.insert((*name).to_string(), value.to_string());
                 }
             }
+            snap.socket = values
+                .get(USER_OPTIONS.len())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_string());
             continue;
         }
         if let Some(rest) = line.strip_prefix(CLIENT_MARK) {

@@ -398,3 +398,69 @@ fn add_agent_gets_its_own_session_and_policy_commands_work() {
         serde_json::from_str(&env.ok(&["policy", "show"])).expect("json");
     assert_eq!(shown["operator"]["restart_budget"], 3);
 }
+
+#[test]
+fn a_database_shared_by_two_servers_keeps_each_run_on_its_own_server() {
+    let env = observe_only();
+    env.start("mine", &["sleep", "1000"]);
+    env.tick();
+    // A second private server using the same database.
+    let other = env.path("other.sock");
+    let other_s = other.to_string_lossy().into_owned();
+    let tmux_b = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&other)
+            .args(args)
+            .env_remove("TMUX")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("tmux b")
+    };
+    assert!(tmux_b(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "b",
+        "sleep 1000"
+    ])
+    .status
+    .success());
+    let from_b = |args: &[&str]| {
+        let mut all = vec!["--tmux-socket", other_s.as_str()];
+        all.extend_from_slice(args);
+        let out = std::process::Command::new(common::BIN)
+            .arg("--db")
+            .arg(&env.db)
+            .arg("--policy")
+            .arg(&env.policy)
+            .args(&all)
+            .env_remove("TMUX")
+            .env("HOME", env.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = from_b(&["tick"]);
+    assert!(
+        out.contains("no active runs"),
+        "server b must not judge server a's run: {out}"
+    );
+    assert_eq!(env.health("mine", "agent"), "healthy");
+    assert!(
+        !tmux_b(&["has-session", "-t", "=mine"]).status.success(),
+        "no duplicate agent on b"
+    );
+    // Commands aimed at the run reach its own server.
+    from_b(&["run", "stop", "mine"]);
+    assert!(!env.tmux(&["has-session", "-t", "=mine"]).status.success());
+    let _ = tmux_b(&["kill-server"]);
+}

@@ -161,6 +161,15 @@ impl Llm {
         })
     }
 
+    /// Like `settle`, but a run with no call at all (corroborating, cooling down: the
+    /// LLM is not asked about those) is settled too.
+    fn settle_any(&self, id: &str, limit: Duration) {
+        wait_for(&format!("llm call of {id} to finish"), limit, || {
+            let l = self.llm(id);
+            (!l.is_object() || l["state"] != "in_flight").then_some(())
+        });
+    }
+
     fn events(&self, id: &str) -> Vec<Value> {
         let out = self
             .env
@@ -595,7 +604,7 @@ fn until_rule_restarts(t: &Llm, id: &str) -> Value {
             Instant::now() < deadline,
             "rule never chose auto_restart: {r}"
         );
-        t.settle(id, Duration::from_secs(10));
+        t.settle_any(id, Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(1100));
     }
 }
@@ -694,6 +703,20 @@ fn auto_llm_veto_to_noop_is_logged() {
             ("FAKE_LLM_REASON", "let it rest"),
         ],
     );
+    // A veto is news for a human: notified once per episode, not every tick.
+    let notes = t.env.path("notify.log");
+    let script = t.env.path("notify.sh");
+    common::write_exec(
+        &script,
+        &format!(
+            "#!/bin/sh\necho \"$METAWSM_EVENT|$METAWSM_RUN_ID\" >> '{}'\n",
+            notes.display()
+        ),
+    );
+    let mut p: Value = serde_json::from_str(&fs::read_to_string(&t.env.policy).expect("policy"))
+        .expect("policy json");
+    p["operator"]["notify"]["command"] = json!([script.to_string_lossy()]);
+    t.env.write_policy(&p);
     t.dying("r1");
     until_rule_restarts(&t, "r1");
     let r = t.tick_json(&["--wait-llm"]);
@@ -701,7 +724,14 @@ fn auto_llm_veto_to_noop_is_logged() {
     assert_eq!(run0(&r)["decision_source"], "llm");
     assert_eq!(run0(&r)["execute"], false);
     t.tick_json(&[]);
+    t.tick_json(&[]);
     assert_eq!(t.restarts("r1"), 0);
+    wait_for("veto notify", Duration::from_secs(5), || {
+        fs::read_to_string(&notes).ok().filter(|s| !s.is_empty())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = fs::read_to_string(&notes).unwrap_or_default();
+    assert_eq!(sent.trim(), "auto_restart_candidate|r1", "{sent}");
     let vetoes: Vec<Value> = t
         .events("r1")
         .into_iter()

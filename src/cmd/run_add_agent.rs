@@ -49,7 +49,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let a = run_start::start_agent(
         &mut st,
-        ctx,
+        &ctx.for_run(&run),
         &policy,
         &run,
         AgentSpec {
@@ -61,6 +61,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         false,
     )?;
     let _ = crate::status_cache::refresh(&st);
+    crate::cmd::timer::arm_if_stale(&mut st, ctx, &policy, now_unix());
     println!(
         "added agent {} to {} in tmux session {}",
         a.name, run.id, a.session

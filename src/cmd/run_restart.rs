@@ -52,7 +52,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             run.status
         )));
     }
-    let obs = ctx.tmux.observe();
+    // The run's own server, whichever server this command was started from.
+    let rctx = ctx.for_run(&run);
+    let obs = rctx.tmux.observe();
     if let tmux::Observation::Unknown(e) = &obs {
         return Err(CliError::Failure(format!("tmux unreachable: {e}")));
     }
@@ -64,11 +66,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
         cmds.extend(engine::agent_start_cmds(ctx, &policy, a));
     }
-    ctx.tmux
+    rctx.tmux
         .run(&cmds)
         .map_err(|e| CliError::Failure(format!("tmux: {e}")))?;
+    // A pending question stays pending (and escalated once): only the processes restart.
+    let questions = !st.pending_guidance(&id)?.is_empty();
     let tx = st.write()?;
-    if run.status != RunStatus::Running {
+    if run.status != RunStatus::Running && !(questions && run.status == RunStatus::AwaitingGuidance)
+    {
         store::transition_run(
             &tx,
             &id,
@@ -82,7 +87,15 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     for a in &agents {
         store::mark_agent_started(&tx, &id, &a.name, now)?;
     }
-    store::put_op_state(&tx, &id, &OpState::default(), now)?;
+    // A human decided: budget, cooldown and corroboration start over; the alert episode
+    // (and so the one changelog entry per question) does not.
+    let prev = store::op_state_tx(&tx, &id)?;
+    let fresh = OpState {
+        last_alert: prev.last_alert,
+        last_alert_at: prev.last_alert_at,
+        ..OpState::default()
+    };
+    store::put_op_state(&tx, &id, &fresh, now)?;
     let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
     store::add_event(
         &tx,
@@ -101,6 +114,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     )?;
     tx.commit().map_err(store::StoreError::from)?;
     let _ = crate::status_cache::refresh(&st);
+    crate::cmd::timer::arm_if_stale(&mut st, ctx, &policy, now);
     println!("restarted {} in {id}", names.join(", "));
     Ok(0)
 }

@@ -127,6 +127,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         workspace: ws.to_string_lossy().into_owned(),
         doc_home_repo: repo,
         ticket_dir,
+        tmux_socket: None,
         status: RunStatus::Running,
         message: "run started".into(),
         created_at: now,
@@ -251,21 +252,27 @@ pub fn start_agent(
         "-p",
         "-t",
         &tmux::pane_target(&session),
-        "#{pane_id}",
+        "#{pane_id}\t#{socket_path}",
     ]));
     let out = ctx
         .tmux
         .run(&cmds)
         .map_err(|e| CliError::Failure(format!("tmux: start session {session}: {e}")))?;
-    let pane = out
-        .lines()
-        .last()
+    let mut last = out.lines().last().unwrap_or("").splitn(2, '\t');
+    let pane = last
+        .next()
         .map(str::trim)
         .filter(|p| p.starts_with('%'))
         .map(str::to_string);
+    // The run remembers its server: ticks on another server must leave it alone.
+    let socket = last.next().map(str::trim).filter(|s| !s.is_empty());
     let agent = AgentRow {
         pane_id: pane,
         ..agent
+    };
+    let run = &RunRow {
+        tmux_socket: run.tmux_socket.clone().or(socket.map(str::to_string)),
+        ..run.clone()
     };
     let saved = (|| -> Result<(), crate::store::StoreError> {
         let tx = st.write()?;

@@ -45,7 +45,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         tx.commit().map_err(store::StoreError::from)?;
     }
     let agents = st.agents(Some(&id))?;
-    let obs = ctx.tmux.observe();
+    // The run's own server, whichever server this command was started from.
+    let rctx = ctx.for_run(&run);
+    let obs = rctx.tmux.observe();
     if let tmux::Observation::Unknown(e) = &obs {
         return Err(CliError::Failure(format!(
             "tmux unreachable ({e}); run {id} left in stopping"
@@ -57,7 +59,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         .map(|a| tmux::kill_session_cmd(&a.session))
         .collect();
     if !cmds.is_empty() {
-        ctx.tmux
+        rctx.tmux
             .run(&cmds)
             .map_err(|e| CliError::Failure(format!("tmux: {e}; run {id} left in stopping")))?;
     }

@@ -69,7 +69,8 @@ fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
             .tick_interval
             .filter(|i| *i > 0)
             .unwrap_or(policy.operator.tick_interval_seconds);
-        if no_tick || now - c.last_full_tick < interval {
+        let fresh = now - c.last_full_tick < interval && c.last_full_tick <= now + interval;
+        if no_tick || fresh {
             return from_cache(c, &policy.status, format);
         }
     }

@@ -78,7 +78,8 @@ pub fn due(store: &crate::store::Store, policy: &crate::policy::Policy, now: i64
         .get("last_full_tick")
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0);
-    now - last >= interval
+    // A last tick in the future means the clock stepped back: tick rather than stall.
+    now - last >= interval || last > now + interval
 }
 
 pub fn interval(store: &crate::store::Store, policy: &crate::policy::Policy) -> i64 {
@@ -109,7 +110,12 @@ pub fn run_locked(
     let _lock = StateLock::acquire(&ctx.db, Wait::Forever)
         .map_err(|e| CliError::Failure(format!("lock {}: {e}", ctx.db.display())))?;
     let mut store = ctx.open(OpenMode::Create, true)?;
-    engine::tick(&mut store, ctx, policy, opts)
+    // `--run ID` looks at that run's own tmux server.
+    let ctx = match &opts.run {
+        Some(id) => ctx.for_run(&store.run(id)?),
+        None => ctx.clone(),
+    };
+    engine::tick(&mut store, &ctx, policy, opts)
 }
 
 fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {

@@ -92,6 +92,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
         tx.commit().map_err(store::StoreError::from)?;
     }
+    // The status line reads its interval from the cache: a new @metawsm-interval applies now.
+    let _ = crate::status_cache::refresh(&st);
     crate::cmd::timer::arm_new_chain(&mut st, &ctx, &policy, now_unix());
     Ok(0)
 }
