@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// `PRAGMA application_id` of our databases ("mwst"): tells ours from other SQLite files.
 pub const APPLICATION_ID: i64 = 0x6d77_7374;
 
@@ -23,7 +23,6 @@ CREATE TABLE IF NOT EXISTS runs (
     workspace TEXT NOT NULL,
     doc_home_repo TEXT,
     ticket_dir TEXT,
-    tmux_socket TEXT,
     status TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL,
@@ -403,7 +402,18 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        if foreign > 0 && self.user_version()? == 0 {
+        let version = self.user_version()?;
+        let app: i64 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))?;
+        // An empty file is ours to create; an older one of ours (our tables, our id or
+        // none yet) is ours to migrate; anything else is left exactly as it is.
+        let ours = if version == 0 {
+            foreign == 0
+        } else {
+            foreign == 0 && (app == APPLICATION_ID || app == 0) && self.has_our_tables()?
+        };
+        if !ours {
             return Err(StoreError::Incompatible(format!(
                 "{} is an SQLite database that metawsm-tick did not create; refusing to modify it",
                 self.path.display()
@@ -416,6 +426,10 @@ impl Store {
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < 1 {
             tx.execute_batch(MIGRATION_1)?;
+        }
+        if version < 2 {
+            // Runs remember their tmux server (several servers may share one database).
+            tx.execute_batch("ALTER TABLE runs ADD COLUMN tmux_socket TEXT;")?;
         }
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -1348,6 +1362,31 @@ mod tests {
             .expect("must fail");
         assert!(err.to_string().contains("did not create"), "{err}");
         assert_eq!(fs::read(&same_version).expect("read"), before);
+    }
+
+    #[test]
+    fn migrates_a_version_1_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&p).expect("open");
+            c.execute_batch(MIGRATION_1).expect("v1 schema");
+            c.execute_batch(
+                "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at, status_changed_at)
+                 VALUES ('old', '[\"T\"]', '/w', 'running', 1, 1, 1);
+                 PRAGMA user_version = 1;",
+            )
+            .expect("v1 row");
+        }
+        let s = Store::open(&p, OpenMode::Existing, false).expect("migrated");
+        assert_eq!(s.schema_version().expect("v"), SCHEMA_VERSION);
+        let r = s.run("old").expect("row kept");
+        assert_eq!((r.tickets, r.tmux_socket), (vec!["T".to_string()], None));
+        let app: i64 = s
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .expect("app id");
+        assert_eq!(app, APPLICATION_ID);
     }
 
     #[test]
