@@ -126,11 +126,25 @@ pub fn tick(
 ) -> Result<TickReport, CliError> {
     let now = now_unix();
     let mode = opts.llm_mode.unwrap_or(policy.operator.llm.mode);
-    if !opts.dry_run {
-        drain_inbox(store, now)?;
-    }
+    let touched = if opts.dry_run {
+        Vec::new()
+    } else {
+        drain_inbox(store, now)?
+    };
     let mut runs: Vec<RunRow> = match &opts.run {
-        Some(id) => vec![store.run(id)?],
+        Some(id) => {
+            // A one-run tick (a hook's) also looks at the runs whose queued events it
+            // just consumed, so their events do not wait for the next full tick.
+            let mut v = vec![store.run(id)?];
+            for other in touched.iter().filter(|r| *r != id) {
+                if let Ok(r) = store.run(other) {
+                    if r.status.is_active() {
+                        v.push(r);
+                    }
+                }
+            }
+            v
+        }
         None => store.runs(false)?,
     };
     let mut agents_by_run: HashMap<String, Vec<AgentRow>> = HashMap::new();
@@ -412,9 +426,11 @@ pub fn tick(
 }
 
 /// Signals and hook events queued by processes that could not take the lock.
-pub fn drain_inbox(store: &mut Store, now: i64) -> Result<(), CliError> {
+/// Returns the runs whose tmux events were drained: they are due a look now.
+pub fn drain_inbox(store: &mut Store, now: i64) -> Result<Vec<String>, CliError> {
+    let mut touched = Vec::new();
     if !store.inbox_pending()? {
-        return Ok(());
+        return Ok(touched);
     }
     let tx = store.write()?;
     for item in store::inbox_drain(&tx)? {
@@ -440,6 +456,11 @@ pub fn drain_inbox(store: &mut Store, now: i64) -> Result<(), CliError> {
                 )?;
             }
         } else {
+            if let Some(r) = &item.run_id {
+                if !touched.contains(r) {
+                    touched.push(r.clone());
+                }
+            }
             store::add_event(
                 &tx,
                 now,
@@ -455,7 +476,7 @@ pub fn drain_inbox(store: &mut Store, now: i64) -> Result<(), CliError> {
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(touched)
 }
 
 fn record(
