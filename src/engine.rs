@@ -171,14 +171,17 @@ pub fn tick(
         Observation::Known(_) => None,
     };
     let th = thresholds(policy);
-    let global_in_flight = calls
-        .values()
-        .filter(|c| {
-            c.state == "in_flight"
-                && c.pid
-                    .is_some_and(|pid| crate::cmd::llm_worker::worker_alive(pid, &c.run_id))
-        })
-        .count();
+    let calls = Calls {
+        live: calls
+            .values()
+            .filter(|c| {
+                c.state == "in_flight"
+                    && c.pid
+                        .is_some_and(|pid| crate::cmd::llm_worker::worker_alive(pid, &c.run_id))
+            })
+            .count(),
+        rows: calls,
+    };
 
     let mut plans = Vec::new();
     for run in runs {
@@ -285,7 +288,7 @@ pub fn tick(
             decide::stable_text(&decision.reason),
             pending.as_ref().map(|g| g.question.as_str()).unwrap_or("")
         ));
-        let call = calls.get(&run.id);
+        let call = calls.rows.get(&run.id);
         let proposal = call
             .filter(|c| c.state == "done" && c.fingerprint == fingerprint)
             .and_then(|c| c.proposal.as_deref())
@@ -294,7 +297,7 @@ pub fn tick(
         // only if a worker slot can take the question (else the hold would never end).
         let own_in_flight = call.is_some_and(|c| c.state == "in_flight");
         let llm_pending = mode == LlmMode::Auto
-            && (own_in_flight || global_in_flight < MAX_LLM_IN_FLIGHT)
+            && (own_in_flight || calls.live < MAX_LLM_IN_FLIGHT)
             && !opts.dry_run
             && decision.execute
             && gate::askable(run.status, &decision.reason)
@@ -1008,6 +1011,12 @@ fn llm_context(p: &Planned, policy: &Policy, now: i64) -> serde_json::Value {
     })
 }
 
+/// The runs' LLM calls as this tick read them, and how many workers are alive.
+struct Calls {
+    rows: HashMap<String, store::LlmCall>,
+    live: usize,
+}
+
 /// At most this many LLM workers run at once, whatever the number of runs.
 pub const MAX_LLM_IN_FLIGHT: usize = 4;
 
@@ -1017,26 +1026,20 @@ fn ask_llm(
     policy: &Policy,
     mode: LlmMode,
     plans: &[Planned],
-    calls: &HashMap<String, store::LlmCall>,
+    calls: &Calls,
     now: i64,
 ) -> Result<(), CliError> {
     let llm = &policy.operator.llm;
-    // A global bound: the first tick over many runs must not start a fleet of LLM CLIs.
-    let mut in_flight = calls
-        .values()
-        .filter(|c| {
-            c.state == "in_flight"
-                && c.pid
-                    .is_some_and(|pid| crate::cmd::llm_worker::worker_alive(pid, &c.run_id))
-        })
-        .count();
+    // A global bound (counted once per tick, in `tick`): the first tick over many runs
+    // must not start a fleet of LLM CLIs.
+    let mut in_flight = calls.live;
     for p in plans {
         // Keep in step with gate::llm_pending, which predicts what happens here.
         if !gate::askable(p.run.status, &p.decision.reason) {
             continue;
         }
         let run_id = p.run.id.as_str();
-        if let Some(c) = calls.get(run_id) {
+        if let Some(c) = calls.rows.get(run_id) {
             if c.state == "in_flight" {
                 let deadline = c.started_at + llm.timeout_seconds + 15;
                 let alive = c
