@@ -370,8 +370,15 @@ fn pane_tails(ctx: &Ctx, context: &mut serde_json::Value) {
             &tmux::pane_target(s),
         ]));
     }
-    // A session that vanished fails the batch; then there is simply no tail to show.
-    let Ok(out) = ctx.tmux.run(&cmds) else { return };
+    // A session that vanished fails the whole batch: then ask per session (rare), so the
+    // other agents still get their tails.
+    let out = match ctx.tmux.run(&cmds) {
+        Ok(out) => out,
+        Err(_) => cmds
+            .chunks(2)
+            .filter_map(|pair| ctx.tmux.run(pair).ok())
+            .collect::<String>(),
+    };
     let mut tails: Vec<Vec<&str>> = vec![Vec::new(); sessions.len()];
     let mut cur = None;
     for line in out.lines() {
