@@ -14,6 +14,9 @@ mod names;
 mod notify;
 mod policy;
 mod render;
+// Capture and cleaning are shared with stop/restart evidence and guide; the tick uses them next.
+#[allow(dead_code)]
+mod screen;
 mod signals;
 mod status_cache;
 mod store;
