@@ -153,8 +153,9 @@ fn permitted_for(intent: Intent, guidance: bool) -> Vec<Intent> {
         Intent::Noop => vec![Intent::Noop, Intent::EscalateBlocked],
         Intent::EscalateGuidance => vec![Intent::EscalateGuidance, Intent::EscalateBlocked],
         Intent::EscalateBlocked => vec![Intent::EscalateBlocked],
-        Intent::AutoRestart => vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop],
-        Intent::AutoStopStale => vec![Intent::AutoStopStale, Intent::EscalateBlocked, Intent::Noop],
+        // Never noop: an LLM may ask for a human instead of an action, not silence it.
+        Intent::AutoRestart => vec![Intent::AutoRestart, Intent::EscalateBlocked],
+        Intent::AutoStopStale => vec![Intent::AutoStopStale, Intent::EscalateBlocked],
     }
 }
 

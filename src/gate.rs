@@ -63,6 +63,27 @@ pub fn llm_pending(
     c.fingerprint != fingerprint
 }
 
+/// What an LLM in `auto` mode may put in place of the rule's intent: only more human
+/// attention, as in the original operator. It can never start an action the rule did not
+/// choose, and never turn anything into silence (`noop`). Pure; the table is in
+/// docs/from-metawsm.md.
+///
+/// | rule \ LLM          | noop | escalate_guidance | escalate_blocked | auto_restart | auto_stop_stale |
+/// |---------------------|------|-------------------|------------------|--------------|-----------------|
+/// | noop                | =    | yes (question)    | yes              | no           | no              |
+/// | escalate_guidance   | no   | =                 | yes              | no           | no              |
+/// | escalate_blocked    | no   | no                | =                | no           | no              |
+/// | auto_restart        | no   | no                | yes              | =            | no              |
+/// | auto_stop_stale     | no   | no                | yes              | no           | =               |
+pub fn llm_may_choose(rule: Intent, llm: Intent) -> bool {
+    match (rule, llm) {
+        (r, l) if r == l => true,
+        (_, Intent::EscalateBlocked) => true,
+        (Intent::Noop, Intent::EscalateGuidance) => true,
+        _ => false,
+    }
+}
+
 /// The rule is the authority. `assist` never executes; `auto` lets the LLM pick another
 /// intent only from `rule.permitted`, only for the run it was asked about. In `auto`, a
 /// rule action is held (not executed this tick) while `pending` says the LLM's answer on
@@ -117,7 +138,7 @@ pub fn gate(
         LlmMode::Auto => {
             if p.intent == rule.intent {
                 out.llm_note = Some(format!("{said}; agrees with rule"));
-            } else if rule.permitted.contains(&p.intent) {
+            } else if rule.permitted.contains(&p.intent) && llm_may_choose(rule.intent, p.intent) {
                 out.intent = p.intent;
                 out.reason = format!("{} (rule: {} {})", p.reason, rule.intent, rule.reason);
                 // Only an action the rule itself chose can execute; permitted sets never
@@ -219,9 +240,7 @@ mod tests {
         // permitted one, and executes only if the rule chose that action.
         for ri in Intent::ALL {
             let permitted = match ri {
-                Intent::AutoRestart => {
-                    vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop]
-                }
+                Intent::AutoRestart => vec![Intent::AutoRestart, Intent::EscalateBlocked],
                 Intent::Noop => vec![Intent::Noop, Intent::EscalateBlocked],
                 other => vec![other],
             };
@@ -287,10 +306,81 @@ mod tests {
     }
 
     #[test]
-    fn auto_can_veto_a_restart_but_never_start_one() {
+    fn attention_table() {
+        use Intent::*;
+        // (rule, llm, may choose): only more attention, never silence, never an action.
+        let table = [
+            (Noop, Noop, true),
+            (Noop, EscalateGuidance, true),
+            (Noop, EscalateBlocked, true),
+            (Noop, AutoRestart, false),
+            (Noop, AutoStopStale, false),
+            (EscalateGuidance, Noop, false),
+            (EscalateGuidance, EscalateGuidance, true),
+            (EscalateGuidance, EscalateBlocked, true),
+            (EscalateGuidance, AutoRestart, false),
+            (EscalateGuidance, AutoStopStale, false),
+            (EscalateBlocked, Noop, false),
+            (EscalateBlocked, EscalateGuidance, false),
+            (EscalateBlocked, EscalateBlocked, true),
+            (EscalateBlocked, AutoRestart, false),
+            (EscalateBlocked, AutoStopStale, false),
+            (AutoRestart, Noop, false),
+            (AutoRestart, EscalateGuidance, false),
+            (AutoRestart, EscalateBlocked, true),
+            (AutoRestart, AutoRestart, true),
+            (AutoRestart, AutoStopStale, false),
+            (AutoStopStale, Noop, false),
+            (AutoStopStale, EscalateGuidance, false),
+            (AutoStopStale, EscalateBlocked, true),
+            (AutoStopStale, AutoRestart, false),
+            (AutoStopStale, AutoStopStale, true),
+        ];
+        assert_eq!(table.len(), Intent::ALL.len() * Intent::ALL.len());
+        for (r, l, want) in table {
+            assert_eq!(llm_may_choose(r, l), want, "{r} -> {l}");
+        }
+    }
+
+    #[test]
+    fn auto_noop_never_silences_an_action() {
+        // Even a permitted set that (wrongly) listed noop cannot let the LLM veto.
+        for action in [Intent::AutoRestart, Intent::AutoStopStale] {
+            let r = rule(action, vec![action, Intent::EscalateBlocked, Intent::Noop]);
+            let g = gate(
+                &r,
+                "r1",
+                LlmMode::Auto,
+                Some(&prop(Intent::Noop, "r1", 1.0)),
+                false,
+                0.5,
+            );
+            assert_eq!((g.intent, g.execute, g.source), (action, true, "rule"));
+            assert!(g
+                .llm_note
+                .unwrap_or_default()
+                .ends_with("rejected by policy gate"));
+        }
+        let r = rule(
+            Intent::EscalateGuidance,
+            vec![Intent::EscalateGuidance, Intent::EscalateBlocked, Intent::Noop],
+        );
+        let g = gate(
+            &r,
+            "r1",
+            LlmMode::Auto,
+            Some(&prop(Intent::Noop, "r1", 1.0)),
+            false,
+            0.5,
+        );
+        assert_eq!(g.intent, Intent::EscalateGuidance);
+    }
+
+    #[test]
+    fn auto_can_escalate_a_restart_but_never_start_one() {
         let r = rule(
             Intent::AutoRestart,
-            vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop],
+            vec![Intent::AutoRestart, Intent::EscalateBlocked],
         );
         let g = gate(
             &r,
@@ -312,7 +402,7 @@ mod tests {
     fn auto_holds_an_action_while_the_llm_may_still_answer() {
         let r = rule(
             Intent::AutoRestart,
-            vec![Intent::AutoRestart, Intent::EscalateBlocked, Intent::Noop],
+            vec![Intent::AutoRestart, Intent::EscalateBlocked],
         );
         let g = gate(&r, "r1", LlmMode::Auto, None, true, 0.5);
         assert_eq!(
