@@ -383,7 +383,7 @@ pub fn tick(
             opts.run.is_none(),
         )?;
         act(store, ctx, policy, &plans, &obs, now, &mut outcomes)?;
-        escalate(store, ctx, policy, &plans, &obs, now)?;
+        escalate(store, ctx, policy, &plans, &obs, now, &outcomes)?;
         if mode != LlmMode::Off {
             ask_llm(store, ctx, policy, mode, &plans, &calls, now)?;
         }
@@ -839,17 +839,27 @@ fn escalate(
     plans: &[Planned],
     obs: &Observation,
     now: i64,
+    outcomes: &HashMap<String, String>,
 ) -> Result<(), CliError> {
     let mut events: Vec<(String, &'static str, String)> = Vec::new();
     let mut messages: Vec<String> = Vec::new();
     for p in plans {
         let completed = p.decision.complete && p.run.status == RunStatus::Running;
-        if !p.alert && !completed {
+        let run_id = p.run.id.as_str();
+        // As in the original, an executed restart is notified too (routine for the bar).
+        let restarted = (p.gated.execute && p.gated.intent == Intent::AutoRestart)
+            .then(|| outcomes.get(run_id))
+            .flatten();
+        if !p.alert && !completed && restarted.is_none() {
             continue;
         }
-        let run_id = p.run.id.as_str();
         let (event, message) = if completed {
             ("run_completed", "completion signal detected".to_string())
+        } else if let (false, Some(outcome)) = (p.alert, restarted) {
+            (
+                event_name(Intent::AutoRestart),
+                format!("{} (restart: {outcome})", p.gated.reason),
+            )
         } else {
             (event_name(p.alert_intent), p.gated.reason.clone())
         };
@@ -858,12 +868,9 @@ fn escalate(
                 events.push((run_id.to_string(), kind, msg));
             }
         }
-        let status = if completed {
-            RunStatus::Completed
-        } else {
-            p.run.status
-        };
         if !policy.operator.notify.command.is_empty() {
+            // The status after this tick's transitions (guidance, completion, stop).
+            let status = store.run(run_id).map(|r| r.status).unwrap_or(p.run.status);
             let n = notify::Notice {
                 event,
                 message: &message,
@@ -872,9 +879,12 @@ fn escalate(
                 tickets: &p.run.tickets.join(", "),
                 intent: p.gated.intent.as_str(),
             };
-            if let Err(e) = notify::spawn(&policy.operator.notify.command, &n) {
+            if let Err(e) = notify::spawn(&ctx.self_args(), &policy.operator.notify.command, &n) {
                 events.push((run_id.to_string(), "notify_failed", e));
             }
+        }
+        if !p.alert && !completed {
+            continue;
         }
         messages.push(format!("metawsm: {run_id} {event}: {message}"));
     }

@@ -1,9 +1,10 @@
-//! Notifications: the user's command (no shell, 5 s limit, never waited for by the tick)
+//! Notifications: the user's command (argv, or `sh -c` for a string; 5 s limit, never
+//! waited for by the tick; a failure is recorded as a `notify_failed` event)
 //! and a terminal bell on attached clients.
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -19,12 +20,13 @@ pub struct Notice<'a> {
     pub intent: &'a str,
 }
 
-/// Starts `metawsm-tick __notify -- CMD…` detached: the tick returns at once, the
-/// supervisor enforces the timeout.
-pub fn spawn(command: &[String], n: &Notice<'_>) -> Result<(), String> {
+/// Starts `metawsm-tick [--db …] __notify -- CMD…` detached: the tick returns at once,
+/// the supervisor enforces the timeout and records a failure (`self_args` name the
+/// database it records into).
+pub fn spawn(self_args: &[String], command: &[String], n: &Notice<'_>) -> Result<(), String> {
     let exe = crate::cli::current_exe();
     let mut c = Command::new(exe);
-    c.arg("__notify").arg("--").args(command);
+    c.args(self_args).arg("__notify").arg("--").args(command);
     c.env("METAWSM_EVENT", n.event)
         .env("METAWSM_MESSAGE", n.message)
         .env("METAWSM_RUN_ID", n.run_id)
@@ -39,30 +41,38 @@ pub fn spawn(command: &[String], n: &Notice<'_>) -> Result<(), String> {
 }
 
 /// Runs in the detached supervisor: the command in its own group, killed after the limit.
-pub fn supervise(argv: &[String]) -> i32 {
+/// `Err` says why the notification failed (for the `notify_failed` event).
+pub fn supervise(argv: &[String]) -> Result<(), String> {
     let Some((prog, args)) = argv.split_first() else {
-        return 2;
+        return Err("no notify command".into());
     };
-    let mut child = match Command::new(prog)
+    let mut child = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-    {
-        Ok(c) => c,
-        Err(_) => return 1,
-    };
+        .map_err(|e| format!("notify command {prog:?} could not start: {e}"))?;
     let deadline = Instant::now() + NOTIFY_TIMEOUT;
     loop {
         match child.try_wait() {
-            Ok(Some(st)) => return st.code().unwrap_or(1),
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) => {
+                return Err(match (st.code(), st.signal()) {
+                    (Some(c), _) => format!("notify command {prog:?} exited with status {c}"),
+                    (None, Some(sig)) => format!("notify command {prog:?} killed by signal {sig}"),
+                    _ => format!("notify command {prog:?} failed"),
+                })
+            }
             Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
             _ => {
                 crate::cmd::llm_worker::kill_group(i64::from(child.id()));
                 let _ = child.wait();
-                return 124;
+                return Err(format!(
+                    "notify command {prog:?} timed out after {}s (killed)",
+                    NOTIFY_TIMEOUT.as_secs()
+                ));
             }
         }
     }

@@ -153,7 +153,8 @@ pub struct LlmPolicy {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NotifyPolicy {
-    /// argv of a program to run; empty means none. Never passed through a shell.
+    /// argv of a program to run; empty means none. A string in the file becomes
+    /// `["sh", "-c", STRING]`.
     pub command: Vec<String>,
     pub tmux_message: bool,
     pub bell: bool,
@@ -623,7 +624,7 @@ fn parse_text(text: &str) -> Result<Policy, String> {
 
         if let Some(n) = b.block("notify", &NOTIFY_KEYS)? {
             let notify = &mut o.notify;
-            n.argv("command", &mut notify.command)?;
+            n.command("command", &mut notify.command)?;
             n.boolean("tmux_message", &mut notify.tmux_message)?;
             n.boolean("bell", &mut notify.bell)?;
         }
@@ -732,12 +733,13 @@ impl<'a> Block<'a> {
         self.set(key, out, "an array of strings", strings)
     }
 
-    /// An argv: an array of strings, or one string taken whole as the program (not split,
-    /// no shell). "" and [] both mean "no command".
-    fn argv(&self, key: &str, out: &mut Vec<String>) -> Result<(), String> {
+    /// A command: an array of strings is an argv (no shell); one string is a shell command,
+    /// run as `sh -c STRING` the way the original's `--notify-cmd` went through a shell.
+    /// "" and [] both mean "no command".
+    fn command(&self, key: &str, out: &mut Vec<String>) -> Result<(), String> {
         self.set(key, out, "a string or an array of strings", |v| match v {
-            Value::String(s) if s.is_empty() => Some(Vec::new()),
-            Value::String(s) => Some(vec![s.clone()]),
+            Value::String(s) if s.trim().is_empty() => Some(Vec::new()),
+            Value::String(s) => Some(vec!["sh".to_owned(), "-c".to_owned(), s.clone()]),
             _ => strings(v),
         })
     }
@@ -1035,10 +1037,13 @@ mod tests {
                 r#"{{"operator":{{"notify":{{"command":{json}}}}}}}"#
             ))
         };
-        // A single string is one program path: never split, never given to a shell.
+        // A single string is a shell command, as the original's --notify-cmd was.
         assert_eq!(
-            cmd(r#""notify-send -u critical""#).operator.notify.command,
-            vec!["notify-send -u critical".to_owned()]
+            cmd(r#""notify-send -u critical \"$METAWSM_MESSAGE\"""#)
+                .operator
+                .notify
+                .command,
+            vec!["sh", "-c", "notify-send -u critical \"$METAWSM_MESSAGE\""]
         );
         assert!(cmd(r#""""#).operator.notify.command.is_empty());
         assert!(cmd("[]").operator.notify.command.is_empty());

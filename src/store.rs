@@ -602,6 +602,18 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest event of `kind` (any run): (at, run_id, message).
+    pub fn latest_event(&self, kind: &str) -> Result<Option<(i64, Option<String>, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT at, run_id, message FROM events WHERE kind = ?1 ORDER BY id DESC LIMIT 1",
+                [kind],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
     pub fn llm_call(&self, run_id: &str) -> Result<Option<LlmCall>> {
         get_llm_call(&self.conn, run_id)
     }

@@ -124,12 +124,31 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         if s.meta_get("plugin_setup").ok().flatten().as_deref() == Some("1") {
             timer_check(s, policy.as_ref().ok(), now, &mut r);
         }
+        notify_check(s, policy.as_ref().ok(), now, &mut r);
         match s.llm_calls_in_flight() {
             Ok(n) => r.line("ok", "llm workers", &format!("{n} in flight")),
             Err(e) => r.line("warn", "llm workers", &e.to_string()),
         }
     }
     Ok(if r.failed { 1 } else { 0 })
+}
+
+/// The notify command runs detached; its last recorded failure is shown here.
+fn notify_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &mut Report) {
+    let configured = policy.is_some_and(|p| !p.operator.notify.command.is_empty());
+    match s.latest_event("notify_failed") {
+        Ok(Some((at, run, msg))) => {
+            let run = run.map(|id| format!(" (run {id})")).unwrap_or_default();
+            r.line(
+                "warn",
+                "notify",
+                &format!("last failure {} ago{run}: {msg}", age(now - at)),
+            );
+        }
+        Ok(None) if configured => r.line("ok", "notify", "no failure recorded"),
+        Ok(None) => r.line("ok", "notify", "no command configured"),
+        Err(e) => r.line("warn", "notify", &e.to_string()),
+    }
 }
 
 /// The no-client timer (`run-shell -b -d N … timer`): armed while runs are active.

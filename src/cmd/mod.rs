@@ -38,7 +38,7 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "timer" => timer::main(parser, &ctx),
         "tmux-setup" => tmux_setup::main(parser, &ctx),
         "__llm-worker" => llm_worker::main(parser, &ctx),
-        "__notify" => notify_run::main(parser),
+        "__notify" => notify_run::main(parser, &ctx),
         other => Err(CliError::Usage(format!(
             "unknown command '{other}' (see metawsm-tick --help)"
         ))),
