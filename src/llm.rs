@@ -58,6 +58,8 @@ pub struct Invocation {
     pub args: Vec<String>,
     pub answer: AnswerSource,
     pub kind: ProviderKind,
+    /// The prompt is the last argument (the original's form), not stdin.
+    pub prompt_in_argv: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub enum ProviderKind {
     Codex,
     Claude,
     Command,
+    /// `<command> exec [--model M] [args…] <prompt>`, answer on stdout: how the original
+    /// metawsm called `operator.llm.command`, so its wrappers keep working.
+    Metawsm,
 }
 
 /// All provider flag spellings live here and only here. The prompt always goes
@@ -124,12 +129,22 @@ pub fn build_invocation(
             (args, AnswerSource::Stdout)
         }
         ProviderKind::Command => (extra_args.to_vec(), AnswerSource::Stdout),
+        ProviderKind::Metawsm => {
+            let mut args = vec![s("exec")];
+            if !model.is_empty() {
+                args.push(s("--model"));
+                args.push(s(model));
+            }
+            args.extend(extra_args.iter().cloned());
+            (args, AnswerSource::Stdout)
+        }
     };
     Invocation {
         program: s(command),
         args,
         answer,
         kind,
+        prompt_in_argv: kind == ProviderKind::Metawsm,
     }
 }
 
@@ -193,7 +208,7 @@ pub fn parse_answer(kind: ProviderKind, raw: &[u8], asked_run: &str) -> Result<P
     }
     let object = match kind {
         ProviderKind::Codex => single_object(text).map_err(|e| format!("answer {e}"))?,
-        ProviderKind::Command => {
+        ProviderKind::Command | ProviderKind::Metawsm => {
             last_json_object(text).ok_or_else(|| "no JSON object found in answer".to_string())?
         }
         ProviderKind::Claude => claude_payload(text)?,

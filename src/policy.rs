@@ -136,6 +136,8 @@ pub enum LlmProvider {
     Codex,
     Claude,
     Command,
+    /// The original metawsm's call form: `<command> exec [--model M] <prompt>`.
+    Metawsm,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -243,6 +245,7 @@ impl LlmProvider {
             LlmProvider::Codex => "codex",
             LlmProvider::Claude => "claude",
             LlmProvider::Command => "command",
+            LlmProvider::Metawsm => "metawsm",
         }
     }
 }
@@ -255,7 +258,8 @@ impl FromStr for LlmProvider {
             "codex" => Ok(LlmProvider::Codex),
             "claude" => Ok(LlmProvider::Claude),
             "command" => Ok(LlmProvider::Command),
-            _ => Err("must be codex|claude|command".to_owned()),
+            "metawsm" => Ok(LlmProvider::Metawsm),
+            _ => Err("must be codex|claude|command|metawsm".to_owned()),
         }
     }
 }
@@ -614,6 +618,11 @@ fn parse_text(text: &str) -> Result<Policy, String> {
             if llm.provider == LlmProvider::Claude && !l.has("command") {
                 llm.command = "claude".to_owned();
             }
+            // Without a provider, the command says how to call it: a wrapper that is
+            // neither codex nor claude is called as the original metawsm called it.
+            if !l.has("provider") {
+                llm.provider = provider_for_command(&llm.command);
+            }
             l.string_array("args", &mut llm.args)?;
             l.string("model", &mut llm.model)?;
             l.int("timeout_seconds", &mut llm.timeout_seconds)?;
@@ -644,6 +653,19 @@ fn parse_text(text: &str) -> Result<Policy, String> {
 
     p.validate()?;
     Ok(p)
+}
+
+/// The provider a bare `operator.llm.command` implies (by its file name).
+fn provider_for_command(command: &str) -> LlmProvider {
+    let name = Path::new(command.trim())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.as_str() {
+        "codex" => LlmProvider::Codex,
+        "claude" => LlmProvider::Claude,
+        _ => LlmProvider::Metawsm,
+    }
 }
 
 /// "invalid JSON at line L column C: msg", without serde's own trailing position.
@@ -891,7 +913,7 @@ mod tests {
             // Enumerations.
             (r#"{"operator":{"llm":{"mode":"sometimes"}}}"#, "operator.llm.mode must be off|assist|auto"),
             (r#"{"operator":{"llm":{"mode":""}}}"#, "operator.llm.mode must be off|assist|auto"),
-            (r#"{"operator":{"llm":{"provider":"gpt"}}}"#, "operator.llm.provider must be codex|claude|command"),
+            (r#"{"operator":{"llm":{"provider":"gpt"}}}"#, "operator.llm.provider must be codex|claude|command|metawsm"),
             // Validation, field by field.
             (r#"{"version":0}"#, "version must be > 0"),
             (r#"{"version":-2}"#, "version must be > 0"),

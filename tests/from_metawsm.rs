@@ -85,3 +85,40 @@ fn notify_failure_is_recorded_and_shown() {
         "{doctor}"
     );
 }
+
+/// A custom `operator.llm.command` (neither codex nor claude) is called the way the original
+/// called it: `<command> exec [--model M] <prompt>`, the answer on stdout.
+#[test]
+fn custom_llm_command_is_called_as_the_original_did() {
+    let env = Env::new();
+    let argv_log = env.path("argv.log");
+    let wrapper = env.path("my-llm");
+    common::write_exec(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = exec ] || exit 9\nprintf '%s\\n' \"$1 $2 $3\" >> '{log}'\n\
+             for last; do :; done\ncase \"$last\" in *'\"run_id\":\"r1\"'*) ;; *) exit 8;; esac\n\
+             echo 'thinking…'\n\
+             echo '{{\"intent\":\"escalate_blocked\",\"target_run\":\"r1\",\"reason\":\"wrapper says\",\"confidence\":0.9,\"needs_human\":true}}'\n",
+            log = argv_log.display()
+        ),
+    );
+    env.write_policy(&fast_policy(json!({"operator": {"llm": {
+        "mode": "assist", "command": wrapper.to_string_lossy(), "model": "m1",
+        "min_interval_seconds": 0
+    }}})));
+    sleeper(&env, "r1");
+    ask(&env, "Which database?");
+    env.ok(&["tick", "--wait-llm"]);
+    let proposals = events(&env, "r1", "llm");
+    assert!(
+        proposals
+            .iter()
+            .any(|e| e["to"] == "proposal" && e["message"].to_string().contains("wrapper says")),
+        "{proposals:?}"
+    );
+    let argv = fs::read_to_string(&argv_log).expect("wrapper ran");
+    assert!(argv.starts_with("exec --model m1"), "{argv}");
+    let policy: Value = serde_json::from_str(&env.ok(&["policy", "show"])).expect("json");
+    assert_eq!(policy["operator"]["llm"]["provider"], "metawsm");
+}

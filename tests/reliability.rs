@@ -623,7 +623,7 @@ fn policy_corpus() -> Vec<(String, Vec<u8>, String)> {
         (
             "provider-unknown",
             r#"{"operator":{"llm":{"provider":"gpt"}}}"#.into(),
-            "operator.llm.provider must be codex|claude|command",
+            "operator.llm.provider must be codex|claude|command|metawsm",
         ),
         (
             "command-blank",

@@ -509,6 +509,7 @@ fn run_llm(
         LlmProvider::Codex => ProviderKind::Codex,
         LlmProvider::Claude => ProviderKind::Claude,
         LlmProvider::Command => ProviderKind::Command,
+        LlmProvider::Metawsm => ProviderKind::Metawsm,
     };
     let schema = dir.join("schema.json");
     let answer_file = dir.join("answer.json");
@@ -529,10 +530,18 @@ fn run_llm(
     let stderr = fs::File::create(&stderr_file).map_err(|e| format!("stderr file: {e}"))?;
     // Output goes to files, never pipes: a grandchild holding them open cannot stall us.
     // Its own process group, so the deadline can kill everything it started.
-    let mut child = Command::new(&inv.program)
-        .args(&inv.args)
+    let mut command = Command::new(&inv.program);
+    command.args(&inv.args);
+    if inv.prompt_in_argv {
+        command.arg(prompt);
+    }
+    let mut child = command
         .current_dir(dir)
-        .stdin(Stdio::piped())
+        .stdin(if inv.prompt_in_argv {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0)
