@@ -363,7 +363,11 @@ mod tests {
         }
         let r = rule(
             Intent::EscalateGuidance,
-            vec![Intent::EscalateGuidance, Intent::EscalateBlocked, Intent::Noop],
+            vec![
+                Intent::EscalateGuidance,
+                Intent::EscalateBlocked,
+                Intent::Noop,
+            ],
         );
         let g = gate(
             &r,

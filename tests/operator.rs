@@ -135,8 +135,9 @@ fn crash_loop_is_corroborated_restarted_within_budget_then_escalated_once() {
         .collect();
     assert_eq!(escalations.len(), 1, "one escalation notify: {notes}");
     assert!(
-        escalations[0]
-            .starts_with("escalation_blocked|loop|running|T-1|escalate_blocked|restart budget exhausted"),
+        escalations[0].starts_with(
+            "escalation_blocked|loop|running|T-1|escalate_blocked|restart budget exhausted"
+        ),
         "{notes}"
     );
     let restarts = notes
