@@ -894,15 +894,14 @@ fn escalate(
             if policy.operator.notify.tmux_message {
                 for c in &snap.clients {
                     for m in &messages {
-                        let text: String = tmux::escape_format(m).chars().take(300).collect();
-                        cmds.push(tmux::cmd([
-                            "display-message",
-                            "-c",
-                            &c.name,
-                            "-d",
-                            "8000",
-                            &text,
-                        ]));
+                        let text: String = m.chars().take(300).collect();
+                        cmds.push(
+                            Cmd::new("display-message")
+                                .target_flag("-c", tmux::Target::Client(&c.name))
+                                .flag("-d")
+                                .num(8000)
+                                .message(&text),
+                        );
                     }
                 }
             }

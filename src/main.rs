@@ -5,6 +5,7 @@ mod cli;
 mod cmd;
 mod decide;
 mod engine;
+mod escape;
 mod gate;
 mod health;
 mod llm;

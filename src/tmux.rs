@@ -1,8 +1,9 @@
 //! Every tmux call: one server (socket), `-u`, stdin null, commands batched into one spawn.
 
+pub use crate::escape::{escape_format, sh_quote, Target, TmuxCmd};
 use std::collections::HashMap;
 use std::io;
-use tmux_interface::{StdIO, Tmux, TmuxCommand, TmuxCommands};
+use std::process::{Command, Stdio};
 
 /// TAB cannot appear in our session names and is never escaped by tmux 3.3–3.6; the
 /// free-text field (current command) goes last and is split with `splitn`.
@@ -28,12 +29,14 @@ pub enum TmuxError {
     Missing(String),
     /// tmux ran and failed (no server, bad target, …).
     Failed(String),
+    /// A value could not be passed to tmux as it is; tmux was not called.
+    Refused(String),
 }
 
 impl std::fmt::Display for TmuxError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TmuxError::Missing(m) | TmuxError::Failed(m) => f.write_str(m),
+            TmuxError::Missing(m) | TmuxError::Failed(m) | TmuxError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -93,26 +96,8 @@ pub enum SessionState<'a> {
     Unknown,
 }
 
-/// One tmux command as argv (without the leading `tmux`).
-pub type Cmd = Vec<String>;
-
-pub fn cmd<I, S>(parts: I) -> Cmd
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    parts.into_iter().map(Into::into).collect()
-}
-
-/// Exact session target: `=name` never prefix-matches.
-pub fn session_target(name: &str) -> String {
-    format!("={name}")
-}
-
-/// Exact pane/window target inside a session: `=name:`.
-pub fn pane_target(name: &str) -> String {
-    format!("={name}:")
-}
+/// One tmux command, built argument by argument by kind (see `escape`).
+pub type Cmd = TmuxCmd;
 
 impl TmuxClient {
     pub fn new(socket: Option<String>) -> TmuxClient {
@@ -124,36 +109,32 @@ impl TmuxClient {
     }
 
     /// Run every command in one tmux process (`;` between them). tmux stops at the
-    /// first failing command, so callers only batch commands expected to succeed.
+    /// first failing command, so callers only batch commands expected to succeed. Every
+    /// argument is checked first: one refused value and tmux is not called at all.
     pub fn run(&self, cmds: &[Cmd]) -> Result<String, TmuxError> {
-        let mut list = TmuxCommands::new();
+        let mut args: Vec<&str> = Vec::new();
         for c in cmds {
-            let Some((name, rest)) = c.split_first() else {
-                continue;
-            };
-            let mut tc = TmuxCommand::with_name(name.clone());
-            for a in rest {
-                tc.push_param(a.clone());
+            let argv = c.argv().map_err(|e| TmuxError::Refused(e.to_string()))?;
+            if !args.is_empty() {
+                args.push(";");
             }
-            list.push(tc);
+            args.extend(argv.iter().map(String::as_str));
         }
-        let mut t = Tmux::new().force_utf8();
+        let mut command = Command::new("tmux");
+        command.arg("-u");
         if let Some(s) = &self.socket {
-            t = t.socket_path(s.clone());
+            command.arg("-S").arg(s);
         }
-        let out = t
-            .commands(list)
-            .stdin(Some(StdIO::Null))
-            .stdout(Some(StdIO::Piped))
-            .stderr(Some(StdIO::Piped))
+        let out = command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .output()
-            .map_err(|e| match e {
-                tmux_interface::Error::IO(io) if io.kind() == io::ErrorKind::NotFound => {
-                    TmuxError::Missing("tmux not found on PATH".into())
-                }
-                other => TmuxError::Missing(format!("cannot run tmux: {other}")),
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
+                _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
             })?;
-        let out = out.into_inner();
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -176,9 +157,11 @@ impl TmuxClient {
             .join("\t");
         let client_fmt = format!("{CLIENT_MARK}\t#{{client_name}}\t#{{client_tty}}");
         let cmds = [
-            cmd(["display-message", "-p", &opts_fmt]),
-            cmd(["list-clients", "-F", &client_fmt]),
-            cmd(["list-panes", "-a", "-F", PANE_FORMAT]),
+            Cmd::new("display-message").flag("-p").format(&opts_fmt),
+            Cmd::new("list-clients").flag("-F").format(&client_fmt),
+            Cmd::new("list-panes")
+                .flags(&["-a", "-F"])
+                .format(PANE_FORMAT),
         ];
         match self.run(&cmds) {
             Ok(text) => Observation::Known(parse_snapshot(&text)),
@@ -274,75 +257,52 @@ pub fn start_agent_cmds(
     env: &[(String, String)],
     silence_seconds: i64,
 ) -> Vec<Cmd> {
-    let mut new = cmd(["new-session", "-d", "-s", session, "-c", workdir]);
+    let mut new = Cmd::new("new-session")
+        .flag("-d")
+        .flag("-s")
+        .session_name("session name", session)
+        .flag("-c")
+        .expanded("working directory", workdir);
     for (k, v) in env {
-        new.push("-e".into());
-        new.push(format!("{k}={v}"));
+        new = new.flag("-e").word("environment", &format!("{k}={v}"));
     }
-    new.extend(cmd(["sleep", "86400"]));
-    let mut respawn = cmd([
-        "respawn-pane",
-        "-k",
-        "-t",
-        &pane_target(session),
-        "-c",
-        workdir,
-    ]);
+    let new = new.end_of_flags().flags(&["sleep", "86400"]);
+    let mut respawn = Cmd::new("respawn-pane")
+        .flag("-k")
+        .target(Target::SessionPane(session))
+        .flag("-c")
+        .expanded("working directory", workdir)
+        .end_of_flags();
     if argv.len() == 1 {
         // A single argument would go through `sh -c`; env execs it as an argv.
-        respawn.push("/usr/bin/env".into());
-        respawn.push("--".into());
+        respawn = respawn.flags(&["/usr/bin/env", "--"]);
     }
-    respawn.extend(argv.iter().cloned());
+    for a in argv {
+        respawn = respawn.word("agent command", a);
+    }
+    // Window and session options alike need the `=name:` form: a bare `=name` target is
+    // refused by set-option on tmux 3.3.
+    let pane = Target::SessionPane(session);
     vec![
         new,
-        // Window and session options alike need the `=name:` form: a bare `=name`
-        // target is refused by set-option on tmux 3.3.
-        cmd([
-            "set-option",
-            "-w",
-            "-t",
-            &pane_target(session),
-            "remain-on-exit",
-            "on",
-        ]),
-        cmd([
-            "set-option",
-            "-t",
-            &pane_target(session),
-            "silence-action",
-            "any",
-        ]),
-        cmd([
-            "set-option",
-            "-w",
-            "-t",
-            &pane_target(session),
-            "monitor-silence",
-            &silence_seconds.to_string(),
-        ]),
+        Cmd::new("set-option")
+            .flag("-w")
+            .target(pane)
+            .flags(&["remain-on-exit", "on"]),
+        Cmd::new("set-option")
+            .target(pane)
+            .flags(&["silence-action", "any"]),
+        Cmd::new("set-option")
+            .flag("-w")
+            .target(pane)
+            .flag("monitor-silence")
+            .num(silence_seconds),
         respawn,
     ]
 }
 
 pub fn kill_session_cmd(session: &str) -> Cmd {
-    cmd(["kill-session", "-t", &session_target(session)])
-}
-
-/// Shell-quote one word for a command string tmux will run with `sh -c`.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Escape text for a tmux format string (`#` starts formats, styles and `#()`).
-pub fn escape_format(s: &str) -> String {
-    s.replace('#', "##")
+    Cmd::new("kill-session").target(Target::Session(session))
 }
 
 #[cfg(test)]
@@ -384,9 +344,46 @@ mod tests {
     }
 
     #[test]
+    fn agent_start_escapes_every_value() {
+        let argv = vec![
+            "sh".to_string(),
+            "-c".into(),
+            "sleep 1;".into(),
+            "-x".into(),
+        ];
+        let env = [("K".to_string(), "v;".to_string())];
+        let c = start_agent_cmds("s#1", "/w/#(touch x);", &argv, &env, 9);
+        let new = c[0].argv().expect("new");
+        assert_eq!(
+            new,
+            [
+                "new-session",
+                "-d",
+                "-s",
+                "s##1",
+                "-c",
+                "/w/##(touch x)\\;",
+                "-e",
+                "K=v\\;",
+                "--",
+                "sleep",
+                "86400"
+            ]
+        );
+        let respawn = c.last().expect("respawn").argv().expect("respawn");
+        assert_eq!(
+            &respawn[respawn.len() - 5..],
+            ["--", "sh", "-c", "sleep 1\\;", "-x"]
+        );
+        assert!(start_agent_cmds("a:b", "/w", &argv, &[], 9)[0]
+            .argv()
+            .is_err());
+    }
+
+    #[test]
     fn single_argv_is_not_run_by_a_shell() {
         let c = start_agent_cmds("s", "/w", &["prog with space".into()], &[], 900);
-        let respawn = c.last().expect("respawn");
+        let respawn = c.last().expect("respawn").argv().expect("respawn");
         assert_eq!(
             &respawn[respawn.len() - 3..],
             ["/usr/bin/env", "--", "prog with space"]

@@ -189,9 +189,9 @@ fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &
 }
 
 fn plugin_checks(ctx: &Ctx, r: &mut Report) {
-    let loaded = match ctx
-        .tmux
-        .run(&[tmux::cmd(["display-message", "-p", "#{@metawsm-loaded}"])])
+    let loaded = match ctx.tmux.run(&[tmux::Cmd::new("display-message")
+        .flag("-p")
+        .format("#{@metawsm-loaded}")])
     {
         Ok(o) => o.trim().to_string(),
         Err(e) => {
@@ -211,7 +211,7 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
     // Named look-ups: a bare `show-hooks -g` omits window/pane hooks such as pane-died.
     let cmds: Vec<tmux::Cmd> = super::hook::EVENTS
         .iter()
-        .map(|ev| tmux::cmd(["show-hooks", "-g", ev]))
+        .map(|ev| tmux::Cmd::new("show-hooks").flag("-g").flag(ev))
         .collect();
     let out = ctx.tmux.run(&cmds).unwrap_or_default();
     let missing: Vec<&str> = super::hook::EVENTS
@@ -243,14 +243,14 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
     }
     let job = ctx
         .tmux
-        .run(&[tmux::cmd(["show-options", "-gv", "@metawsm-job"])])
+        .run(&[tmux::Cmd::new("show-options").flags(&["-gv", "@metawsm-job"])])
         .unwrap_or_default();
     let job = job.trim();
     let bars = ctx
         .tmux
         .run(&[
-            tmux::cmd(["show-options", "-gv", "status-right"]),
-            tmux::cmd(["show-options", "-gv", "status-left"]),
+            tmux::Cmd::new("show-options").flags(&["-gv", "status-right"]),
+            tmux::Cmd::new("show-options").flags(&["-gv", "status-left"]),
         ])
         .unwrap_or_default();
     if !job.is_empty() && bars.contains(job) {

@@ -88,12 +88,9 @@ fn handle(ctx: &Ctx, args: &[String]) {
             // alert-silence latches once per unattached session until re-armed. The
             // event is safely queued (or already handled), so re-arm whether or not we
             // got the lock: a busy lock must not silence the session for good.
-            let _ = ctx.tmux.run(&[tmux::cmd([
-                "kill-session",
-                "-C",
-                "-t",
-                &tmux::session_target(s),
-            ])]);
+            let _ = ctx.tmux.run(&[tmux::Cmd::new("kill-session")
+                .flag("-C")
+                .target(tmux::Target::Session(s))]);
         }
     }
 }

@@ -355,20 +355,17 @@ fn pane_tails(ctx: &Ctx, context: &mut serde_json::Value) {
     }
     let mut cmds = Vec::new();
     for (i, s) in sessions.iter().enumerate() {
-        cmds.push(tmux::cmd([
-            "display-message",
-            "-p",
-            &format!("METAWSM-PANE\t{i}"),
-        ]));
-        cmds.push(tmux::cmd([
-            "capture-pane",
-            "-p",
-            "-J",
-            "-S",
-            &format!("-{PANE_LINES}"),
-            "-t",
-            &tmux::pane_target(s),
-        ]));
+        cmds.push(
+            tmux::Cmd::new("display-message")
+                .flag("-p")
+                .format(&format!("METAWSM-PANE\t{i}")),
+        );
+        cmds.push(
+            tmux::Cmd::new("capture-pane")
+                .flags(&["-p", "-J", "-S"])
+                .num(-(PANE_LINES as i64))
+                .target(tmux::Target::SessionPane(s)),
+        );
     }
     // A session that vanished fails the whole batch: then ask per session (rare), so the
     // other agents still get their tails.

@@ -94,6 +94,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             workspace.display()
         ))
     })?;
+    // The workspace is stored as text and becomes the agent's cwd byte for byte: a
+    // path that is not UTF-8 cannot be carried, so it is refused rather than mangled.
+    if ws.to_str().is_none() {
+        return Err(CliError::Usage(format!(
+            "run start: --workspace {:?} is not valid UTF-8",
+            ws
+        )));
+    }
     if !ws.is_dir() {
         return Err(CliError::Usage(format!(
             "run start: --workspace {} is not a directory",
@@ -202,15 +210,8 @@ pub fn start_agent(
         .unwrap_or_else(|| "workspace".into());
     let session = match spec.session {
         Some(s) => {
-            if s.is_empty()
-                || s.contains(':')
-                || s.contains('.')
-                || s.chars().any(|c| c.is_control())
-            {
-                return Err(CliError::Usage(format!(
-                    "invalid --session {s:?} (no ':', '.', or control characters)"
-                )));
-            }
+            crate::escape::check_session_name("--session", &s)
+                .map_err(|e| CliError::Usage(format!("invalid {e}")))?;
             s
         }
         None => names::session_name(&policy.tmux.session_pattern, &spec.name, &ws_name),
@@ -247,13 +248,12 @@ pub fn start_agent(
         signal_at: None,
     };
     let mut cmds = engine::agent_start_cmds(ctx, policy, &agent);
-    cmds.push(tmux::cmd([
-        "display-message",
-        "-p",
-        "-t",
-        &tmux::pane_target(&session),
-        "#{pane_id}\t#{socket_path}",
-    ]));
+    cmds.push(
+        tmux::Cmd::new("display-message")
+            .flag("-p")
+            .target(tmux::Target::SessionPane(&session))
+            .format("#{pane_id}\t#{socket_path}"),
+    );
     let out = ctx
         .tmux
         .run(&cmds)

@@ -104,7 +104,8 @@ fn fire(ctx: &Ctx, chain: Option<i64>) {
     }
 }
 
-/// The command tmux runs: absolute paths, `#` doubled (run-shell expands formats).
+/// The shell command tmux runs: absolute paths, each a quoted word (the caller passes
+/// it as an expanded value: run-shell expands formats).
 pub fn timer_command(ctx: &Ctx, chain: i64) -> String {
     let exe = crate::cli::current_exe();
     let mut words = vec![tmux::sh_quote(&exe.to_string_lossy())];
@@ -112,18 +113,16 @@ pub fn timer_command(ctx: &Ctx, chain: i64) -> String {
     words.push("timer".into());
     words.push("--chain".into());
     words.push(chain.to_string());
-    tmux::escape_format(&format!("exec {} >/dev/null 2>&1", words.join(" ")))
+    format!("exec {} >/dev/null 2>&1", words.join(" "))
 }
 
 fn arm(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64, chain: i64) {
     let every = interval(st, policy).max(1);
-    let cmd = tmux::cmd([
-        "run-shell",
-        "-b",
-        "-d",
-        &every.to_string(),
-        &timer_command(ctx, chain),
-    ]);
+    let cmd = tmux::Cmd::new("run-shell")
+        .flags(&["-b", "-d"])
+        .num(every)
+        .end_of_flags()
+        .expanded("timer command", &timer_command(ctx, chain));
     if ctx.tmux.run(&[cmd]).is_ok() {
         if let Ok(tx) = st.write() {
             let _ = store::meta_set(&tx, "timer_next_due", &(now + every).to_string());

@@ -2,10 +2,11 @@
 //! Idempotent: hooks live at a fixed index, the segment is only added once.
 
 use crate::cli::{self, CliError, CliResult, Ctx, Globals};
+use crate::escape;
 use crate::lock::{StateLock, Wait};
 use crate::store::{self, OpenMode};
 use crate::timeutil::now_unix;
-use crate::tmux::{self, sh_quote};
+use crate::tmux::{self, sh_quote, Cmd};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,12 +58,17 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         socket: ctx.tmux.socket().map(str::to_string),
     };
     let ctx = Ctx::resolve(&g);
-    let cmds = setup_cmds(&ctx, &bin, &opts);
+    let cmds = setup_cmds(&ctx, &bin, &opts)?;
     if print {
         for c in &cmds {
             println!(
                 "{}",
-                c.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" ")
+                c.argv()
+                    .map_err(|e| CliError::Usage(format!("tmux-setup: {e}")))?
+                    .iter()
+                    .map(|w| sh_quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
         return Ok(0);
@@ -118,17 +124,22 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
         ("I", "@metawsm-interval"),
         ("A", "@metawsm-status-auto"),
     ];
-    let mut cmds: Vec<tmux::Cmd> = names
+    let tag = |t: &'static str| Cmd::new("display-message").flag("-p").flag(t);
+    let mut cmds: Vec<Cmd> = names
         .iter()
-        .map(|(tag, opt)| tmux::cmd(["display-message", "-p", &format!("{tag}#{{{opt}}}")]))
+        .map(|(tag, opt)| {
+            Cmd::new("display-message")
+                .flag("-p")
+                .format(&format!("{tag}#{{{opt}}}"))
+        })
         .collect();
     // Option values come back raw (not format-expanded) from show-options -v.
-    cmds.push(tmux::cmd(["display-message", "-p", "R"]));
-    cmds.push(tmux::cmd(["show-options", "-gv", "status-right"]));
-    cmds.push(tmux::cmd(["display-message", "-p", "L"]));
-    cmds.push(tmux::cmd(["show-options", "-gv", "status-left"]));
-    cmds.push(tmux::cmd(["display-message", "-p", "J"]));
-    cmds.push(tmux::cmd(["show-options", "-gqv", "@metawsm-job"]));
+    cmds.push(tag("R"));
+    cmds.push(Cmd::new("show-options").flags(&["-gv", "status-right"]));
+    cmds.push(tag("L"));
+    cmds.push(Cmd::new("show-options").flags(&["-gv", "status-left"]));
+    cmds.push(tag("J"));
+    cmds.push(Cmd::new("show-options").flags(&["-gqv", "@metawsm-job"]));
     let out = ctx
         .tmux
         .run(&cmds)
@@ -171,40 +182,59 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
 }
 
 /// `'<bin>' --db '<db>' --policy '<policy>' <tail…>`, shell-quoted, `#` doubled (tmux
-/// expands formats in both `#()` jobs and run-shell commands).
-fn invocation(ctx: &Ctx, bin: &std::path::Path, tail: &[&str]) -> String {
+/// expands formats in both `#()` jobs and run-shell commands). A path that cannot be
+/// carried through a `#()` job (a newline, or not UTF-8) is refused, naming the path.
+fn invocation(ctx: &Ctx, bin: &std::path::Path, tail: &[&str]) -> CliResult<String> {
+    let word = |what: &str, p: &std::path::Path| -> CliResult<String> {
+        let s = p.to_str().ok_or_else(|| {
+            CliError::Usage(format!(
+                "tmux-setup: {what} {:?} is not valid UTF-8; tmux cannot run it from the status line",
+                p
+            ))
+        })?;
+        escape::sh_word(what, s).map_err(|e| {
+            CliError::Usage(format!(
+                "tmux-setup: {e}; tmux cannot run it from the status line, choose another path"
+            ))
+        })
+    };
     let mut words = vec![
-        sh_quote(&bin.to_string_lossy()),
+        word("binary path", bin)?,
         "--db".into(),
-        sh_quote(&ctx.db.to_string_lossy()),
+        word("database path", &ctx.db)?,
         "--policy".into(),
-        sh_quote(&ctx.policy_path.to_string_lossy()),
+        word("policy path", &ctx.policy_path)?,
     ];
     words.extend(tail.iter().map(|w| w.to_string()));
-    tmux::escape_format(&words.join(" "))
+    Ok(tmux::escape_format(&words.join(" ")))
 }
 
 /// `exec` so tmux's SIGTERM on a forced refresh reaches us, not an orphaning `sh`.
-pub fn status_job(ctx: &Ctx, bin: &std::path::Path) -> String {
-    format!("#(exec {})", invocation(ctx, bin, &["status"]))
+pub fn status_job(ctx: &Ctx, bin: &std::path::Path) -> CliResult<String> {
+    Ok(format!("#(exec {})", invocation(ctx, bin, &["status"])?))
 }
 
 /// The hook command tmux parses when the hook fires: run-shell in the background, exec,
 /// all output discarded.
-pub fn hook_command(ctx: &Ctx, bin: &std::path::Path, event: &str, args: &str) -> String {
+pub fn hook_command(
+    ctx: &Ctx,
+    bin: &std::path::Path,
+    event: &str,
+    args: &str,
+) -> CliResult<String> {
     let shell = format!(
         "exec {} {args} >/dev/null 2>&1",
-        invocation(ctx, bin, &["hook", event])
+        invocation(ctx, bin, &["hook", event])?
     );
     // Inside tmux double quotes, `\`, `"` and `$` are special.
     let quoted = shell
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('$', "\\$");
-    format!("run-shell -b \"{quoted}\"")
+    Ok(format!("run-shell -b \"{quoted}\""))
 }
 
-pub fn hooks(ctx: &Ctx, bin: &std::path::Path) -> Vec<(String, String)> {
+pub fn hooks(ctx: &Ctx, bin: &std::path::Path) -> CliResult<Vec<(String, String)>> {
     [
         (
             "pane-died",
@@ -217,16 +247,16 @@ pub fn hooks(ctx: &Ctx, bin: &std::path::Path) -> Vec<(String, String)> {
     ]
     .iter()
     .map(|(ev, args)| {
-        (
+        Ok((
             format!("{ev}[{HOOK_INDEX}]"),
-            hook_command(ctx, bin, ev, args),
-        )
+            hook_command(ctx, bin, ev, args)?,
+        ))
     })
     .collect()
 }
 
-pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> Vec<tmux::Cmd> {
-    let job = status_job(ctx, bin);
+pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> CliResult<Vec<Cmd>> {
+    let job = status_job(ctx, bin)?;
     let mut cmds = Vec::new();
     let auto = o.status_auto.as_deref().map(str::trim) != Some("off");
     // A segment a previous load installed with other paths (another binary, db or
@@ -249,21 +279,40 @@ pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> Vec<tm
     } else {
         right
     };
+    // The bars are formats on purpose: the user's own plus our job, whose words are
+    // escaped above.
     if right != o.status_right {
-        cmds.push(tmux::cmd(["set-option", "-g", "status-right", &right]));
+        cmds.push(
+            Cmd::new("set-option")
+                .flags(&["-g", "status-right"])
+                .format(&right),
+        );
     }
     if left != o.status_left {
-        cmds.push(tmux::cmd(["set-option", "-g", "status-left", &left]));
+        cmds.push(
+            Cmd::new("set-option")
+                .flags(&["-g", "status-left"])
+                .format(&left),
+        );
     }
-    for (name, command) in hooks(ctx, bin) {
-        cmds.push(tmux::cmd(["set-hook", "-g", &name, &command]));
+    for (name, command) in hooks(ctx, bin)? {
+        // A hook's value is a tmux command line, parsed when the hook fires.
+        cmds.push(
+            Cmd::new("set-hook")
+                .flag("-g")
+                .word("hook name", &name)
+                .format(&command),
+        );
     }
-    cmds.push(tmux::cmd([
-        "set-option",
-        "-g",
-        "@metawsm-loaded",
-        crate::cli::VERSION,
-    ]));
-    cmds.push(tmux::cmd(["set-option", "-g", "@metawsm-job", &job]));
-    cmds
+    cmds.push(
+        Cmd::new("set-option")
+            .flags(&["-g", "@metawsm-loaded"])
+            .flag(crate::cli::VERSION),
+    );
+    cmds.push(
+        Cmd::new("set-option")
+            .flags(&["-g", "@metawsm-job"])
+            .format(&job),
+    );
+    Ok(cmds)
 }
