@@ -48,7 +48,6 @@ pub enum Target<'a> {
     /// `=name:`: the current pane of the session's current window (one-pane sessions).
     SessionPane(&'a str),
     /// `%N`: one pane by id.
-    #[allow(dead_code)] // for send-keys and capture-pane by pane id (agents, screen)
     Pane(&'a str),
     /// A client name as list-clients printed it (`/dev/pts/N`).
     Client(&'a str),

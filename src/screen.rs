@@ -25,35 +25,41 @@ pub enum Span {
 /// A pane target that can only be built from a session name (`=name:`, exact, the
 /// session's active pane) or a pane id (`%N`): never a prefix match, never a format.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target(String);
+pub struct Target(Kind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Session(String),
+    Pane(String),
+}
 
 impl Target {
     pub fn session(name: &str) -> Target {
-        Target(tmux::pane_target(name))
+        Target(Kind::Session(name.to_string()))
     }
 
     /// `%` followed by digits only; anything else is refused.
     pub fn pane(id: &str) -> Option<Target> {
         let digits = id.strip_prefix('%')?;
         (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| Target(id.to_string()))
+            .then(|| Target(Kind::Pane(id.to_string())))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    fn arg(&self) -> tmux::Target<'_> {
+        match &self.0 {
+            Kind::Session(s) => tmux::Target::SessionPane(s),
+            Kind::Pane(p) => tmux::Target::Pane(p),
+        }
     }
 }
 
 /// The tmux command capturing one pane (`-J`: wrapped lines joined).
 pub fn capture_cmd(target: &Target, span: Span) -> Cmd {
-    let mut c = tmux::cmd(["capture-pane", "-p", "-J"]);
+    let mut c = Cmd::new("capture-pane").flags(&["-p", "-J"]);
     if let Span::Last(n) = span {
-        c.push("-S".into());
-        c.push(format!("-{}", n.max(1)));
+        c = c.flag("-S").num(-(n.max(1) as i64));
     }
-    c.push("-t".into());
-    c.push(target.as_str().to_string());
-    c
+    c.target(target.arg())
 }
 
 fn limits(span: Span) -> (usize, usize) {
@@ -109,11 +115,11 @@ fn marker() -> String {
 pub fn batch_cmds(mark: &str, targets: &[Target], span: Span) -> Vec<Cmd> {
     let mut cmds = Vec::with_capacity(targets.len() * 2);
     for (i, t) in targets.iter().enumerate() {
-        cmds.push(tmux::cmd([
-            "display-message",
-            "-p",
-            &format!("{mark}\t{i}"),
-        ]));
+        cmds.push(
+            Cmd::new("display-message")
+                .flag("-p")
+                .format(&format!("{mark}\t{i}")),
+        );
         cmds.push(capture_cmd(t, span));
     }
     cmds
@@ -309,18 +315,21 @@ mod tests {
 
     #[test]
     fn targets_are_exact() {
-        assert_eq!(Target::session("run-1").as_str(), "=run-1:");
-        assert_eq!(Target::pane("%12").map(|t| t.0), Some("%12".into()));
+        let argv = |t: &Target| capture_cmd(t, Span::Visible).argv().map(|a| a.to_vec());
+        assert_eq!(argv(&Target::session("run-1")).expect("ok")[4], "=run-1:");
+        let pane = Target::pane("%12").expect("pane id");
+        assert_eq!(argv(&pane).expect("ok")[4], "%12");
+        assert!(argv(&Target::session("a:b")).is_err());
         for bad in ["12", "%", "%1;kill-server", "%1 ", "%-1", "=s:", "%१"] {
             assert_eq!(Target::pane(bad), None, "{bad}");
         }
         assert_eq!(
-            capture_cmd(&Target::session("s"), Span::Last(5)),
-            ["capture-pane", "-p", "-J", "-S", "-5", "-t", "=s:"]
+            capture_cmd(&Target::session("s"), Span::Last(5)).argv(),
+            Ok(&["capture-pane", "-p", "-J", "-S", "-5", "-t", "=s:"].map(String::from)[..])
         );
         assert_eq!(
-            capture_cmd(&Target::session("s"), Span::Visible),
-            ["capture-pane", "-p", "-J", "-t", "=s:"]
+            capture_cmd(&Target::session("s"), Span::Visible).argv(),
+            Ok(&["capture-pane", "-p", "-J", "-t", "=s:"].map(String::from)[..])
         );
     }
 
