@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fast_policy, wait_for, write_exec, Env};
+use common::{fast_policy, wait_for, Env};
 use serde_json::json;
 use std::time::Duration;
 
@@ -168,27 +168,7 @@ fn two_hundred_runs_cost_one_tmux_call_per_tick() {
     for i in 0..200 {
         env.start(&format!("r{i:03}"), &["sleep", "1000"]);
     }
-    let real = String::from_utf8_lossy(
-        &std::process::Command::new("sh")
-            .args(["-c", "command -v tmux"])
-            .output()
-            .expect("which")
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    let wrap = env.path("wrap");
-    std::fs::create_dir_all(&wrap).expect("mkdir");
-    let count = env.path("tmux-calls");
-    write_exec(
-        &wrap.join("tmux"),
-        &format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            count.display(),
-            real
-        ),
-    );
-    env.path_prefix = Some(wrap);
+    let count = env.log_tmux_calls();
     let out = env.tick_json();
     assert_eq!(out["runs"].as_array().map(Vec::len), Some(200));
     let calls = std::fs::read_to_string(&count).unwrap_or_default();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fast_policy, wait_for, write_exec, Env};
+use common::{count_in, exactly_after_quiet, fast_policy, rfc3339_secs, wait_for, write_exec, Env};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::Path;
@@ -37,6 +37,18 @@ fn notify_script(env: &Env) -> std::path::PathBuf {
         ),
     );
     script
+}
+
+/// The notify log reaches `n` lines (generous deadline) and stays there for 1.5 s more.
+fn notify_lines_exactly(env: &Env, n: usize) {
+    let log = env.path("notify.log");
+    exactly_after_quiet(
+        "notify lines",
+        n,
+        Duration::from_secs(15),
+        Duration::from_millis(1500),
+        || count_in(&log, "\n"),
+    );
 }
 
 fn intent(tick: &Value, run: &str) -> (String, String) {
@@ -95,19 +107,12 @@ fn crash_loop_is_corroborated_restarted_within_budget_then_escalated_once() {
     assert!(blocked_at.is_some(), "never escalated");
     let restarts = events(&env, "loop", "restart");
     assert_eq!(restarts.len(), 2, "budget is 2: {restarts:?}");
-    let at = |e: &Value| e["at"].as_str().unwrap_or("").to_string();
-    // Ladder: second attempt waits at least the first cooldown (2 s).
+    // Ladder: the second attempt waits at least the first cooldown (2 s). Full
+    // timestamps: a gap across midnight is still a gap.
     let t0 = restarts[0]["at"].as_str().unwrap_or("");
     let t1 = restarts[1]["at"].as_str().unwrap_or("");
-    assert!(t1 > t0, "{} {}", at(&restarts[0]), at(&restarts[1]));
-    let secs = |s: &str| -> i64 {
-        let t = &s[11..19];
-        t[0..2].parse::<i64>().unwrap_or(0) * 3600
-            + t[3..5].parse::<i64>().unwrap_or(0) * 60
-            + t[6..8].parse::<i64>().unwrap_or(0)
-    };
     assert!(
-        secs(t1) - secs(t0) >= 2,
+        rfc3339_secs(t1) - rfc3339_secs(t0) >= 2,
         "two restarts inside one cooldown: {t0} {t1}"
     );
     assert_eq!(env.show("loop")["operator"]["restart_attempts"], 2);
@@ -121,14 +126,9 @@ fn crash_loop_is_corroborated_restarted_within_budget_then_escalated_once() {
     assert!(log.contains("- Intent: `escalate_blocked`"), "{log}");
     assert!(log.contains("restart budget exhausted (2/2)"), "{log}");
     assert!(log.contains("metawsm-tick run show loop"), "{log}");
-    let notes = wait_for("notify", Duration::from_secs(5), || {
-        fs::read_to_string(env.path("notify.log"))
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let notes = fs::read_to_string(env.path("notify.log")).unwrap_or(notes);
-    // As in the original: each executed restart notifies, then the escalation once.
+    // As in the original: each executed restart notifies (2), then the escalation once.
+    notify_lines_exactly(&env, 3);
+    let notes = fs::read_to_string(env.path("notify.log")).unwrap_or_default();
     let escalations: Vec<&str> = notes
         .lines()
         .filter(|l| l.starts_with("escalation_blocked|"))
@@ -300,14 +300,7 @@ fn completion_needs_the_signal() {
     }
     let log = fs::read_to_string(dir.join("changelog.md")).expect("changelog");
     assert_eq!(log.matches("\n## ").count(), 1, "{log}");
-    wait_for("notify", Duration::from_secs(5), || {
-        fs::read_to_string(env.path("notify.log"))
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let notes = fs::read_to_string(env.path("notify.log")).unwrap_or_default();
-    assert_eq!(notes.lines().count(), 1, "{notes}");
+    notify_lines_exactly(&env, 1);
 
     let sig = env.ws.join(".metawsm");
     fs::create_dir_all(&sig).expect("mkdir");
@@ -319,11 +312,8 @@ fn completion_needs_the_signal() {
     env.tick();
     assert_eq!(env.show("silent")["status"], "completed");
     assert!(!events(&env, "silent", "transition").is_empty());
-    let notes = wait_for("completion notify", Duration::from_secs(5), || {
-        fs::read_to_string(env.path("notify.log"))
-            .ok()
-            .filter(|s| s.lines().count() == 2)
-    });
+    notify_lines_exactly(&env, 2);
+    let notes = fs::read_to_string(env.path("notify.log")).unwrap_or_default();
     let last = notes.lines().nth(1).unwrap_or("");
     assert!(
         last.starts_with("run_completed|silent|completed|T-1|"),
@@ -331,32 +321,49 @@ fn completion_needs_the_signal() {
     );
 }
 
-fn snapshot(env: &Env) -> (Vec<Vec<Vec<String>>>, Vec<String>, String) {
-    let tables = [
-        "runs",
-        "agents",
-        "events",
-        "operator_run_states",
-        "guidance_requests",
-        "inbox",
-        "llm_calls",
-    ];
-    let db = tables
-        .iter()
-        .map(|t| env.sql(&format!("SELECT * FROM {t} ORDER BY 1")))
-        .collect();
-    let mut files = Vec::new();
+/// Every table (whatever the schema has, `meta` included), every file in the workspace
+/// and the state directory (the DB file itself, its status cache) with size and mtime
+/// and bytes, and tmux's panes.
+type Snapshot = (Vec<(String, Vec<Vec<String>>)>, Vec<String>, String);
+
+fn snapshot(env: &Env) -> Snapshot {
     fn walk(p: &Path, out: &mut Vec<String>) {
         if let Ok(rd) = fs::read_dir(p) {
             for e in rd.flatten() {
+                let path = e.path();
+                // SQLite's shared-memory index is rebuilt by any reader; not state.
+                if path.to_string_lossy().ends_with("-shm") {
+                    continue;
+                }
                 let m = e.metadata().map(|m| (m.len(), m.modified().ok())).ok();
-                out.push(format!("{} {m:?}", e.path().display()));
-                walk(&e.path(), out);
+                let bytes = if path.is_file() {
+                    fs::read(&path).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                out.push(format!("{} {m:?} {bytes:?}", path.display()));
+                walk(&path, out);
             }
         }
     }
+    // Files first: our own read of the tables below must not be mistaken for a change.
+    let mut files = Vec::new();
     walk(&env.ws, &mut files);
+    walk(env.db.parent().expect("state dir"), &mut files);
     files.sort();
+    assert!(
+        files.iter().any(|f| f.contains("state.db.status ")),
+        "the status cache exists: {files:?}"
+    );
+    let tables = env.sql("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+    assert!(tables.iter().any(|t| t[0] == "meta"), "{tables:?}");
+    let db = tables
+        .iter()
+        .map(|t| {
+            let rows = env.sql(&format!("SELECT * FROM \"{}\" ORDER BY 1", t[0]));
+            (t[0].clone(), rows)
+        })
+        .collect();
     let tmux = env.tmux_out(&[
         "list-panes",
         "-a",
@@ -368,8 +375,14 @@ fn snapshot(env: &Env) -> (Vec<Vec<Vec<String>>>, Vec<String>, String) {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let env = Env::new();
+    let mut env = Env::new();
     ticket_dir(&env);
+    let script = notify_script(&env);
+    env.write_policy(&fast_policy(json!({"operator": {"notify": {
+        "command": [script.to_string_lossy()], "tmux_message": true
+    }}})));
+    // A real client, so that a tmux message would have somewhere to go.
+    let _client = env.attach_client();
     env.start("dying", &["sh", "-c", "exit 1"]);
     env.start("asker", &["sleep", "1000"]);
     wait_for("dead", WAIT, || {
@@ -383,6 +396,12 @@ fn dry_run_changes_nothing() {
     )
     .expect("w");
     std::thread::sleep(Duration::from_millis(1100));
+    let calls = env.log_tmux_calls();
+    let notes = env.path("notify.log");
+    let messages = || count_in(&calls, "display-message -c");
+    // Read the DB once (and close it) before the file snapshot, so that the snapshot
+    // sees the files as they are after a reader, not a WAL our reader checkpoints.
+    env.sql("SELECT 1");
     let before = snapshot(&env);
     let out = env.ok(&["tick", "--dry-run"]);
     assert!(out.contains("dying auto_restart"), "{out}");
@@ -390,39 +409,56 @@ fn dry_run_changes_nothing() {
     assert!(out.contains("asker escalate_guidance"), "{out}");
     let after = snapshot(&env);
     assert_eq!(before.0, after.0, "database changed");
-    assert_eq!(before.1, after.1, "workspace files changed");
+    assert_eq!(before.1, after.1, "files changed");
     assert_eq!(before.2, after.2, "tmux changed");
+    exactly_after_quiet(
+        "notify or tmux message from a dry run",
+        0,
+        Duration::from_secs(1),
+        Duration::from_millis(1500),
+        || count_in(&notes, "\n") + messages(),
+    );
+    // The same situation without --dry-run does notify and message: the checks above
+    // watch the right places.
+    let out = env.tick();
+    assert!(out.contains("asker escalate_guidance"), "{out}");
+    wait_for("the real tick's notify", WAIT, || {
+        (count_in(&notes, "guidance_needed|asker") == 1).then_some(())
+    });
+    assert!(messages() >= 1, "no display-message from the real tick");
 }
 
+/// Eight ticks started at once, when a restart has just become due: the lock lets one
+/// of them restart, and tmux sees exactly one respawn.
 #[test]
 fn eight_concurrent_ticks_never_double_restart() {
-    let env = Env::with_policy(fast_policy(
-        json!({"operator": {"unhealthy_confirmations": 1, "restart_cooldown_seconds": 30, "restart_cooldown_max_seconds": 60}}),
-    ));
-    env.start("race", &["sh", "-c", "sleep 0.2; exit 1"]);
-    wait_for("dead", WAIT, || {
-        std::thread::sleep(Duration::from_millis(200));
-        env.ok(&["tick", "--run", "race", "--llm-mode", "off", "--dry-run"]);
-        (env.health("race", "agent") == "dead" || {
-            env.tick();
-            false
-        })
-        .then_some(())
+    let mut env = Env::with_policy(fast_policy(json!({"operator": {
+        "unhealthy_confirmations": 1, "min_observation_gap_seconds": 0,
+        "restart_cooldown_seconds": 30, "restart_cooldown_max_seconds": 60
+    }})));
+    env.start("race", &["sh", "-c", "exit 1"]);
+    // No tick before the burst: the agent is seen dead by tmux only, so the first
+    // restart becomes due inside the burst, not in a setup tick.
+    wait_for("pane dead", WAIT, || {
+        (env.tmux_out(&["display-message", "-p", "-t", "=race:", "#{pane_dead}"])
+            .trim()
+            == "1")
+            .then_some(())
     });
-    for _ in 0..3 {
-        let kids: Vec<_> = (0..8)
-            .map(|_| {
-                env.cmd(&["tick"])
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .expect("spawn")
-            })
-            .collect();
-        for mut k in kids {
-            assert!(k.wait().expect("wait").success());
-        }
-        std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(env.show("race")["operator"]["restart_attempts"], 0);
+    let calls = env.log_tmux_calls();
+    let kids: Vec<_> = (0..8)
+        .map(|_| {
+            env.cmd(&["tick"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for mut k in kids {
+        assert!(k.wait().expect("wait").success());
     }
+    assert_eq!(count_in(&calls, "respawn-pane"), 1, "respawns by tmux");
     let restarts = events(&env, "race", "restart");
     assert_eq!(restarts.len(), 1, "{restarts:?}");
     assert_eq!(env.show("race")["operator"]["restart_attempts"], 1);

@@ -696,27 +696,7 @@ fn icon_options_are_escaped_in_the_segment_and_in_a_real_client_status_line() {
 
     // A real client: an outer test server runs `tmux attach` to this one in a pane; the
     // inner client's status line is then visible with capture-pane on the outer server.
-    let outer = Env::new();
-    let attach = format!(
-        "env -u TMUX tmux -S '{}' attach -t keepalive",
-        env.sock.display()
-    );
-    let out = outer.tmux(&[
-        "new-session",
-        "-d",
-        "-x",
-        "150",
-        "-y",
-        "8",
-        "-s",
-        "view",
-        &attach,
-    ]);
-    assert!(
-        out.status.success(),
-        "outer: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let outer = env.attach_client();
     let want = format!("[{icon}1]");
     let bar = wait_for(
         "the client's bar to show the segment",

@@ -9,6 +9,29 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_metawsm-tick");
 
+/// Every environment variable the binary reads (`grep -rn 'env::var' src/`), removed from
+/// both the binary's and the test tmux server's environment: a developer's own
+/// `$TMUX`, `$METAWSM_DB`, `$XDG_STATE_HOME`… must never reach a test (agents inherit
+/// the server's environment, and run `metawsm-tick signal` from inside it).
+pub const ENV_READ: &[&str] = &[
+    "TMUX",
+    "TMUX_PANE",
+    "METAWSM_DB",
+    "METAWSM_POLICY",
+    "METAWSM_TMUX_SOCKET",
+    "METAWSM_RUN_ID",
+    "METAWSM_AGENT",
+    "XDG_STATE_HOME",
+    "XDG_CONFIG_HOME",
+];
+
+fn clear_env(c: &mut Command) -> &mut Command {
+    for k in ENV_READ {
+        c.env_remove(k);
+    }
+    c
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
@@ -99,11 +122,11 @@ impl Env {
     }
 
     pub fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
+        let mut c = Command::new("tmux");
+        clear_env(&mut c)
             .arg("-S")
             .arg(&self.sock)
             .args(args)
-            .env_remove("TMUX")
             .stdin(Stdio::null())
             .output()
             .expect("tmux")
@@ -116,20 +139,14 @@ impl Env {
     /// The binary with this env's db, policy and socket, and a clean environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--db")
+        clear_env(&mut c)
+            .arg("--db")
             .arg(&self.db)
             .arg("--policy")
             .arg(&self.policy)
             .arg("--tmux-socket")
             .arg(&self.sock)
             .args(args)
-            .env_remove("TMUX")
-            .env_remove("TMUX_PANE")
-            .env_remove("METAWSM_DB")
-            .env_remove("METAWSM_POLICY")
-            .env_remove("METAWSM_TMUX_SOCKET")
-            .env_remove("METAWSM_RUN_ID")
-            .env_remove("METAWSM_AGENT")
             .env("HOME", self.dir.path())
             .stdin(Stdio::null());
         if let Some(p) = &self.path_prefix {
@@ -257,4 +274,148 @@ pub fn write_exec(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;
     fs::write(path, body).expect("write script");
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// The real tmux binary, first on PATH.
+pub fn which_tmux() -> PathBuf {
+    let path = std::env::var_os("PATH").expect("PATH");
+    std::env::split_paths(&path)
+        .map(|d| d.join("tmux"))
+        .find(|p| p.is_file())
+        .expect("tmux on PATH")
+}
+
+impl Env {
+    /// Puts a `tmux` wrapper first on the binary's PATH that appends each call's argv
+    /// (one line, words joined by spaces) to the returned log, then runs the real tmux.
+    /// Counting `respawn-pane` in it counts the restarts tmux really performed.
+    pub fn log_tmux_calls(&mut self) -> PathBuf {
+        let dir = self.path("tmux-wrap");
+        fs::create_dir_all(&dir).expect("mkdir");
+        let log = self.path("tmux-calls.log");
+        write_exec(
+            &dir.join("tmux"),
+            &format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                which_tmux().display()
+            ),
+        );
+        self.path_prefix = Some(dir);
+        log
+    }
+
+    /// Attaches a real client to this server: an outer test server runs `tmux attach` in
+    /// a pane. Keep the returned Env alive as long as the client is needed.
+    pub fn attach_client(&self) -> Env {
+        let outer = Env::new();
+        let attach = format!(
+            "env -u TMUX tmux -S '{}' attach -t keepalive",
+            self.sock.display()
+        );
+        let out = outer.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "150",
+            "-y",
+            "8",
+            "-s",
+            "view",
+            &attach,
+        ]);
+        assert!(
+            out.status.success(),
+            "outer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_for("a client attached", Duration::from_secs(20), || {
+            (!self
+                .tmux_out(&["list-clients", "-F", "#{client_name}"])
+                .trim()
+                .is_empty())
+            .then_some(())
+        });
+        outer
+    }
+
+    /// True while another process holds the state lock.
+    pub fn lock_held(&self) -> bool {
+        let mut p = self.db.clone().into_os_string();
+        p.push(".lock");
+        let Ok(f) = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(PathBuf::from(p))
+        else {
+            return false;
+        };
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.unlock();
+                false
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+/// Occurrences of `word` in the file (0 when it does not exist).
+pub fn count_in(path: &Path, word: &str) -> usize {
+    fs::read_to_string(path)
+        .map(|s| s.matches(word).count())
+        .unwrap_or(0)
+}
+
+/// Polls `count` until it reaches `expected` (or panics at `limit`), then watches it for
+/// a further `quiet` period and asserts it did not grow: a late duplicate is caught.
+pub fn exactly_after_quiet(
+    what: &str,
+    expected: usize,
+    limit: Duration,
+    quiet: Duration,
+    mut count: impl FnMut() -> usize,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let n = count();
+        assert!(n <= expected, "{what}: {n} > {expected}");
+        if n == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {n} after {limit:?}, want {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let until = Instant::now() + quiet;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        let n = count();
+        assert_eq!(n, expected, "{what}: grew to {n} during the quiet period");
+    }
+}
+
+/// Unix seconds of a UTC RFC 3339 time as the binary prints it (`2026-11-25T10:15:00Z`),
+/// parsed in full so that a gap across midnight or a month end is right.
+pub fn rfc3339_secs(s: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| -> i64 {
+        s.get(r)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("not an RFC 3339 UTC time: {s:?}"))
+    };
+    assert!(
+        s.len() == 20 && s.ends_with('Z'),
+        "not an RFC 3339 UTC time: {s:?}"
+    );
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    days * 86400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }
