@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{count_in, exactly_after_quiet, fast_policy, rfc3339_secs, wait_for, write_exec, Env};
+use common::{
+    count_in, exactly_after_quiet, fast_policy, intent, rfc3339_secs, wait_for, write_exec, Env,
+};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::Path;
@@ -49,18 +51,6 @@ fn notify_lines_exactly(env: &Env, n: usize) {
         Duration::from_millis(1500),
         || count_in(&log, "\n"),
     );
-}
-
-fn intent(tick: &Value, run: &str) -> (String, String) {
-    let r = tick["runs"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["run_id"] == run))
-        .cloned()
-        .unwrap_or(Value::Null);
-    (
-        r["intent"].as_str().unwrap_or("").to_string(),
-        r["reason"].as_str().unwrap_or("").to_string(),
-    )
 }
 
 #[test]

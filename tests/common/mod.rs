@@ -339,6 +339,21 @@ impl Env {
         outer
     }
 
+    /// Takes the state lock as a long tick would; released when the file is dropped.
+    pub fn hold_lock(&self) -> fs::File {
+        let mut p = self.db.clone().into_os_string();
+        p.push(".lock");
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(PathBuf::from(p))
+            .expect("lock file");
+        f.lock().expect("hold the state lock");
+        f
+    }
+
     /// True while another process holds the state lock.
     pub fn lock_held(&self) -> bool {
         let mut p = self.db.clone().into_os_string();
@@ -418,4 +433,17 @@ pub fn rfc3339_secs(s: &str) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146097 + doe - 719468;
     days * 86400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+/// (intent, reason) of one run in a `tick --json` report ("" when absent).
+pub fn intent(tick: &serde_json::Value, run: &str) -> (String, String) {
+    let r = tick["runs"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["run_id"] == run))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    (
+        r["intent"].as_str().unwrap_or("").to_string(),
+        r["reason"].as_str().unwrap_or("").to_string(),
+    )
 }
