@@ -753,7 +753,7 @@ fn bench_llm_status(real_tmux: &Path, rows: &mut Vec<Row>) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(survivors(), 0, "LLM worker processes survived the kill");
-    // The tick caps concurrent LLM workers (engine::MAX_LLM_IN_FLIGHT = 4).
+    // The tick caps concurrent LLM workers (tick::plan::MAX_LLM_IN_FLIGHT = 4).
     assert_eq!(
         in_flight,
         (n as i64).min(4),

@@ -43,7 +43,7 @@ pub struct CallView<'a> {
 /// call is in flight with a live worker inside the deadline, or this tick is about to start
 /// it (nothing in flight and `min_interval_seconds` passed). An error is an answer, and a
 /// call about an earlier decision or a rate limit never counts: waiting is always bounded
-/// by one call's timeout. Mirrors the start conditions in `engine::ask_llm`.
+/// by one call's timeout. Mirrors the start conditions in `tick::ask`.
 pub fn llm_pending(
     call: Option<CallView<'_>>,
     fingerprint: &str,

@@ -1,10 +1,10 @@
 //! metawsm-tick: keeps AI coding agents in tmux moving. One short process per call.
 
+mod agents;
 mod changelog;
 mod cli;
 mod cmd;
 mod decide;
-mod engine;
 mod escape;
 mod gate;
 mod health;
@@ -14,15 +14,19 @@ mod model;
 mod names;
 mod notify;
 mod policy;
+mod proc;
 mod render;
+mod schedule;
 // Capture and cleaning are shared with stop/restart evidence and guide; the tick uses them next.
 #[allow(dead_code)]
 mod screen;
 mod signals;
 mod status_cache;
 mod store;
+mod tick;
 mod timeutil;
 mod tmux;
+mod worker;
 
 use cli::{CliError, Globals, EXIT_OK};
 use lexopt::prelude::*;

@@ -67,7 +67,7 @@ pub fn supervise(argv: &[String]) -> Result<(), String> {
             }
             Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
             _ => {
-                crate::cmd::llm_worker::kill_group(i64::from(child.id()));
+                crate::proc::kill_group(i64::from(child.id()));
                 let _ = child.wait();
                 return Err(format!(
                     "notify command {prog:?} timed out after {}s (killed)",

@@ -160,7 +160,7 @@ fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &
         .flatten()
         .and_then(|v| v.parse::<i64>().ok());
     let every = policy
-        .map(|p| crate::cmd::tick::interval(s, p))
+        .map(|p| crate::schedule::interval(s, p))
         .unwrap_or(15);
     match next {
         Some(d) if now <= d + every + 5 => r.line(

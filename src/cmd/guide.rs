@@ -1,7 +1,6 @@
 //! `metawsm-tick guide RUN --answer TEXT`: a human answers the oldest pending question.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::cmd::run_start;
 use crate::model::RunStatus;
 use crate::signals;
 use crate::store::{self, NewEvent, OpenMode};
@@ -35,7 +34,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let answer = answer
         .filter(|a| !a.trim().is_empty())
         .ok_or_else(|| CliError::Usage("guide: --answer TEXT is required".into()))?;
-    let _lock = run_start::lock(ctx)?;
+    let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
     let pending = st.pending_guidance(&id)?;

@@ -2,10 +2,10 @@
 //! or failure would be dumped into some pane's view mode.
 
 use crate::cli::{CliResult, Ctx};
-use crate::cmd::tick::due;
-use crate::engine::{self, TickOptions};
 use crate::lock::{StateLock, Wait};
+use crate::schedule::due;
 use crate::store::{OpenMode, Store};
+use crate::tick::{self, TickOptions};
 use crate::timeutil::now_unix;
 use crate::tmux;
 use std::time::Duration;
@@ -112,12 +112,12 @@ fn tick_now(ctx: &Ctx, store: &mut Store, run_id: Option<String>, now: i64) {
         llm_mode: None,
         source: "hook",
     };
-    if engine::tick(store, ctx, &policy, &opts).is_err() {
+    if tick::run(store, ctx, &policy, &opts).is_err() {
         return;
     }
     // Events queued while we ticked would otherwise wait for the next tick.
     if store.inbox_pending().unwrap_or(false) {
         let opts = TickOptions { run: None, ..opts };
-        let _ = engine::tick(store, ctx, &policy, &opts);
+        let _ = tick::run(store, ctx, &policy, &opts);
     }
 }

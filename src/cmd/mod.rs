@@ -22,6 +22,8 @@ pub mod timer;
 pub mod tmux_setup;
 
 use crate::cli::{CliError, CliResult, Ctx, Globals};
+use crate::lock::{StateLock, Wait};
+use std::time::Duration;
 
 pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResult<i32> {
     let ctx = Ctx::resolve(g);
@@ -56,4 +58,29 @@ pub fn no_args(parser: &mut lexopt::Parser, help: &str) -> CliResult<bool> {
         }
         Some(other) => Err(other.unexpected().into()),
     }
+}
+
+/// If the next argument is `--`, everything after it: the agent's argv (no shell).
+pub fn take_argv(parser: &mut lexopt::Parser) -> CliResult<Option<Vec<String>>> {
+    let Some(mut raw) = parser.try_raw_args() else {
+        return Ok(None);
+    };
+    if raw.peek().and_then(|a| a.to_str()) != Some("--") {
+        return Ok(None);
+    }
+    raw.next();
+    let mut argv = Vec::new();
+    for v in raw {
+        argv.push(crate::cli::os_to_string(v, "agent command")?);
+    }
+    Ok(Some(argv))
+}
+
+/// The state lock for a command that changes state: waits up to 30 s for a tick.
+pub fn lock(ctx: &Ctx) -> CliResult<StateLock> {
+    StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_secs(30)))
+        .map_err(|e| CliError::Failure(format!("lock: {e}")))?
+        .ok_or_else(|| {
+            CliError::Failure("another metawsm-tick holds the state lock for more than 30 s".into())
+        })
 }

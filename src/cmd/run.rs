@@ -45,19 +45,3 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         other => Err(other.unexpected().into()),
     }
 }
-
-/// If the next argument is `--`, everything after it: the agent's argv (no shell).
-pub fn take_argv(parser: &mut lexopt::Parser) -> CliResult<Option<Vec<String>>> {
-    let Some(mut raw) = parser.try_raw_args() else {
-        return Ok(None);
-    };
-    if raw.peek().and_then(|a| a.to_str()) != Some("--") {
-        return Ok(None);
-    }
-    raw.next();
-    let mut argv = Vec::new();
-    for v in raw {
-        argv.push(cli::os_to_string(v, "agent command")?);
-    }
-    Ok(Some(argv))
-}

@@ -1,7 +1,7 @@
 //! `metawsm-tick run add-agent`: another agent, in its own session, for an existing run.
 
+use crate::agents::{self, AgentSpec};
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::cmd::run_start::{self, AgentSpec};
 use crate::store::OpenMode;
 use crate::timeutil::now_unix;
 use lexopt::prelude::*;
@@ -16,7 +16,7 @@ Starts another agent for RUN in its own tmux session (same working directory rul
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let (mut run_id, mut agent, mut session, mut argv) = (None, None, None, None);
     loop {
-        if let Some(a) = super::run::take_argv(parser)? {
+        if let Some(a) = super::take_argv(parser)? {
             argv = Some(a);
             break;
         }
@@ -38,7 +38,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         CliError::Usage("run add-agent: the agent command is required after --".into())
     })?;
     let policy = ctx.policy()?;
-    let _lock = run_start::lock(ctx)?;
+    let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&run_id)?;
     if !run.status.is_active() {
@@ -47,7 +47,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             run.status
         )));
     }
-    let a = run_start::start_agent(
+    let a = agents::start_agent(
         &mut st,
         &ctx.for_run(&run),
         &policy,
@@ -61,7 +61,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         false,
     )?;
     let _ = crate::status_cache::refresh(&st);
-    crate::cmd::timer::arm_if_stale(&mut st, ctx, &policy, now_unix());
+    crate::schedule::arm_if_stale(&mut st, ctx, &policy, now_unix());
     println!(
         "added agent {} to {} in tmux session {}",
         a.name, run.id, a.session

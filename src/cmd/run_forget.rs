@@ -1,7 +1,6 @@
 //! `metawsm-tick run forget`: delete a finished run's rows.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::cmd::run_start;
 use crate::model::RunStatus;
 use crate::store::{self, OpenMode};
 use lexopt::prelude::*;
@@ -26,7 +25,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
     }
     let id = id.ok_or_else(|| CliError::Usage("run forget: RUN is required".into()))?;
-    let _lock = run_start::lock(ctx)?;
+    let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
     if !matches!(run.status, RunStatus::Stopped | RunStatus::Completed) {

@@ -1,8 +1,6 @@
 //! `metawsm-tick run restart`: a human restart; resets the operator's restart budget.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::cmd::run_start;
-use crate::engine;
 use crate::model::RunStatus;
 use crate::store::{self, NewEvent, OpState, OpenMode};
 use crate::timeutil::now_unix;
@@ -32,7 +30,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let id = id.ok_or_else(|| CliError::Usage("run restart: RUN is required".into()))?;
     let policy = ctx.policy()?;
-    let _lock = run_start::lock(ctx)?;
+    let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
     let agents: Vec<_> = st
@@ -64,7 +62,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         if matches!(obs.panes(&a.session), SessionState::Present(_)) {
             cmds.push(tmux::kill_session_cmd(&a.session));
         }
-        cmds.extend(engine::agent_start_cmds(ctx, &policy, a));
+        cmds.extend(crate::agents::agent_start_cmds(ctx, &policy, a));
     }
     rctx.tmux
         .run(&cmds)
@@ -114,7 +112,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     )?;
     tx.commit().map_err(store::StoreError::from)?;
     let _ = crate::status_cache::refresh(&st);
-    crate::cmd::timer::arm_if_stale(&mut st, ctx, &policy, now);
+    crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
     println!("restarted {} in {id}", names.join(", "));
     Ok(0)
 }

@@ -1,17 +1,13 @@
 //! `metawsm-tick run start`: register a run and start its first agent.
 
+use crate::agents::{start_agent, AgentSpec};
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::engine;
-use crate::lock::{StateLock, Wait};
-use crate::model::{Health, RunStatus};
+use crate::model::RunStatus;
 use crate::names;
-use crate::policy::Policy;
-use crate::store::{self, AgentRow, NewEvent, OpenMode, RunRow, Store};
+use crate::store::{self, OpenMode, RunRow, Store};
 use crate::timeutil::{compact, now_unix};
-use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 const HELP: &str = "\
 Usage: metawsm-tick run start --ticket T --workspace DIR [OPTIONS] -- CMD [ARGS…]
@@ -31,19 +27,13 @@ Options:
   -h, --help           Show this help
 ";
 
-pub struct AgentSpec {
-    pub name: String,
-    pub session: Option<String>,
-    pub argv: Vec<String>,
-}
-
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let mut tickets = Vec::new();
     let (mut workspace, mut id, mut agent, mut repo, mut ticket_dir, mut session) =
         (None, None, "agent".to_string(), None, None, None);
     let mut argv = None;
     loop {
-        if let Some(a) = super::run::take_argv(parser)? {
+        if let Some(a) = super::take_argv(parser)? {
             argv = Some(a);
             break;
         }
@@ -117,7 +107,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let policy = ctx.policy()?;
     store::ensure_state_dir(&ctx.db)?;
-    let _lock = lock(ctx)?;
+    let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Create, true)?;
     let now = now_unix();
     let run_id = match id {
@@ -153,16 +143,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         run.id, a.name, a.session, a.workdir
     );
     let _ = crate::status_cache::refresh(&st);
-    crate::cmd::timer::arm_if_stale(&mut st, ctx, &policy, now);
+    crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
     Ok(0)
-}
-
-pub fn lock(ctx: &Ctx) -> CliResult<StateLock> {
-    StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_secs(30)))
-        .map_err(|e| CliError::Failure(format!("lock: {e}")))?
-        .ok_or_else(|| {
-            CliError::Failure("another metawsm-tick holds the state lock for more than 30 s".into())
-        })
 }
 
 fn unique_id(st: &Store, now: i64) -> String {
@@ -174,147 +156,4 @@ fn unique_id(st: &Store, now: i64) -> String {
         n += 1;
     }
     id
-}
-
-/// Working directory: DIR/REPO when that directory exists, else DIR.
-pub fn workdir(run: &RunRow) -> String {
-    if let Some(r) = &run.doc_home_repo {
-        let p = Path::new(&run.workspace).join(r);
-        if p.is_dir() {
-            return p.to_string_lossy().into_owned();
-        }
-    }
-    run.workspace.clone()
-}
-
-/// Creates the tmux session and the rows (and the run row when `new_run`), or nothing.
-pub fn start_agent(
-    st: &mut Store,
-    ctx: &Ctx,
-    policy: &Policy,
-    run: &RunRow,
-    spec: AgentSpec,
-    now: i64,
-    new_run: bool,
-) -> CliResult<AgentRow> {
-    // Names travel through tab-separated queues and tmux formats: keep them plain.
-    if !names::valid_id(&spec.name) {
-        return Err(CliError::Usage(format!(
-            "invalid agent name {:?}",
-            spec.name
-        )));
-    }
-    let ws_name = Path::new(&run.workspace)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "workspace".into());
-    let session = match spec.session {
-        Some(s) => {
-            crate::escape::check_session_name("--session", &s)
-                .map_err(|e| CliError::Usage(format!("invalid {e}")))?;
-            s
-        }
-        None => names::session_name(&policy.tmux.session_pattern, &spec.name, &ws_name),
-    };
-    if st.session_taken(&session)? {
-        return Err(CliError::Failure(format!(
-            "session {session} is already used by a registered agent"
-        )));
-    }
-    let obs = ctx.tmux.observe();
-    match obs.panes(&session) {
-        SessionState::Present(_) => {
-            return Err(CliError::Failure(format!(
-                "tmux session {session} already exists; choose another with --session"
-            )))
-        }
-        SessionState::Absent | SessionState::Unknown => {}
-    }
-    let agent = AgentRow {
-        run_id: run.id.clone(),
-        name: spec.name.clone(),
-        session: session.clone(),
-        argv: spec.argv,
-        workdir: workdir(run),
-        status: "running".into(),
-        health: Health::Healthy,
-        last_activity_at: Some(now),
-        last_progress_at: Some(now),
-        exit_status: None,
-        exit_signal: None,
-        pane_id: None,
-        started_at: now,
-        signal: None,
-        signal_at: None,
-    };
-    let mut cmds = engine::agent_start_cmds(ctx, policy, &agent);
-    cmds.push(
-        tmux::Cmd::new("display-message")
-            .flag("-p")
-            .target(tmux::Target::SessionPane(&session))
-            .format("#{pane_id}\t#{socket_path}"),
-    );
-    let out = ctx
-        .tmux
-        .run(&cmds)
-        .map_err(|e| CliError::Failure(format!("tmux: start session {session}: {e}")))?;
-    let mut last = out.lines().last().unwrap_or("").splitn(2, '\t');
-    let pane = last
-        .next()
-        .map(str::trim)
-        .filter(|p| p.starts_with('%'))
-        .map(str::to_string);
-    // The run remembers its server: ticks on another server must leave it alone.
-    let socket = last.next().map(str::trim).filter(|s| !s.is_empty());
-    let agent = AgentRow {
-        pane_id: pane,
-        ..agent
-    };
-    let run = &RunRow {
-        tmux_socket: run.tmux_socket.clone().or(socket.map(str::to_string)),
-        ..run.clone()
-    };
-    let saved = (|| -> Result<(), crate::store::StoreError> {
-        let tx = st.write()?;
-        if new_run {
-            store::insert_run(&tx, run)?;
-            store::add_event(
-                &tx,
-                now,
-                &NewEvent {
-                    run_id: Some(&run.id),
-                    kind: "run_started",
-                    to_state: "running",
-                    message: &format!("tickets {}", run.tickets.join(", ")),
-                    source: "cli",
-                    ..Default::default()
-                },
-            )?;
-        }
-        store::insert_agent(&tx, &agent, now)?;
-        store::add_event(
-            &tx,
-            now,
-            &NewEvent {
-                run_id: Some(&run.id),
-                agent: Some(&agent.name),
-                kind: "agent_started",
-                to_state: "running",
-                message: &format!(
-                    "session {} argv {}",
-                    agent.session,
-                    serde_json::to_string(&agent.argv).unwrap_or_default()
-                ),
-                source: "cli",
-                ..Default::default()
-            },
-        )?;
-        tx.commit().map_err(crate::store::StoreError::from)
-    })();
-    if let Err(e) = saved {
-        // Nothing half-registered: the session goes if the rows could not be written.
-        let _ = ctx.tmux.run(&[tmux::kill_session_cmd(&session)]);
-        return Err(e.into());
-    }
-    Ok(agent)
 }

@@ -87,7 +87,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         return Ok(0);
     }
     // Reports queued while the lock was busy are older than this one: apply them first.
-    crate::engine::drain_inbox(&mut st, now)?;
+    crate::tick::drain_inbox(&mut st, now)?;
     let tx = st.write()?;
     store::set_agent_signal(&tx, &run_id, &name, state, now)?;
     store::add_event(

@@ -1,13 +1,13 @@
 //! `metawsm-tick status`: the status-line segment. Prints fast, never waits for anyone.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::cmd::tick::due;
-use crate::engine::{self, TickOptions};
 use crate::lock::{StateLock, Wait};
 use crate::policy::StatusPolicy;
 use crate::render::{self, Format};
+use crate::schedule::due;
 use crate::status_cache::{self, StatusCache};
 use crate::store::{OpenMode, Store, StoreError};
+use crate::tick::{self, TickOptions};
 use crate::timeutil::now_unix;
 use lexopt::prelude::*;
 use std::collections::HashMap;
@@ -90,7 +90,7 @@ fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
                     llm_mode: None,
                     source: "status",
                 };
-                if engine::tick(&mut store, ctx, &policy, &opts).is_err() {
+                if tick::run(&mut store, ctx, &policy, &opts).is_err() {
                     return marker_only(&policy.status, format, "metawsm:!tick");
                 }
             }

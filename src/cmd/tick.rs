@@ -1,10 +1,10 @@
 //! `metawsm-tick tick`: observe, decide and act for every active run, under the lock.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::engine::{self, TickOptions, TickReport};
 use crate::lock::{StateLock, Wait};
 use crate::policy::LlmMode;
 use crate::store::OpenMode;
+use crate::tick::{self, TickOptions, TickReport};
 use lexopt::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -64,34 +64,6 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     Ok(0)
 }
 
-/// A full tick is due when the last one (any caller) is older than the interval.
-pub fn due(store: &crate::store::Store, policy: &crate::policy::Policy, now: i64) -> bool {
-    let meta = store
-        .meta_many(&["last_full_tick", "tick_interval"])
-        .unwrap_or_default();
-    let interval = meta
-        .get("tick_interval")
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(policy.operator.tick_interval_seconds);
-    let last = meta
-        .get("last_full_tick")
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
-    // A last tick in the future means the clock stepped back: tick rather than stall.
-    now - last >= interval || last > now + interval
-}
-
-pub fn interval(store: &crate::store::Store, policy: &crate::policy::Policy) -> i64 {
-    store
-        .meta_get("tick_interval")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(policy.operator.tick_interval_seconds)
-}
-
 pub fn run_locked(
     ctx: &Ctx,
     policy: &crate::policy::Policy,
@@ -115,7 +87,7 @@ pub fn run_locked(
         Some(id) => ctx.for_run(&store.run(id)?),
         None => ctx.clone(),
     };
-    engine::tick(&mut store, &ctx, policy, opts)
+    tick::run(&mut store, &ctx, policy, opts)
 }
 
 fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
@@ -126,7 +98,7 @@ fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
         Ok(s.llm_calls()?.values().any(|c| {
             c.state == "in_flight"
                 && c.pid
-                    .is_none_or(|pid| crate::cmd::llm_worker::worker_alive(pid, &c.run_id))
+                    .is_none_or(|pid| crate::worker::worker_alive(pid, &c.run_id))
         }))
     };
     while live(&store)? {

@@ -100,7 +100,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     // The status line reads its interval from the cache: a new @metawsm-interval applies now.
     let _ = crate::status_cache::refresh(&st);
-    crate::cmd::timer::arm_new_chain(&mut st, &ctx, &policy, now_unix());
+    crate::schedule::arm_new_chain(&mut st, &ctx, &policy, now_unix());
     Ok(0)
 }
 

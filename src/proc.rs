@@ -1,0 +1,152 @@
+//! Process primitives: start detached, liveness through /proc, kill a process group with
+//! a grace period. No knowledge of what the processes are.
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a TERMed process group gets before KILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Starts `c` detached: its own session (setsid), stdio to null, never waited on.
+/// `Command` execs, so close-on-exec fds (the state lock) are not inherited.
+pub fn spawn_detached(c: &mut Command) -> std::io::Result<u32> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        c.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    Ok(c.spawn()?.id())
+}
+
+/// `/proc/<pid>/stat` fields after the command name: (state, pgrp, session).
+pub fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or ')'.
+    let mut f = s.get(s.rfind(')')? + 1..)?.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    Some((state, f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+pub fn have_proc() -> bool {
+    Path::new("/proc/self/stat").exists()
+}
+
+/// Every process as (pid, state, pgrp, session); empty without /proc.
+pub fn all_procs() -> Vec<(i32, char, i32, i32)> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| proc_stat(pid).map(|(st, pg, sid)| (pid, st, pg, sid)))
+        .collect()
+}
+
+pub fn is_zombie(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
+}
+
+/// A process that exists and is not a zombie (a dead worker whose parent never reaped it
+/// must not look alive).
+pub fn pid_alive(pid: i64) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return false;
+    };
+    if p <= 0 || kill(Pid::from_raw(p), None).is_err() {
+        return false;
+    }
+    match proc_stat(p) {
+        Some((state, ..)) => !is_zombie(state),
+        // Exited between the two checks, or no /proc to ask (then kill(0) is all we have).
+        None => !have_proc(),
+    }
+}
+/// Whether any non-zombie process is left in one of `groups`.
+pub fn groups_alive(groups: &[i32]) -> bool {
+    if have_proc() {
+        all_procs()
+            .iter()
+            .any(|(_, st, pg, _)| groups.contains(pg) && !is_zombie(*st))
+    } else {
+        groups
+            .iter()
+            .any(|g| killpg(Pid::from_raw(*g), None).is_ok())
+    }
+}
+
+/// TERM, up to `grace` for the groups to go, then KILL. Zombies count as gone.
+pub fn kill_groups(groups: &[i32], grace: Duration) {
+    let groups: Vec<i32> = groups.iter().copied().filter(|g| *g > 1).collect();
+    for g in &groups {
+        let _ = killpg(Pid::from_raw(*g), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !groups_alive(&groups) {
+            return;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    for g in &groups {
+        let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
+    }
+}
+
+/// TERM then KILL to a whole process group.
+pub fn kill_group(pgid: i64) {
+    if let Ok(p) = i32::try_from(pgid) {
+        kill_groups(&[p], KILL_GRACE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_survives_odd_command_names() {
+        if !have_proc() {
+            return;
+        }
+        let me = std::process::id() as i32;
+        let (state, pgrp, sid) = proc_stat(me).expect("own stat");
+        assert!(!is_zombie(state));
+        assert_eq!(pgrp, nix::unistd::getpgrp().as_raw());
+        assert_eq!(
+            sid,
+            nix::unistd::getsid(None).expect("sid").as_raw(),
+            "session field"
+        );
+        // A name with spaces and parentheses (as `comm` may hold) parses from the last ')'.
+        let dir = tempfile::tempdir().expect("tmp");
+        let exe = dir.path().join("a) b (c");
+        fs::copy("/bin/sleep", &exe).expect("copy sleep");
+        let mut child = Command::new(&exe).arg("5").spawn().expect("spawn");
+        let pid = child.id() as i32;
+        // Parse only once the exec happened and `comm` holds the odd name.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "a) b (c\n" {
+            assert!(Instant::now() < deadline, "child never exec'd");
+            sleep(Duration::from_millis(5));
+        }
+        let parsed = proc_stat(pid);
+        assert!(pid_alive(i64::from(pid)));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The child stays in our group and session.
+        let (_, child_pgrp, child_sid) = parsed.expect("child stat");
+        assert_eq!((child_pgrp, child_sid), (pgrp, sid));
+    }
+}

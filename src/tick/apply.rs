@@ -1,0 +1,551 @@
+//! Carrying out the plan: the state it implies in one transaction, then the tmux actions
+//! (restart, stop) and the escalations of new alerts (changelog, notify, tmux message,
+//! bell), each at most once.
+
+use super::plan::Planned;
+use crate::agents::agent_start_cmds;
+use crate::changelog;
+use crate::cli::{CliError, Ctx};
+use crate::decide;
+use crate::model::{AgentSignal, Intent, RunStatus};
+use crate::notify;
+use crate::policy::Policy;
+use crate::store::{self, AgentRow, AgentUpdate, NewEvent, Store};
+use crate::timeutil::rfc3339;
+use crate::tmux::{self, Cmd, Observation, SessionState};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Signals and hook events queued by processes that could not take the lock.
+/// Returns the runs whose tmux events were drained: they are due a look now.
+pub fn drain_inbox(store: &mut Store, now: i64) -> Result<Vec<String>, CliError> {
+    let mut touched = Vec::new();
+    if !store.inbox_pending()? {
+        return Ok(touched);
+    }
+    let tx = store.write()?;
+    for item in store::inbox_drain(&tx)? {
+        if item.event == "signal" {
+            let mut parts = item.args.splitn(2, '\t');
+            let (Some(agent), Some(state)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if let (Some(run), Ok(sig)) = (item.run_id.as_deref(), state.parse::<AgentSignal>()) {
+                store::set_agent_signal(&tx, run, agent, sig, item.at)?;
+                store::add_event(
+                    &tx,
+                    now,
+                    &NewEvent {
+                        run_id: Some(run),
+                        agent: Some(agent),
+                        kind: "signal",
+                        to_state: sig.as_str(),
+                        message: "reported by the agent (queued)",
+                        source: "agent",
+                        ..Default::default()
+                    },
+                )?;
+            }
+        } else {
+            if let Some(r) = &item.run_id {
+                if !touched.contains(r) {
+                    touched.push(r.clone());
+                }
+            }
+            store::add_event(
+                &tx,
+                now,
+                &NewEvent {
+                    run_id: item.run_id.as_deref(),
+                    kind: "hook",
+                    to_state: &item.event,
+                    message: &item.args,
+                    source: "tmux",
+                    ..Default::default()
+                },
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(touched)
+}
+
+pub fn record(
+    store: &mut Store,
+    policy: &Policy,
+    plans: &[Planned],
+    obs: &Observation,
+    now: i64,
+    source: &str,
+    full: bool,
+) -> Result<(), CliError> {
+    let tmux_unknown = matches!(obs, Observation::Unknown(_));
+    let tx = store.write()?;
+    for p in plans {
+        let run_id = p.run.id.as_str();
+        // An unknown observation never rewrites what we know about agents.
+        if !tmux_unknown {
+            for (a, j) in p.agents.iter().zip(&p.judgements) {
+                let u = AgentUpdate {
+                    status: j.status.to_string(),
+                    health: j.health,
+                    last_activity_at: j.last_activity_at,
+                    last_progress_at: j.last_progress_at,
+                    exit_status: j.exit_status,
+                    exit_signal: j.exit_signal,
+                    pane_id: j.pane_id.clone(),
+                };
+                let changed = a.status != u.status
+                    || a.health != u.health
+                    || a.last_activity_at != u.last_activity_at
+                    || a.exit_status != u.exit_status
+                    || a.pane_id != u.pane_id;
+                if a.status == "stopped" {
+                    continue;
+                }
+                if changed {
+                    store::update_agent(&tx, run_id, &a.name, &u, now)?;
+                }
+                if a.health != j.health {
+                    store::add_event(
+                        &tx,
+                        now,
+                        &NewEvent {
+                            run_id: Some(run_id),
+                            agent: Some(&a.name),
+                            kind: "health",
+                            from_state: a.health.as_str(),
+                            to_state: j.health.as_str(),
+                            message: &j.reason,
+                            source,
+                        },
+                    )?;
+                }
+            }
+        }
+        let mut status = p.run.status;
+        for (root, g) in &p.new_guidance {
+            let agent = g.agent.clone().unwrap_or_default();
+            let id = store::add_guidance(
+                &tx,
+                run_id,
+                &agent,
+                &root.to_string_lossy(),
+                &g.question,
+                &g.context,
+                now,
+            )?;
+            if id.is_some() {
+                store::add_event(
+                    &tx,
+                    now,
+                    &NewEvent {
+                        run_id: Some(run_id),
+                        agent: Some(&agent),
+                        kind: "guidance_requested",
+                        to_state: "pending",
+                        message: &g.question,
+                        source: "agent",
+                        ..Default::default()
+                    },
+                )?;
+            }
+            if status == RunStatus::Running {
+                store::transition_run(
+                    &tx,
+                    run_id,
+                    status,
+                    RunStatus::AwaitingGuidance,
+                    "awaiting operator guidance",
+                    now,
+                    source,
+                )?;
+                status = RunStatus::AwaitingGuidance;
+            }
+        }
+        for bad in &p.bad_files {
+            // One event per file and problem, not one per tick.
+            let path = bad.split(": ").next().unwrap_or(bad);
+            let last = store::last_event_for(&tx, run_id, "signal_invalid", &format!("{path}: "))?;
+            if last.as_deref() != Some(bad.as_str()) {
+                store::add_event(
+                    &tx,
+                    now,
+                    &NewEvent {
+                        run_id: Some(run_id),
+                        kind: "signal_invalid",
+                        message: bad,
+                        source: "rule",
+                        ..Default::default()
+                    },
+                )?;
+            }
+        }
+        if p.decision.complete && status == RunStatus::Running {
+            store::transition_run(
+                &tx,
+                run_id,
+                status,
+                RunStatus::Completed,
+                "completion signal detected",
+                now,
+                source,
+            )?;
+        }
+        for note in &p.decision.notes {
+            store::add_event(
+                &tx,
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind: "operator",
+                    message: note,
+                    source: "rule",
+                    ..Default::default()
+                },
+            )?;
+        }
+        if p.log_decision {
+            let msg = match &p.gated.llm_note {
+                Some(n) => format!("{} [{}]", p.gated.reason, n),
+                None => p.gated.reason.clone(),
+            };
+            store::add_event(
+                &tx,
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind: "decision",
+                    to_state: p.gated.intent.as_str(),
+                    message: &msg,
+                    source: p.gated.source,
+                    ..Default::default()
+                },
+            )?;
+        }
+        let mut state = p.state.clone();
+        if p.gated.execute && p.gated.intent == Intent::AutoRestart {
+            // The attempt counts before tmux runs: a crash mid-restart still spends budget.
+            state = decide::after_restart(&state, now, policy);
+        }
+        if state != p.prev_state {
+            store::put_op_state(&tx, run_id, &state, now)?;
+        }
+        if p.gated.execute
+            && p.gated.intent == Intent::AutoStopStale
+            && status.can_transition(RunStatus::Stopping)
+        {
+            store::transition_run(
+                &tx,
+                run_id,
+                status,
+                RunStatus::Stopping,
+                &format!("stale run stopped: {}", p.gated.reason),
+                now,
+                source,
+            )?;
+        }
+    }
+    // A hook's tick of one run is not a full tick: it must not postpone the others.
+    if full {
+        store::meta_set(&tx, "last_full_tick", &now.to_string())?;
+    }
+    // Cached for the status line, which must not call tmux itself.
+    match obs {
+        Observation::Unknown(e) => store::meta_set(&tx, "tmux_error", e)?,
+        Observation::Known(snap) if !plans.is_empty() => {
+            store::meta_set(&tx, "tmux_error", "")?;
+            let opts = serde_json::to_string(&snap.options).unwrap_or_else(|_| "{}".into());
+            store::meta_set(&tx, "tmux_options", &opts)?;
+        }
+        Observation::Known(_) => store::meta_set(&tx, "tmux_error", "")?,
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn act(
+    store: &mut Store,
+    ctx: &Ctx,
+    policy: &Policy,
+    plans: &[Planned],
+    obs: &Observation,
+    now: i64,
+    outcomes: &mut HashMap<String, String>,
+) -> Result<(), CliError> {
+    if matches!(obs, Observation::Unknown(_)) {
+        return Ok(());
+    }
+    for p in plans {
+        let restart = p.gated.execute && p.gated.intent == Intent::AutoRestart;
+        let stop = (p.gated.execute && p.gated.intent == Intent::AutoStopStale)
+            || p.run.status == RunStatus::Stopping;
+        if !restart && !stop {
+            continue;
+        }
+        let run_id = p.run.id.as_str();
+        let targets: Vec<&AgentRow> = p
+            .agents
+            .iter()
+            .filter(|a| stop || p.decision.targets.contains(&a.name))
+            .collect();
+        let mut cmds = Vec::new();
+        for a in &targets {
+            if matches!(obs.panes(&a.session), SessionState::Present(_)) {
+                cmds.push(tmux::kill_session_cmd(&a.session));
+            }
+            if restart {
+                cmds.extend(agent_start_cmds(ctx, policy, a));
+            }
+        }
+        let result = if cmds.is_empty() {
+            Ok(String::new())
+        } else {
+            ctx.tmux.run(&cmds)
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        let names = targets
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let tx = store.write()?;
+        if restart {
+            if result.is_ok() {
+                for a in &targets {
+                    store::mark_agent_started(&tx, run_id, &a.name, now)?;
+                }
+            }
+            let st = store::op_state_tx(&tx, run_id)?;
+            let msg = format!(
+                "restart of {names}: {outcome} (attempt {}/{}, cooldown until {})",
+                st.restart_attempts,
+                policy.operator.restart_budget,
+                st.cooldown_until.map(rfc3339).unwrap_or_else(|| "-".into())
+            );
+            store::add_event(
+                &tx,
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    agent: None,
+                    kind: "restart",
+                    to_state: if result.is_ok() { "ok" } else { "failed" },
+                    message: &msg,
+                    source: p.gated.source,
+                    ..Default::default()
+                },
+            )?;
+        } else if result.is_ok() {
+            for a in &targets {
+                store::mark_agent_stopped(&tx, run_id, &a.name, now)?;
+            }
+            let current = tx.query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get::<_, String>(0)
+            })?;
+            if current == RunStatus::Stopping.as_str() {
+                store::transition_run(
+                    &tx,
+                    run_id,
+                    RunStatus::Stopping,
+                    RunStatus::Stopped,
+                    "run stopped",
+                    now,
+                    p.gated.source,
+                )?;
+            }
+            store::add_event(
+                &tx,
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind: "stop",
+                    to_state: "ok",
+                    message: &format!("stopped {names}"),
+                    source: p.gated.source,
+                    ..Default::default()
+                },
+            )?;
+        } else {
+            store::add_event(
+                &tx,
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind: "stop",
+                    to_state: "failed",
+                    message: &outcome,
+                    source: p.gated.source,
+                    ..Default::default()
+                },
+            )?;
+        }
+        tx.commit()?;
+        outcomes.insert(run_id.to_string(), outcome);
+    }
+    Ok(())
+}
+
+fn event_name(intent: Intent) -> &'static str {
+    match intent {
+        Intent::EscalateGuidance => "guidance_needed",
+        Intent::EscalateBlocked => "escalation_blocked",
+        Intent::AutoStopStale => "stale_candidate_verified",
+        Intent::AutoRestart => "auto_restart_candidate",
+        Intent::Noop => "noop",
+    }
+}
+
+/// Side effects of new alerts, after the state commit (at most once per alert):
+/// changelog entry, notify command, tmux message and bell.
+pub fn escalate(
+    store: &mut Store,
+    ctx: &Ctx,
+    policy: &Policy,
+    plans: &[Planned],
+    obs: &Observation,
+    now: i64,
+    outcomes: &HashMap<String, String>,
+) -> Result<(), CliError> {
+    let mut events: Vec<(String, &'static str, String)> = Vec::new();
+    let mut messages: Vec<String> = Vec::new();
+    for p in plans {
+        let completed = p.decision.complete && p.run.status == RunStatus::Running;
+        let run_id = p.run.id.as_str();
+        // As in the original, an executed restart is notified too (routine for the bar).
+        let restarted = (p.gated.execute && p.gated.intent == Intent::AutoRestart)
+            .then(|| outcomes.get(run_id))
+            .flatten();
+        if !p.alert && !completed && restarted.is_none() {
+            continue;
+        }
+        let (event, message) = if completed {
+            ("run_completed", "completion signal detected".to_string())
+        } else if let (false, Some(outcome)) = (p.alert, restarted) {
+            (
+                event_name(Intent::AutoRestart),
+                format!("{} (restart: {outcome})", p.gated.reason),
+            )
+        } else {
+            (event_name(p.alert_intent), p.gated.reason.clone())
+        };
+        if p.alert && p.alert_intent.is_escalation() {
+            for (kind, msg) in write_changelog(p, policy, now) {
+                events.push((run_id.to_string(), kind, msg));
+            }
+        }
+        if !policy.operator.notify.command.is_empty() {
+            // The status after this tick's transitions (guidance, completion, stop).
+            let status = store.run(run_id).map(|r| r.status).unwrap_or(p.run.status);
+            let n = notify::Notice {
+                event,
+                message: &message,
+                run_id,
+                run_status: status.as_str(),
+                tickets: &p.run.tickets.join(", "),
+                intent: p.gated.intent.as_str(),
+            };
+            if let Err(e) = notify::spawn(&ctx.self_args(), &policy.operator.notify.command, &n) {
+                events.push((run_id.to_string(), "notify_failed", e));
+            }
+        }
+        if !p.alert && !completed {
+            continue;
+        }
+        messages.push(format!("metawsm: {run_id} {event}: {message}"));
+    }
+    if !messages.is_empty() {
+        if let Observation::Known(snap) = obs {
+            let mut cmds = Vec::new();
+            if policy.operator.notify.tmux_message {
+                for c in &snap.clients {
+                    for m in &messages {
+                        let text: String = m.chars().take(300).collect();
+                        cmds.push(
+                            Cmd::new("display-message")
+                                .target_flag("-c", tmux::Target::Client(&c.name))
+                                .flag("-d")
+                                .num(8000)
+                                .message(&text),
+                        );
+                    }
+                }
+            }
+            if !cmds.is_empty() {
+                let _ = ctx.tmux.run(&cmds);
+            }
+            if policy.operator.notify.bell {
+                for c in &snap.clients {
+                    notify::bell(&c.tty);
+                }
+            }
+        }
+    }
+    if !events.is_empty() {
+        let tx = store.write()?;
+        for (run_id, kind, msg) in &events {
+            store::add_event(
+                &tx,
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind,
+                    message: msg,
+                    source: "rule",
+                    ..Default::default()
+                },
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn write_changelog(p: &Planned, policy: &Policy, now: i64) -> Vec<(&'static str, String)> {
+    let run = &p.run;
+    let answer = if p.gated.intent == Intent::EscalateGuidance
+        && p.pending
+            .as_ref()
+            .is_some_and(|g| !g.question.starts_with('('))
+    {
+        format!("metawsm-tick guide {} --answer '…'", run.id)
+    } else {
+        format!("metawsm-tick run show {}", run.id)
+    };
+    let at = rfc3339(now);
+    let entry = changelog::format_entry(&changelog::Entry {
+        at: &at,
+        run_id: &run.id,
+        intent: p.gated.intent.as_str(),
+        summary: &p.gated.reason,
+        question: p.pending.as_ref().map(|g| g.question.as_str()),
+        context: p.pending.as_ref().map(|g| g.context.as_str()),
+        attempts: p.state.restart_attempts,
+        budget: policy.operator.restart_budget,
+        answer_command: &answer,
+    });
+    let ws = Path::new(&run.workspace);
+    let mut out = Vec::new();
+    let tickets: Vec<&str> = if run.ticket_dir.is_some() {
+        vec![run.tickets.first().map(String::as_str).unwrap_or("")]
+    } else {
+        run.tickets.iter().map(String::as_str).collect()
+    };
+    for t in tickets {
+        let result = changelog::ticket_dir(
+            ws,
+            run.doc_home_repo.as_deref(),
+            t,
+            run.ticket_dir.as_deref(),
+        )
+        .and_then(|dir| changelog::append(ws, &dir, &entry));
+        match result {
+            Ok(path) => out.push(("escalation_written", path.display().to_string())),
+            Err(e) => out.push(("escalation_unwritten", format!("ticket {t}: {e}"))),
+        }
+    }
+    out
+}

@@ -1,0 +1,154 @@
+//! Asking the LLM: which runs get a question this tick, and starting (or reaping) their
+//! detached workers. The answer is read by a later tick's plan.
+
+use super::observe::Calls;
+use super::plan::{Planned, MAX_LLM_IN_FLIGHT};
+use crate::cli::{CliError, Ctx};
+use crate::gate;
+use crate::policy::{LlmMode, Policy};
+use crate::store::{self, NewEvent, Store};
+use crate::timeutil::rfc3339;
+use serde_json::json;
+
+fn llm_context(p: &Planned, policy: &Policy, now: i64) -> serde_json::Value {
+    let agents: Vec<serde_json::Value> = p
+        .agents
+        .iter()
+        .zip(&p.judgements)
+        .map(|(a, j)| {
+            json!({
+                "name": a.name,
+                "session": a.session,
+                "health": j.health.as_str(),
+                "unhealthy": j.health.is_unhealthy(),
+                "activity_age_seconds": j.last_activity_at.map(|t| now - t),
+                "exit_status": j.exit_status,
+                "exit_signal": j.exit_signal,
+                "signal": a.signal.map(|s| s.as_str()),
+                "reason": j.reason,
+            })
+        })
+        .collect();
+    json!({
+        "run_id": p.run.id,
+        "status": p.run.status.as_str(),
+        "tickets": p.run.tickets,
+        "rule": {"intent": p.decision.intent.as_str(), "reason": p.decision.reason},
+        "permitted": p.decision.permitted.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+        "restart": {
+            "attempts": p.state.restart_attempts,
+            "budget": policy.operator.restart_budget,
+            "cooldown_until": p.state.cooldown_until.map(rfc3339),
+        },
+        "agents": agents,
+        "guidance": p.pending.as_ref().map(|g| json!({
+            "agent": g.agent,
+            "question": g.question,
+            "context": g.context,
+        })),
+    })
+}
+
+pub fn ask_llm(
+    store: &mut Store,
+    ctx: &Ctx,
+    policy: &Policy,
+    mode: LlmMode,
+    plans: &[Planned],
+    calls: &Calls,
+    now: i64,
+) -> Result<(), CliError> {
+    let llm = &policy.operator.llm;
+    // A global bound (counted once per tick, in `tick`): the first tick over many runs
+    // must not start a fleet of LLM CLIs.
+    let mut in_flight = calls.live;
+    for p in plans {
+        // Keep in step with gate::llm_pending, which predicts what happens here.
+        if !gate::askable(p.run.status, &p.decision.reason) {
+            continue;
+        }
+        let run_id = p.run.id.as_str();
+        if let Some(c) = calls.rows.get(run_id) {
+            if c.state == "in_flight" {
+                let deadline = c.started_at + llm.timeout_seconds + 15;
+                let alive = calls.worker_alive(run_id);
+                if alive && now < deadline {
+                    continue;
+                }
+                // A worker that died (or overstayed) is reaped, with whatever it started,
+                // so the run is not stuck and nothing leaks.
+                if let Some(pid) = c.pid {
+                    crate::worker::reap_worker(pid, run_id);
+                }
+                let why = if alive {
+                    "worker overstayed its deadline (reaped)"
+                } else {
+                    "worker lost (reaped)"
+                };
+                let tx = store.write()?;
+                if store::llm_call_finish(&tx, run_id, &c.fingerprint, None, Some(why), now)? {
+                    store::add_event(
+                        &tx,
+                        now,
+                        &NewEvent {
+                            run_id: Some(run_id),
+                            kind: "llm",
+                            to_state: "error",
+                            message: &format!("error: {why}"),
+                            source: "llm",
+                            ..Default::default()
+                        },
+                    )?;
+                }
+                tx.commit()?;
+            } else if c.fingerprint == p.fingerprint {
+                // The same situation is asked again only after a long pause: a failing
+                // LLM (say, `codex` not installed) must not be called every interval, and
+                // an answer that holds back a rule action (a veto) must not last forever.
+                // A reaped worker is retried at once.
+                let reaped = c.error.as_deref().is_some_and(|e| e.contains("(reaped)"));
+                let long = llm.min_interval_seconds.max(60).saturating_mul(10);
+                let pause = match c.state.as_str() {
+                    "done" if !p.decision.execute => continue,
+                    _ if reaped => 0,
+                    _ => long,
+                };
+                if now - c.started_at < pause {
+                    continue;
+                }
+            }
+            // In auto mode a decision to act is asked at once so the LLM can judge it
+            // before it runs; everything else respects min_interval.
+            let urgent = mode == LlmMode::Auto && p.decision.execute;
+            if !urgent && now - c.started_at < llm.min_interval_seconds {
+                continue;
+            }
+        }
+        if in_flight >= MAX_LLM_IN_FLIGHT {
+            continue;
+        }
+        in_flight += 1;
+        let request = llm_context(p, policy, now).to_string();
+        {
+            let tx = store.write()?;
+            store::llm_call_start(&tx, run_id, &p.fingerprint, &request, now)?;
+            tx.commit()?;
+        }
+        match crate::worker::spawn(ctx, run_id, &p.fingerprint) {
+            Ok(pid) => store::llm_call_set_pid(&store.conn, run_id, i64::from(pid))?,
+            Err(e) => {
+                let tx = store.write()?;
+                store::llm_call_finish(
+                    &tx,
+                    run_id,
+                    &p.fingerprint,
+                    None,
+                    Some(&format!("spawn worker: {e}")),
+                    now,
+                )?;
+                tx.commit()?;
+            }
+        }
+    }
+    Ok(())
+}

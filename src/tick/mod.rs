@@ -1,0 +1,130 @@
+//! One tick: observe (every read, one tmux call) → plan (pure) → apply (one transaction,
+//! then the actions and escalations) → ask the LLM. The caller holds the state lock.
+
+mod apply;
+mod ask;
+mod observe;
+mod plan;
+
+pub use apply::drain_inbox;
+
+use crate::cli::{CliError, Ctx};
+use crate::policy::{LlmMode, Policy};
+use crate::store::Store;
+use crate::timeutil::{now_unix, rfc3339};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct TickOptions {
+    pub run: Option<String>,
+    pub dry_run: bool,
+    pub llm_mode: Option<LlmMode>,
+    /// tick | status | hook | timer
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentLine {
+    pub name: String,
+    pub session: String,
+    pub health: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub status: String,
+    pub intent: String,
+    pub reason: String,
+    pub decision_source: String,
+    pub permitted: Vec<String>,
+    pub llm: Option<String>,
+    pub execute: bool,
+    /// Outcome of the action when one ran: "ok" or the error.
+    pub outcome: Option<String>,
+    pub alert: bool,
+    pub targets: Vec<String>,
+    pub agents: Vec<AgentLine>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TickReport {
+    pub at: String,
+    pub dry_run: bool,
+    pub tmux_error: Option<String>,
+    pub runs: Vec<RunOutcome>,
+}
+
+pub fn run(
+    store: &mut Store,
+    ctx: &Ctx,
+    policy: &Policy,
+    opts: &TickOptions,
+) -> Result<TickReport, CliError> {
+    let now = now_unix();
+    let mode = opts.llm_mode.unwrap_or(policy.operator.llm.mode);
+    let touched = if opts.dry_run {
+        Vec::new()
+    } else {
+        drain_inbox(store, now)?
+    };
+    let input = observe::observe(store, ctx, opts.run.as_deref(), &touched)?;
+    let plans = plan::plan(&input, policy, mode, opts.dry_run, now);
+
+    let mut outcomes: HashMap<String, String> = HashMap::new();
+    if !opts.dry_run {
+        apply::record(
+            store,
+            policy,
+            &plans,
+            &input.obs,
+            now,
+            opts.source,
+            opts.run.is_none(),
+        )?;
+        apply::act(store, ctx, policy, &plans, &input.obs, now, &mut outcomes)?;
+        apply::escalate(store, ctx, policy, &plans, &input.obs, now, &outcomes)?;
+        if mode != LlmMode::Off {
+            ask::ask_llm(store, ctx, policy, mode, &plans, &input.calls, now)?;
+        }
+        if opts.source != "timer" {
+            crate::schedule::arm_if_stale(store, ctx, policy, now);
+        }
+        // Best effort: a stale cache only delays the bar until the next tick.
+        let _ = crate::status_cache::refresh(store);
+    }
+
+    Ok(TickReport {
+        at: rfc3339(now),
+        dry_run: opts.dry_run,
+        tmux_error: input.tmux_error,
+        runs: plans
+            .iter()
+            .map(|p| RunOutcome {
+                run_id: p.run.id.clone(),
+                status: p.run.status.to_string(),
+                intent: p.gated.intent.to_string(),
+                reason: p.gated.reason.clone(),
+                decision_source: p.gated.source.to_string(),
+                permitted: p.decision.permitted.iter().map(|i| i.to_string()).collect(),
+                llm: p.gated.llm_note.clone(),
+                execute: p.gated.execute,
+                outcome: outcomes.get(&p.run.id).cloned(),
+                alert: p.alert,
+                targets: p.decision.targets.clone(),
+                agents: p
+                    .agents
+                    .iter()
+                    .zip(&p.judgements)
+                    .map(|(a, j)| AgentLine {
+                        name: a.name.clone(),
+                        session: a.session.clone(),
+                        health: j.health.to_string(),
+                        reason: j.reason.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,163 @@
+//! Every read a tick makes, once: the database rows, one tmux observation, the signal
+//! files in each watched run's workspace, and which LLM workers are alive.
+
+use crate::cli::{CliError, Ctx};
+use crate::decide::PendingGuidance;
+use crate::model::RunStatus;
+use crate::signals::{self, Completion, GuidanceRequest, Read_};
+use crate::store::{AgentRow, LlmCall, OpState, RunRow, Store};
+use crate::tmux::Observation;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// What one tick knows before it decides anything.
+pub struct TickInput {
+    pub runs: Vec<RunInput>,
+    pub obs: Observation,
+    pub tmux_error: Option<String>,
+    pub calls: Calls,
+}
+
+/// One run as read from the database and its workspace.
+pub struct RunInput {
+    pub run: RunRow,
+    pub agents: Vec<AgentRow>,
+    pub prev: OpState,
+    /// The oldest guidance request already recorded and not yet answered.
+    pub recorded_guidance: Option<PendingGuidance>,
+    pub files: SignalFiles,
+}
+
+/// The signal files of a watched run (running or awaiting guidance).
+#[derive(Default)]
+pub struct SignalFiles {
+    pub new_guidance: Vec<(PathBuf, GuidanceRequest)>,
+    pub completions: Vec<Completion>,
+    pub bad_files: Vec<String>,
+}
+
+/// The runs' LLM calls as this tick read them, and how many workers are alive.
+pub struct Calls {
+    pub rows: HashMap<String, LlmCall>,
+    /// Live workers, over every run (the bound is global).
+    pub live: usize,
+    /// Runs whose in-flight call has a live worker (checked once per tick).
+    pub alive: HashMap<String, bool>,
+}
+
+impl Calls {
+    pub fn worker_alive(&self, run_id: &str) -> bool {
+        self.alive.get(run_id).copied().unwrap_or(false)
+    }
+}
+
+pub fn observe(
+    store: &Store,
+    ctx: &Ctx,
+    only: Option<&str>,
+    touched: &[String],
+) -> Result<TickInput, CliError> {
+    let mut runs: Vec<RunRow> = match only {
+        Some(id) => {
+            // A one-run tick (a hook's) also looks at the runs whose queued events it
+            // just consumed, so their events do not wait for the next full tick.
+            let mut v = vec![store.run(id)?];
+            for other in touched.iter().filter(|r| *r != id) {
+                if let Ok(r) = store.run(other) {
+                    if r.status.is_active() {
+                        v.push(r);
+                    }
+                }
+            }
+            v
+        }
+        None => store.runs(false)?,
+    };
+    let mut agents_by_run: HashMap<String, Vec<AgentRow>> = HashMap::new();
+    for a in store.agents(None)? {
+        agents_by_run.entry(a.run_id.clone()).or_default().push(a);
+    }
+    let states = store.op_states()?;
+    let pending_rows = store.all_pending_guidance()?;
+    let rows = store.llm_calls()?;
+    // No runs, no tmux: the cheapest possible tick.
+    let obs = if runs.is_empty() {
+        Observation::Known(Default::default())
+    } else {
+        ctx.tmux.observe()
+    };
+    // A database shared by several tmux servers: each server supervises only its runs.
+    if let Observation::Known(snap) = &obs {
+        if let Some(here) = &snap.socket {
+            runs.retain(|r| r.tmux_socket.as_deref().is_none_or(|s| s == here));
+        }
+    }
+    let tmux_error = match &obs {
+        Observation::Unknown(e) => Some(e.clone()),
+        Observation::Known(_) => None,
+    };
+    let alive: HashMap<String, bool> = rows
+        .values()
+        .filter(|c| c.state == "in_flight")
+        .map(|c| {
+            let alive = c
+                .pid
+                .is_some_and(|pid| crate::worker::worker_alive(pid, &c.run_id));
+            (c.run_id.clone(), alive)
+        })
+        .collect();
+    let calls = Calls {
+        live: alive.values().filter(|a| **a).count(),
+        alive,
+        rows,
+    };
+    let runs = runs
+        .into_iter()
+        .map(|run| {
+            let watch = matches!(run.status, RunStatus::Running | RunStatus::AwaitingGuidance);
+            let files = if watch {
+                read_signal_files(&run)
+            } else {
+                SignalFiles::default()
+            };
+            RunInput {
+                agents: agents_by_run.remove(&run.id).unwrap_or_default(),
+                prev: states.get(&run.id).cloned().unwrap_or_default(),
+                recorded_guidance: pending_rows.get(&run.id).and_then(|v| v.first()).map(|g| {
+                    PendingGuidance {
+                        agent: g.agent.clone(),
+                        question: g.question.clone(),
+                        context: g.context.clone(),
+                    }
+                }),
+                files,
+                run,
+            }
+        })
+        .collect();
+    Ok(TickInput {
+        runs,
+        obs,
+        tmux_error,
+        calls,
+    })
+}
+
+fn read_signal_files(run: &RunRow) -> SignalFiles {
+    let mut f = SignalFiles::default();
+    for root in signals::roots(&run.workspace, run.doc_home_repo.as_deref()) {
+        match signals::read_guidance(&root) {
+            Read_::Found(_, g) if signals::for_run(&g.run_id, &run.id) => {
+                f.new_guidance.push((root.clone(), g))
+            }
+            Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
+            _ => {}
+        }
+        match signals::read_completion(&root) {
+            Read_::Found(_, c) if signals::for_run(&c.run_id, &run.id) => f.completions.push(c),
+            Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
+            _ => {}
+        }
+    }
+    f
+}

@@ -1,0 +1,260 @@
+//! The tick's decisions, without I/O: from what `observe` read, the policy and the time,
+//! each run's plan: health judgements, the rule decision, the LLM gate, the new operator
+//! state, whether to alert and whether to log. `apply` and `ask` only carry it out.
+
+use super::observe::{RunInput, TickInput};
+use crate::decide::{self, AgentView, Decision, PendingGuidance, RunView};
+use crate::gate::{self, Gated};
+use crate::health::{self, Judgement, Prior, Thresholds};
+use crate::llm::{self, Proposal};
+use crate::model::{AgentSignal, Health, Intent};
+use crate::policy::{LlmMode, Policy};
+use crate::signals;
+use crate::store::{AgentRow, OpState, RunRow};
+use std::path::PathBuf;
+
+/// At most this many LLM workers run at once, whatever the number of runs.
+pub const MAX_LLM_IN_FLIGHT: usize = 4;
+
+pub struct Planned {
+    pub run: RunRow,
+    pub agents: Vec<AgentRow>,
+    pub judgements: Vec<Judgement>,
+    pub new_guidance: Vec<(PathBuf, signals::GuidanceRequest)>,
+    pub bad_files: Vec<String>,
+    pub pending: Option<PendingGuidance>,
+    pub decision: Decision,
+    pub gated: Gated,
+    pub state: OpState,
+    pub alert: bool,
+    /// The intent the alert speaks for (a vetoed action, not the LLM's noop).
+    pub alert_intent: Intent,
+    pub log_decision: bool,
+    pub fingerprint: String,
+    pub prev_state: OpState,
+}
+
+fn thresholds(p: &Policy) -> Thresholds {
+    Thresholds {
+        idle_seconds: p.health.idle_seconds,
+        activity_stalled_seconds: p.health.activity_stalled_seconds,
+        progress_stalled_seconds: p.health.progress_stalled_seconds,
+    }
+}
+
+fn fnv(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+pub fn proposal_from_json(text: &str) -> Option<Proposal> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    Some(Proposal {
+        intent: v.get("intent")?.as_str()?.parse().ok()?,
+        target_run: v.get("target_run")?.as_str()?.to_string(),
+        reason: llm::sanitize_text(v.get("reason")?.as_str()?),
+        confidence: v.get("confidence")?.as_f64()?,
+        needs_human: v.get("needs_human")?.as_bool()?,
+    })
+}
+
+fn signal_guidance(agents: &[AgentRow], judgements: &[Judgement]) -> Option<PendingGuidance> {
+    agents
+        .iter()
+        .zip(judgements)
+        .find(|(a, j)| a.signal == Some(AgentSignal::Waiting) && j.alive)
+        .map(|(a, _)| PendingGuidance {
+            agent: a.name.clone(),
+            question: "(waiting for input at its prompt)".into(),
+            context: String::new(),
+        })
+}
+
+pub fn plan(
+    input: &TickInput,
+    policy: &Policy,
+    mode: LlmMode,
+    dry_run: bool,
+    now: i64,
+) -> Vec<Planned> {
+    let th = thresholds(policy);
+    input
+        .runs
+        .iter()
+        .map(|r| plan_run(r, input, &th, policy, mode, dry_run, now))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_run(
+    r: &RunInput,
+    input: &TickInput,
+    th: &Thresholds,
+    policy: &Policy,
+    mode: LlmMode,
+    dry_run: bool,
+    now: i64,
+) -> Planned {
+    let run = r.run.clone();
+    let agents = r.agents.clone();
+    let prev = r.prev.clone();
+    let obs = &input.obs;
+    let tmux_error = &input.tmux_error;
+    let calls = &input.calls;
+    let judgements: Vec<Judgement> = agents
+        .iter()
+        .map(|a| {
+            let prior = Prior {
+                last_activity_at: a.last_activity_at,
+                last_progress_at: a.last_progress_at,
+                started_at: a.started_at,
+                signal: a.signal,
+                exit_status: a.exit_status,
+                exit_signal: a.exit_signal,
+                health: Some(a.health),
+            };
+            health::judge(obs.panes(&a.session), &prior, now, th)
+        })
+        .collect();
+
+    let new_guidance = r.files.new_guidance.clone();
+    let bad_files = r.files.bad_files.clone();
+    let completions = &r.files.completions;
+    let pending = r
+        .recorded_guidance
+        .clone()
+        .or_else(|| {
+            new_guidance.first().map(|(_, g)| PendingGuidance {
+                agent: g.agent.clone().unwrap_or_default(),
+                question: g.question.clone(),
+                context: g.context.clone(),
+            })
+        })
+        .or_else(|| signal_guidance(&agents, &judgements));
+
+    let view = RunView {
+        id: run.id.clone(),
+        status: run.status,
+        status_changed_at: run.status_changed_at,
+        agents: agents
+            .iter()
+            .zip(&judgements)
+            .map(|(a, j)| AgentView {
+                name: a.name.clone(),
+                health: j.health,
+                alive: j.alive,
+                exit_status: j.exit_status,
+                last_activity_at: j.last_activity_at,
+                stored_activity_at: a.last_activity_at,
+                reason: j.reason.clone(),
+                reported_done: a.signal == Some(AgentSignal::Done),
+                complete: completions
+                    .iter()
+                    .any(|c| c.agent.as_deref().is_none_or(|n| n == a.name)),
+            })
+            .collect(),
+        guidance: pending.clone(),
+        tmux_unknown: tmux_error.clone(),
+    };
+    let decision = decide::decide(&view, &prev, policy, now);
+    let fingerprint = fnv(&format!(
+        "{}|{}|{}|{}|{}",
+        run.status,
+        view.agents
+            .iter()
+            .map(|a| {
+                // healthy↔idle flips are not worth a new LLM call.
+                let h = if a.health == Health::Idle {
+                    Health::Healthy
+                } else {
+                    a.health
+                };
+                format!("{}={}", a.name, h)
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        decision.intent,
+        decide::stable_text(&decision.reason),
+        pending.as_ref().map(|g| g.question.as_str()).unwrap_or("")
+    ));
+    let call = calls.rows.get(&run.id);
+    let proposal = call
+        .filter(|c| c.state == "done" && c.fingerprint == fingerprint)
+        .and_then(|c| c.proposal.as_deref())
+        .and_then(proposal_from_json);
+    // In auto mode an action waits (never the tick) for the LLM's answer on it — but
+    // only if a worker slot can take the question (else the hold would never end).
+    let own_in_flight = call.is_some_and(|c| c.state == "in_flight");
+    let llm_pending = mode == LlmMode::Auto
+        && (own_in_flight || calls.live < MAX_LLM_IN_FLIGHT)
+        && !dry_run
+        && decision.execute
+        && gate::askable(run.status, &decision.reason)
+        && gate::llm_pending(
+            call.map(|c| gate::CallView {
+                fingerprint: &c.fingerprint,
+                state: &c.state,
+                started_at: c.started_at,
+                worker_alive: c.state == "in_flight" && calls.worker_alive(&run.id),
+            }),
+            &fingerprint,
+            now,
+            &policy.operator.llm,
+        );
+    let gated = gate::gate(
+        &decision,
+        &run.id,
+        mode,
+        proposal.as_ref(),
+        llm_pending,
+        policy.operator.llm.min_confidence,
+    );
+    let mut state = decision.state.clone();
+    // An LLM veto of a rule action is something a human must hear about (once per
+    // episode); a held action is not news yet.
+    let alert_intent =
+        if gated.source == "llm" && gated.intent == Intent::Noop && decision.intent.is_action() {
+            decision.intent
+        } else {
+            gated.intent
+        };
+    let alert = decide::take_alert(
+        &mut state,
+        alert_intent,
+        &gated.reason,
+        gated.execute || gated.held,
+        tmux_error.is_none(),
+        now,
+    );
+    let decision_fp = format!(
+        "{}:{}:{}",
+        gated.intent,
+        gated.source,
+        decide::stable_text(&gated.reason)
+    );
+    // An LLM override is always worth an event, a veto to noop included.
+    let quiet = gated.intent == Intent::Noop && gated.source != "llm";
+    let log_decision = !quiet
+        && (alert || gated.execute || state.last_decision.as_deref() != Some(decision_fp.as_str()));
+    state.last_decision = if quiet { None } else { Some(decision_fp) };
+    Planned {
+        run,
+        agents,
+        judgements,
+        new_guidance,
+        bad_files,
+        pending,
+        decision,
+        gated,
+        state,
+        alert,
+        alert_intent,
+        log_decision,
+        fingerprint,
+        prev_state: prev,
+    }
+}

@@ -1,0 +1,584 @@
+//! The detached LLM worker: how a tick starts it, tells it from a reused pid and reaps
+//! it, and what it does (read its request row, run the LLM under a hard wall-clock limit
+//! that kills the whole process group, write the validated result). It never takes the
+//! tick lock.
+
+use crate::cli::{self, CliResult, Ctx};
+use crate::llm::{self, AnswerSource, ProviderKind};
+use crate::policy::LlmProvider;
+use crate::proc::KILL_GRACE;
+use crate::proc::{self, all_procs, have_proc, is_zombie, kill_group, kill_groups, pid_alive};
+use crate::store::{self, NewEvent, OpenMode, Store};
+use crate::timeutil::now_unix;
+use crate::tmux;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const PANE_LINES: usize = 40;
+const MAX_CONTEXT: usize = 4096;
+const REAP_GRACE: Duration = Duration::from_millis(150);
+/// Per-call directories in the temp dir are `<prefix><worker pid>-<hex>`.
+const DIR_PREFIX: &str = "metawsm-llm-";
+/// How much of the LLM's stderr an error message quotes.
+const STDERR_TAIL_CHARS: usize = 200;
+
+/// Starts the worker detached (see `proc::spawn_detached`).
+pub fn spawn(ctx: &Ctx, run_id: &str, fingerprint: &str) -> std::io::Result<u32> {
+    let mut c = Command::new(cli::current_exe());
+    c.args(ctx.self_args()).args([
+        "__llm-worker",
+        "--run",
+        run_id,
+        "--fingerprint",
+        fingerprint,
+    ]);
+    proc::spawn_detached(&mut c)
+}
+
+/// The pid is alive and is the worker for `run_id` (not a reused pid).
+pub fn worker_alive(pid: i64, run_id: &str) -> bool {
+    pid_alive(pid) && is_worker(pid, run_id)
+}
+
+fn is_worker(pid: i64, run_id: &str) -> bool {
+    let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return !have_proc();
+    };
+    let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+    args.iter().any(|a| *a == b"__llm-worker")
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--run" && w[1] == run_id.as_bytes())
+}
+
+/// Ends a worker the tick gave up on, and everything it started. The worker leads its
+/// own session (setsid) and the LLM runs in a separate group inside it, so killing the
+/// worker's group alone would orphan the LLM. While any member of session `pid` lives,
+/// the kernel does not reuse `pid`; a live process under that pid that is not our worker
+/// means the session is long gone and nothing is ours to kill.
+pub fn reap_worker(pid: i64, run_id: &str) {
+    let Ok(p) = i32::try_from(pid) else { return };
+    if p <= 1 {
+        return;
+    }
+    if !have_proc() {
+        if pid_alive(pid) {
+            kill_group(pid);
+        }
+        return;
+    }
+    if pid_alive(pid) && !is_worker(pid, run_id) {
+        return;
+    }
+    let mut groups: Vec<i32> = all_procs()
+        .into_iter()
+        .filter(|(_, st, _, sid)| *sid == p && !is_zombie(*st))
+        .map(|(_, _, pg, _)| pg)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    // Reaping runs inside a tick (maybe the status line's): a short grace, not KILL_GRACE.
+    if !groups.is_empty() {
+        kill_groups(&groups, REAP_GRACE);
+    }
+    // A killed worker could not clean up after itself.
+    let deadline = Instant::now() + REAP_GRACE;
+    while pid_alive(pid) && Instant::now() < deadline {
+        sleep(Duration::from_millis(10));
+    }
+    remove_dirs_of(p);
+}
+
+/// Removes the per-call directories (see `private_dir`) of a worker that is gone.
+fn remove_dirs_of(pid: i32) {
+    remove_call_dirs(|p| p == pid, Duration::ZERO);
+}
+
+/// Removes per-call directories whose worker is gone (it was killed before it could clean
+/// up), if `which` selects its pid and the directory is at least `min_age` old. Only real
+/// 0700 directories of ours are touched, never through a symlink.
+fn remove_call_dirs(which: impl Fn(i32) -> bool, min_age: Duration) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    // Our uid without nix's `user` feature; elsewhere the sticky temp dir guards others'.
+    let uid = fs::metadata("/proc/self").ok().map(|m| m.uid());
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !which(pid) || pid_alive(i64::from(pid)) {
+            continue;
+        }
+        let ours = fs::symlink_metadata(e.path()).is_ok_and(|m| {
+            m.is_dir()
+                && m.mode() & 0o777 == 0o700
+                && uid.is_none_or(|u| m.uid() == u)
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= min_age)
+        });
+        if ours {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The worker's whole life, once its arguments are parsed.
+pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
+    let policy = ctx.policy()?;
+    let timeout = policy.operator.llm.timeout_seconds.max(1) as u64;
+    // Watchdog for the worker itself, beyond the child's deadline.
+    let _ = nix::unistd::alarm::set((timeout + 15).min(u64::from(u32::MAX)) as u32);
+    let mut st = ctx.open(OpenMode::Existing, false)?;
+    let Some(call) = st.llm_call(run)? else {
+        return Ok(0);
+    };
+    if call.fingerprint != fp || call.state != "in_flight" {
+        return Ok(0);
+    }
+    let result = consult(ctx, &policy, run, &call.request, timeout);
+    let now = now_unix();
+    let (proposal, error) = match &result {
+        Ok(p) => (serde_json::to_string(p).ok(), None),
+        Err(e) => (None, Some(e.clone())),
+    };
+    let message = match &result {
+        Ok(p) => format!(
+            "proposal intent={} confidence={:.2} needs_human={} reason={}",
+            p.intent, p.confidence, p.needs_human, p.reason
+        ),
+        Err(e) => format!("error: {e}"),
+    };
+    write_result(
+        &mut st,
+        run,
+        fp,
+        proposal.as_deref(),
+        error.as_deref(),
+        &message,
+        now,
+    )?;
+    Ok(0)
+}
+
+/// Writes the result in its own BEGIN IMMEDIATE transaction (never the tick lock). A
+/// tick holding the database longer than the busy timeout costs a retry, not the answer.
+fn write_result(
+    st: &mut Store,
+    run: &str,
+    fp: &str,
+    proposal: Option<&str>,
+    error: Option<&str>,
+    message: &str,
+    now: i64,
+) -> CliResult {
+    let mut attempt = 0;
+    loop {
+        match write_once(st, run, fp, proposal, error, message, now) {
+            Err(store::StoreError::Sql(m)) if attempt < 3 && m.contains("locked") => {
+                attempt += 1;
+                sleep(Duration::from_millis(200));
+            }
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
+fn write_once(
+    st: &mut Store,
+    run: &str,
+    fp: &str,
+    proposal: Option<&str>,
+    error: Option<&str>,
+    message: &str,
+    now: i64,
+) -> Result<(), store::StoreError> {
+    let tx = st.write()?;
+    if store::llm_call_finish(&tx, run, fp, proposal, error, now)? {
+        store::add_event(
+            &tx,
+            now,
+            &NewEvent {
+                run_id: Some(run),
+                kind: "llm",
+                to_state: if error.is_some() { "error" } else { "proposal" },
+                message,
+                source: "llm",
+                ..Default::default()
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Pane tails of unhealthy agents, ANSI stripped, in one tmux call.
+fn pane_tails(ctx: &Ctx, context: &mut serde_json::Value) {
+    let Some(agents) = context.get_mut("agents").and_then(|a| a.as_array_mut()) else {
+        return;
+    };
+    let sessions: Vec<String> = agents
+        .iter()
+        .filter(|a| a.get("unhealthy").and_then(|u| u.as_bool()) == Some(true))
+        .filter_map(|a| {
+            a.get("session")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    if sessions.is_empty() {
+        return;
+    }
+    let mut cmds = Vec::new();
+    for (i, s) in sessions.iter().enumerate() {
+        cmds.push(
+            tmux::Cmd::new("display-message")
+                .flag("-p")
+                .format(&format!("METAWSM-PANE\t{i}")),
+        );
+        cmds.push(
+            tmux::Cmd::new("capture-pane")
+                .flags(&["-p", "-J", "-S"])
+                .num(-(PANE_LINES as i64))
+                .target(tmux::Target::SessionPane(s)),
+        );
+    }
+    // A session that vanished fails the whole batch: then ask per session (rare), so the
+    // other agents still get their tails.
+    let out = match ctx.tmux.run(&cmds) {
+        Ok(out) => out,
+        Err(_) => cmds
+            .chunks(2)
+            .filter_map(|pair| ctx.tmux.run(pair).ok())
+            .collect::<String>(),
+    };
+    let mut tails: Vec<Vec<&str>> = vec![Vec::new(); sessions.len()];
+    let mut cur = None;
+    for line in out.lines() {
+        if let Some(i) = line
+            .strip_prefix("METAWSM-PANE\t")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            cur = Some(i);
+        } else if let Some(i) = cur {
+            if let Some(t) = tails.get_mut(i) {
+                t.push(line);
+            }
+        }
+    }
+    for a in agents.iter_mut() {
+        let Some(s) = a
+            .get("session")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if let Some(i) = sessions.iter().position(|x| *x == s) {
+            let lines: Vec<&str> = tails[i]
+                .iter()
+                .rev()
+                .skip_while(|l| l.trim().is_empty())
+                .copied()
+                .collect();
+            let text: Vec<&str> = lines
+                .into_iter()
+                .take(PANE_LINES)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let mut tail = llm::strip_ansi(&text.join("\n"));
+            if tail.len() > MAX_CONTEXT {
+                let mut cut = tail.len() - MAX_CONTEXT;
+                while !tail.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                tail = tail[cut..].to_string();
+            }
+            a["pane_tail"] = serde_json::Value::String(tail);
+        }
+    }
+}
+
+fn consult(
+    ctx: &Ctx,
+    policy: &crate::policy::Policy,
+    run: &str,
+    request: &str,
+    timeout: u64,
+) -> Result<llm::Proposal, String> {
+    let mut context: serde_json::Value =
+        serde_json::from_str(request).map_err(|e| format!("bad request context: {e}"))?;
+    pane_tails(ctx, &mut context);
+    let permitted: Vec<crate::model::Intent> = context
+        .get("permitted")
+        .and_then(|p| p.as_array())
+        .map(|a| a.iter().filter_map(|i| i.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let prompt = llm::build_prompt(&context, &permitted);
+    // Leftovers of killed workers; the age rules out a fresh one whose pid was reused.
+    remove_call_dirs(|_| true, Duration::from_secs(60));
+    let dir = private_dir().map_err(|e| format!("temp dir: {e}"))?;
+    let out = run_llm(policy, &dir, &prompt, timeout, run);
+    let _ = fs::remove_dir_all(&dir);
+    out
+}
+
+/// A fresh 0700 directory for the schema and answer files: created exclusively, so a
+/// name planted in the shared temp dir is never reused (the prompt holds pane text).
+fn private_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut last = None;
+    for i in 0..16u32 {
+        let dir = base.join(format!(
+            "{DIR_PREFIX}{}-{:08x}",
+            std::process::id(),
+            nanos.wrapping_add(i.wrapping_mul(0x9e37_79b9))
+        ));
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+}
+
+/// The last line the LLM printed on stderr, sanitised and short, for the error message.
+fn stderr_tail(path: &Path) -> String {
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let line = text
+        .lines()
+        .rev()
+        .map(llm::sanitize_text)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    let n = line.chars().count();
+    line.chars()
+        .skip(n.saturating_sub(STDERR_TAIL_CHARS))
+        .collect()
+}
+
+fn run_llm(
+    policy: &crate::policy::Policy,
+    dir: &std::path::Path,
+    prompt: &str,
+    timeout: u64,
+    run: &str,
+) -> Result<llm::Proposal, String> {
+    let l = &policy.operator.llm;
+    let kind = match l.provider {
+        LlmProvider::Codex => ProviderKind::Codex,
+        LlmProvider::Claude => ProviderKind::Claude,
+        LlmProvider::Command => ProviderKind::Command,
+        LlmProvider::Metawsm => ProviderKind::Metawsm,
+    };
+    let schema = dir.join("schema.json");
+    let answer_file = dir.join("answer.json");
+    let stdout_file = dir.join("stdout.txt");
+    fs::write(&schema, llm::response_schema().to_string())
+        .map_err(|e| format!("write schema: {e}"))?;
+    let inv = llm::build_invocation(
+        kind,
+        &l.command,
+        &l.args,
+        &l.model,
+        l.max_tokens,
+        &schema,
+        &answer_file,
+    );
+    let stderr_file = dir.join("stderr.txt");
+    let stdout = fs::File::create(&stdout_file).map_err(|e| format!("stdout file: {e}"))?;
+    let stderr = fs::File::create(&stderr_file).map_err(|e| format!("stderr file: {e}"))?;
+    // Output goes to files, never pipes: a grandchild holding them open cannot stall us.
+    // Its own process group, so the deadline can kill everything it started.
+    let mut command = Command::new(&inv.program);
+    command.args(&inv.args);
+    if inv.prompt_in_argv {
+        command.arg(prompt);
+    }
+    let mut child = command
+        .current_dir(dir)
+        .stdin(if inv.prompt_in_argv {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{} failed to start: {e}", inv.program))?;
+    let pgid = child.id() as i32;
+    if let Some(mut stdin) = child.stdin.take() {
+        // On a thread: a child that never reads stdin must not keep us from the deadline.
+        let prompt = prompt.to_owned();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(prompt.as_bytes());
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(25)),
+            Ok(None) | Err(_) => {
+                kill_groups(&[pgid], KILL_GRACE);
+                let _ = child.wait();
+                return Err(format!(
+                    "{} timed out after {timeout}s (process group killed)",
+                    inv.program
+                ));
+            }
+        }
+    };
+    // Children the LLM left behind in its group go too.
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    if !status.success() {
+        let tail = stderr_tail(&stderr_file);
+        return Err(format!(
+            "{} exited with {}{}",
+            inv.program,
+            status
+                .code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "a signal".into()),
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ));
+    }
+    let raw = match &inv.answer {
+        AnswerSource::OutputFile(p) => fs::read(p).map_err(|e| format!("no answer file: {e}"))?,
+        AnswerSource::Stdout => fs::read(&stdout_file).map_err(|e| format!("read stdout: {e}"))?,
+    };
+    llm::parse_answer(kind, &raw, run)
+        .map_err(|e| format!("rejected answer: {}", llm::sanitize_text(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::kill;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_dirs_are_0700_and_fresh() {
+        let a = private_dir().expect("dir");
+        let b = private_dir().expect("dir");
+        assert_ne!(a, b);
+        let mode = fs::metadata(&a).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let _ = fs::remove_dir_all(&a);
+        let _ = fs::remove_dir_all(&b);
+    }
+
+    #[test]
+    fn zombies_are_not_alive() {
+        let mut child = Command::new("true").spawn().expect("spawn");
+        let pid = i64::from(child.id());
+        // Not reaped yet: a zombie, which kill(0) alone would call alive.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pid_alive(pid) {
+            assert!(Instant::now() < deadline, "zombie still counted alive");
+            sleep(Duration::from_millis(10));
+        }
+        if have_proc() {
+            assert!(
+                kill(Pid::from_raw(pid as i32), None).is_ok(),
+                "still a zombie"
+            );
+        }
+        let _ = child.wait();
+        assert!(!worker_alive(pid, "r1"));
+    }
+
+    #[test]
+    fn stderr_tail_is_last_line_sanitised_and_short() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("err");
+        let long = "x".repeat(500);
+        fs::write(&p, format!("first\n\u{1b}[31mboom #(rm -rf ~) {long}\n\n")).expect("write");
+        let t = stderr_tail(&p);
+        assert!(t.chars().count() <= STDERR_TAIL_CHARS, "{t}");
+        assert!(!t.contains('\u{1b}') && !t.contains("#("));
+        fs::write(&p, "model unavailable\n").expect("write");
+        assert_eq!(stderr_tail(&p), "model unavailable");
+        assert_eq!(stderr_tail(&dir.path().join("missing")), "");
+    }
+
+    #[test]
+    fn sweep_removes_only_old_dirs_of_dead_workers() {
+        let dead = {
+            let mut c = Command::new("true").spawn().expect("spawn");
+            let _ = c.wait();
+            c.id() as i32
+        };
+        let me = std::process::id() as i32;
+        let base = std::env::temp_dir();
+        let mk = |name: String, mode: u32, old: bool| {
+            let d = base.join(name);
+            fs::DirBuilder::new().mode(mode).create(&d).expect("mkdir");
+            fs::set_permissions(&d, fs::Permissions::from_mode(mode)).expect("chmod");
+            if old {
+                let t = std::time::SystemTime::now() - Duration::from_secs(3600);
+                fs::File::open(&d)
+                    .and_then(|f| f.set_modified(t))
+                    .expect("age");
+            }
+            d
+        };
+        let orphan = mk(format!("{DIR_PREFIX}{dead}-t1"), 0o700, true);
+        let fresh = mk(format!("{DIR_PREFIX}{dead}-t2"), 0o700, false);
+        let open = mk(format!("{DIR_PREFIX}{dead}-t3"), 0o755, true);
+        let live = mk(format!("{DIR_PREFIX}{me}-t4"), 0o700, true);
+        let target = mk(format!("sweep-target-{dead}"), 0o700, true);
+        let link = base.join(format!("{DIR_PREFIX}{dead}-t5"));
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let only = |p: i32| p == dead || p == me;
+        remove_call_dirs(only, Duration::from_secs(60));
+        let exists = |p: &Path| fs::symlink_metadata(p).is_ok();
+        let left = [
+            exists(&orphan),
+            exists(&fresh),
+            exists(&open),
+            exists(&live),
+            exists(&link) && exists(&target),
+        ];
+        for p in [&orphan, &fresh, &open, &live, &target] {
+            let _ = fs::remove_dir_all(p);
+        }
+        let _ = fs::remove_file(&link);
+        assert_eq!(left, [false, true, true, true, true]);
+    }
+}
