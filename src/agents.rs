@@ -5,7 +5,7 @@ use crate::cli::{CliError, CliResult, Ctx};
 use crate::model::Health;
 use crate::names;
 use crate::policy::Policy;
-use crate::store::{self, AgentRow, NewEvent, RunRow, Store};
+use crate::store::{AgentRow, NewEvent, RunRow, Store};
 use crate::tmux::{self, Cmd, SessionState};
 use std::path::Path;
 
@@ -135,9 +135,8 @@ pub fn start_agent(
     let saved = (|| -> Result<(), crate::store::StoreError> {
         let tx = st.write()?;
         if new_run {
-            store::insert_run(&tx, run)?;
-            store::add_event(
-                &tx,
+            tx.insert_run(run)?;
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: Some(&run.id),
@@ -149,9 +148,8 @@ pub fn start_agent(
                 },
             )?;
         }
-        store::insert_agent(&tx, &agent, now)?;
-        store::add_event(
-            &tx,
+        tx.insert_agent(&agent, now)?;
+        tx.add_event(
             now,
             &NewEvent {
                 run_id: Some(&run.id),
@@ -167,7 +165,7 @@ pub fn start_agent(
                 ..Default::default()
             },
         )?;
-        tx.commit().map_err(crate::store::StoreError::from)
+        tx.commit()
     })();
     if let Err(e) = saved {
         // Nothing half-registered: the session goes if the rows could not be written.

@@ -4,7 +4,7 @@
 
 use crate::cli::Ctx;
 use crate::policy::Policy;
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::tmux;
 
 /// A full tick is due when the last one (any caller) is older than the interval.
@@ -66,8 +66,8 @@ pub fn arm(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64, chain: i64) {
         .expanded("timer command", &timer_command(ctx, chain));
     if ctx.tmux.run(&[cmd]).is_ok() {
         if let Ok(tx) = st.write() {
-            let _ = store::meta_set(&tx, "timer_next_due", &(now + every).to_string());
-            let _ = store::meta_set(&tx, "timer_chain", &chain.to_string());
+            let _ = tx.meta_set("timer_next_due", &(now + every).to_string());
+            let _ = tx.meta_set("timer_chain", &chain.to_string());
             let _ = tx.commit();
         }
     }

@@ -192,7 +192,7 @@ fn write_result(
     let mut attempt = 0;
     loop {
         match write_once(st, run, fp, proposal, error, message, now) {
-            Err(store::StoreError::Sql(m)) if attempt < 3 && m.contains("locked") => {
+            Err(store::StoreError::Busy(_)) if attempt < 3 => {
                 attempt += 1;
                 sleep(Duration::from_millis(200));
             }
@@ -211,9 +211,8 @@ fn write_once(
     now: i64,
 ) -> Result<(), store::StoreError> {
     let tx = st.write()?;
-    if store::llm_call_finish(&tx, run, fp, proposal, error, now)? {
-        store::add_event(
-            &tx,
+    if tx.llm_call_finish(run, fp, proposal, error, now)? {
+        tx.add_event(
             now,
             &NewEvent {
                 run_id: Some(run),

@@ -3,7 +3,7 @@
 use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::model::RunStatus;
 use crate::signals;
-use crate::store::{self, NewEvent, OpenMode};
+use crate::store::{NewEvent, OpenMode};
 use crate::timeutil::{now_unix, rfc3339};
 use lexopt::prelude::*;
 use serde_json::json;
@@ -60,9 +60,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         Path::new(&run.workspace),
     );
     let tx = st.write()?;
-    store::answer_guidance(&tx, req.id, &answer, now)?;
-    store::add_event(
-        &tx,
+    tx.answer_guidance(req.id, &answer, now)?;
+    tx.add_event(
         now,
         &NewEvent {
             run_id: Some(&id),
@@ -74,14 +73,13 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             source: "cli",
         },
     )?;
-    let mut state = store::op_state_tx(&tx, &id)?;
+    let mut state = tx.op_state_tx(&id)?;
     state.restart_attempts = 0;
     state.cooldown_until = None;
     state.last_alert = None;
-    store::put_op_state(&tx, &id, &state, now)?;
+    tx.put_op_state(&id, &state, now)?;
     if pending.len() == 1 && run.status == RunStatus::AwaitingGuidance {
-        store::transition_run(
-            &tx,
+        tx.transition_run(
             &id,
             run.status,
             RunStatus::Running,
@@ -90,7 +88,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             "cli",
         )?;
     }
-    tx.commit().map_err(store::StoreError::from)?;
+    tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     println!("answered #{} for {id}: {}", req.id, path.display());
     Ok(0)

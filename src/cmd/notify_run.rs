@@ -32,8 +32,7 @@ fn record_failure(ctx: &Ctx, run: Option<&str>, msg: &str) -> Result<(), store::
     let now = crate::timeutil::now_unix();
     let tx = s.write()?;
     // A run forgotten meanwhile must not lose the record (events.run_id has no FK).
-    store::add_event(
-        &tx,
+    tx.add_event(
         now,
         &NewEvent {
             run_id: run,

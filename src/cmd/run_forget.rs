@@ -2,7 +2,7 @@
 
 use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::model::RunStatus;
-use crate::store::{self, OpenMode};
+use crate::store::OpenMode;
 use lexopt::prelude::*;
 
 const HELP: &str = "\
@@ -35,8 +35,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         )));
     }
     let tx = st.write()?;
-    store::delete_run(&tx, &id)?;
-    tx.commit().map_err(store::StoreError::from)?;
+    tx.delete_run(&id)?;
+    tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     println!("forgot {id}");
     Ok(0)

@@ -2,7 +2,7 @@
 
 use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::model::RunStatus;
-use crate::store::{self, NewEvent, OpState, OpenMode};
+use crate::store::{NewEvent, OpState, OpenMode};
 use crate::timeutil::now_unix;
 use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
@@ -72,8 +72,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let tx = st.write()?;
     if run.status != RunStatus::Running && !(questions && run.status == RunStatus::AwaitingGuidance)
     {
-        store::transition_run(
-            &tx,
+        tx.transition_run(
             &id,
             run.status,
             RunStatus::Running,
@@ -83,20 +82,19 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         )?;
     }
     for a in &agents {
-        store::mark_agent_started(&tx, &id, &a.name, now)?;
+        tx.mark_agent_started(&id, &a.name, now)?;
     }
     // A human decided: budget, cooldown and corroboration start over; the alert episode
     // (and so the one changelog entry per question) does not.
-    let prev = store::op_state_tx(&tx, &id)?;
+    let prev = tx.op_state_tx(&id)?;
     let fresh = OpState {
         last_alert: prev.last_alert,
         last_alert_at: prev.last_alert_at,
         ..OpState::default()
     };
-    store::put_op_state(&tx, &id, &fresh, now)?;
+    tx.put_op_state(&id, &fresh, now)?;
     let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
-    store::add_event(
-        &tx,
+    tx.add_event(
         now,
         &NewEvent {
             run_id: Some(&id),
@@ -110,7 +108,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             ..Default::default()
         },
     )?;
-    tx.commit().map_err(store::StoreError::from)?;
+    tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
     println!("restarted {} in {id}", names.join(", "));

@@ -2,7 +2,7 @@
 
 use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::model::RunStatus;
-use crate::store::{self, OpenMode};
+use crate::store::OpenMode;
 use crate::timeutil::now_unix;
 use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
@@ -32,8 +32,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let now = now_unix();
     if run.status != RunStatus::Stopping {
         let tx = st.write()?;
-        store::transition_run(
-            &tx,
+        tx.transition_run(
             &id,
             run.status,
             RunStatus::Stopping,
@@ -41,7 +40,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             now,
             "cli",
         )?;
-        tx.commit().map_err(store::StoreError::from)?;
+        tx.commit()?;
     }
     let agents = st.agents(Some(&id))?;
     // The run's own server, whichever server this command was started from.
@@ -64,10 +63,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let tx = st.write()?;
     for a in &agents {
-        store::mark_agent_stopped(&tx, &id, &a.name, now)?;
+        tx.mark_agent_stopped(&id, &a.name, now)?;
     }
-    store::transition_run(
-        &tx,
+    tx.transition_run(
         &id,
         RunStatus::Stopping,
         RunStatus::Stopped,
@@ -75,7 +73,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         now,
         "cli",
     )?;
-    tx.commit().map_err(store::StoreError::from)?;
+    tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     println!("stopped {id} ({} session(s) killed)", cmds.len());
     Ok(0)

@@ -4,7 +4,7 @@
 use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::lock::{StateLock, Wait};
 use crate::model::AgentSignal;
-use crate::store::{self, NewEvent, OpenMode};
+use crate::store::{NewEvent, OpenMode};
 use crate::timeutil::now_unix;
 use lexopt::prelude::*;
 use std::time::Duration;
@@ -89,9 +89,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     // Reports queued while the lock was busy are older than this one: apply them first.
     crate::tick::drain_inbox(&mut st, now)?;
     let tx = st.write()?;
-    store::set_agent_signal(&tx, &run_id, &name, state, now)?;
-    store::add_event(
-        &tx,
+    tx.set_agent_signal(&run_id, &name, state, now)?;
+    tx.add_event(
         now,
         &NewEvent {
             run_id: Some(&run_id),
@@ -103,7 +102,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             ..Default::default()
         },
     )?;
-    tx.commit().map_err(store::StoreError::from)?;
+    tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     Ok(0)
 }

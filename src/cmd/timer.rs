@@ -86,7 +86,7 @@ fn fire(ctx: &Ctx, chain: Option<i64>) {
         arm(&mut st, ctx, &policy, now, chain.unwrap_or(current));
     } else if let Ok(tx) = st.write() {
         // Nothing to supervise: let the chain end; `run start` re-arms it.
-        let _ = tx.execute("DELETE FROM meta WHERE key = 'timer_next_due'", []);
+        let _ = tx.meta_delete("timer_next_due");
         let _ = tx.commit();
     }
 }

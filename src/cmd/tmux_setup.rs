@@ -84,19 +84,19 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let mut st = ctx.open(OpenMode::Create, true)?;
     {
         let tx = st.write()?;
-        store::meta_set(&tx, "plugin_setup", "1")?;
+        tx.meta_set("plugin_setup", "1")?;
         match opts
             .interval
             .as_deref()
             .and_then(|v| v.trim().parse::<i64>().ok())
             .filter(|v| *v > 0)
         {
-            Some(i) => store::meta_set(&tx, "tick_interval", &i.to_string())?,
+            Some(i) => tx.meta_set("tick_interval", &i.to_string())?,
             None => {
-                tx.execute("DELETE FROM meta WHERE key = 'tick_interval'", [])?;
+                tx.meta_delete("tick_interval")?;
             }
         }
-        tx.commit().map_err(store::StoreError::from)?;
+        tx.commit()?;
     }
     // The status line reads its interval from the cache: a new @metawsm-interval applies now.
     let _ = crate::status_cache::refresh(&st);

@@ -10,7 +10,7 @@ use crate::decide;
 use crate::model::{AgentSignal, Intent, RunStatus};
 use crate::notify;
 use crate::policy::Policy;
-use crate::store::{self, AgentRow, AgentUpdate, NewEvent, Store};
+use crate::store::{AgentRow, AgentUpdate, NewEvent, Store};
 use crate::timeutil::rfc3339;
 use crate::tmux::{self, Cmd, Observation, SessionState};
 use std::collections::HashMap;
@@ -24,16 +24,15 @@ pub fn drain_inbox(store: &mut Store, now: i64) -> Result<Vec<String>, CliError>
         return Ok(touched);
     }
     let tx = store.write()?;
-    for item in store::inbox_drain(&tx)? {
+    for item in tx.inbox_drain()? {
         if item.event == "signal" {
             let mut parts = item.args.splitn(2, '\t');
             let (Some(agent), Some(state)) = (parts.next(), parts.next()) else {
                 continue;
             };
             if let (Some(run), Ok(sig)) = (item.run_id.as_deref(), state.parse::<AgentSignal>()) {
-                store::set_agent_signal(&tx, run, agent, sig, item.at)?;
-                store::add_event(
-                    &tx,
+                tx.set_agent_signal(run, agent, sig, item.at)?;
+                tx.add_event(
                     now,
                     &NewEvent {
                         run_id: Some(run),
@@ -52,8 +51,7 @@ pub fn drain_inbox(store: &mut Store, now: i64) -> Result<Vec<String>, CliError>
                     touched.push(r.clone());
                 }
             }
-            store::add_event(
-                &tx,
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: item.run_id.as_deref(),
@@ -104,11 +102,10 @@ pub fn record(
                     continue;
                 }
                 if changed {
-                    store::update_agent(&tx, run_id, &a.name, &u, now)?;
+                    tx.update_agent(run_id, &a.name, &u, now)?;
                 }
                 if a.health != j.health {
-                    store::add_event(
-                        &tx,
+                    tx.add_event(
                         now,
                         &NewEvent {
                             run_id: Some(run_id),
@@ -126,8 +123,7 @@ pub fn record(
         let mut status = p.run.status;
         for (root, g) in &p.new_guidance {
             let agent = g.agent.clone().unwrap_or_default();
-            let id = store::add_guidance(
-                &tx,
+            let id = tx.add_guidance(
                 run_id,
                 &agent,
                 &root.to_string_lossy(),
@@ -136,8 +132,7 @@ pub fn record(
                 now,
             )?;
             if id.is_some() {
-                store::add_event(
-                    &tx,
+                tx.add_event(
                     now,
                     &NewEvent {
                         run_id: Some(run_id),
@@ -151,8 +146,7 @@ pub fn record(
                 )?;
             }
             if status == RunStatus::Running {
-                store::transition_run(
-                    &tx,
+                tx.transition_run(
                     run_id,
                     status,
                     RunStatus::AwaitingGuidance,
@@ -166,10 +160,9 @@ pub fn record(
         for bad in &p.bad_files {
             // One event per file and problem, not one per tick.
             let path = bad.split(": ").next().unwrap_or(bad);
-            let last = store::last_event_for(&tx, run_id, "signal_invalid", &format!("{path}: "))?;
+            let last = tx.last_event_for(run_id, "signal_invalid", &format!("{path}: "))?;
             if last.as_deref() != Some(bad.as_str()) {
-                store::add_event(
-                    &tx,
+                tx.add_event(
                     now,
                     &NewEvent {
                         run_id: Some(run_id),
@@ -182,8 +175,7 @@ pub fn record(
             }
         }
         if p.decision.complete && status == RunStatus::Running {
-            store::transition_run(
-                &tx,
+            tx.transition_run(
                 run_id,
                 status,
                 RunStatus::Completed,
@@ -193,8 +185,7 @@ pub fn record(
             )?;
         }
         for note in &p.decision.notes {
-            store::add_event(
-                &tx,
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: Some(run_id),
@@ -210,8 +201,7 @@ pub fn record(
                 Some(n) => format!("{} [{}]", p.gated.reason, n),
                 None => p.gated.reason.clone(),
             };
-            store::add_event(
-                &tx,
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: Some(run_id),
@@ -229,14 +219,13 @@ pub fn record(
             state = decide::after_restart(&state, now, policy);
         }
         if state != p.prev_state {
-            store::put_op_state(&tx, run_id, &state, now)?;
+            tx.put_op_state(run_id, &state, now)?;
         }
         if p.gated.execute
             && p.gated.intent == Intent::AutoStopStale
             && status.can_transition(RunStatus::Stopping)
         {
-            store::transition_run(
-                &tx,
+            tx.transition_run(
                 run_id,
                 status,
                 RunStatus::Stopping,
@@ -248,17 +237,17 @@ pub fn record(
     }
     // A hook's tick of one run is not a full tick: it must not postpone the others.
     if full {
-        store::meta_set(&tx, "last_full_tick", &now.to_string())?;
+        tx.meta_set("last_full_tick", &now.to_string())?;
     }
     // Cached for the status line, which must not call tmux itself.
     match obs {
-        Observation::Unknown(e) => store::meta_set(&tx, "tmux_error", e)?,
+        Observation::Unknown(e) => tx.meta_set("tmux_error", e)?,
         Observation::Known(snap) if !plans.is_empty() => {
-            store::meta_set(&tx, "tmux_error", "")?;
+            tx.meta_set("tmux_error", "")?;
             let opts = serde_json::to_string(&snap.options).unwrap_or_else(|_| "{}".into());
-            store::meta_set(&tx, "tmux_options", &opts)?;
+            tx.meta_set("tmux_options", &opts)?;
         }
-        Observation::Known(_) => store::meta_set(&tx, "tmux_error", "")?,
+        Observation::Known(_) => tx.meta_set("tmux_error", "")?,
     }
     tx.commit()?;
     Ok(())
@@ -316,18 +305,17 @@ pub fn act(
         if restart {
             if result.is_ok() {
                 for a in &targets {
-                    store::mark_agent_started(&tx, run_id, &a.name, now)?;
+                    tx.mark_agent_started(run_id, &a.name, now)?;
                 }
             }
-            let st = store::op_state_tx(&tx, run_id)?;
+            let st = tx.op_state_tx(run_id)?;
             let msg = format!(
                 "restart of {names}: {outcome} (attempt {}/{}, cooldown until {})",
                 st.restart_attempts,
                 policy.operator.restart_budget,
                 st.cooldown_until.map(rfc3339).unwrap_or_else(|| "-".into())
             );
-            store::add_event(
-                &tx,
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: Some(run_id),
@@ -341,14 +329,10 @@ pub fn act(
             )?;
         } else if result.is_ok() {
             for a in &targets {
-                store::mark_agent_stopped(&tx, run_id, &a.name, now)?;
+                tx.mark_agent_stopped(run_id, &a.name, now)?;
             }
-            let current = tx.query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |r| {
-                r.get::<_, String>(0)
-            })?;
-            if current == RunStatus::Stopping.as_str() {
-                store::transition_run(
-                    &tx,
+            if tx.run_status(run_id)? == Some(RunStatus::Stopping) {
+                tx.transition_run(
                     run_id,
                     RunStatus::Stopping,
                     RunStatus::Stopped,
@@ -357,8 +341,7 @@ pub fn act(
                     p.gated.source,
                 )?;
             }
-            store::add_event(
-                &tx,
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: Some(run_id),
@@ -370,8 +353,7 @@ pub fn act(
                 },
             )?;
         } else {
-            store::add_event(
-                &tx,
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: Some(run_id),
@@ -487,8 +469,7 @@ pub fn escalate(
     if !events.is_empty() {
         let tx = store.write()?;
         for (run_id, kind, msg) in &events {
-            store::add_event(
-                &tx,
+            tx.add_event(
                 now,
                 &NewEvent {
                     run_id: Some(run_id),

@@ -6,7 +6,7 @@ use super::plan::{Planned, MAX_LLM_IN_FLIGHT};
 use crate::cli::{CliError, Ctx};
 use crate::gate;
 use crate::policy::{LlmMode, Policy};
-use crate::store::{self, NewEvent, Store};
+use crate::store::{NewEvent, Store};
 use crate::timeutil::rfc3339;
 use serde_json::json;
 
@@ -86,9 +86,8 @@ pub fn ask_llm(
                     "worker lost (reaped)"
                 };
                 let tx = store.write()?;
-                if store::llm_call_finish(&tx, run_id, &c.fingerprint, None, Some(why), now)? {
-                    store::add_event(
-                        &tx,
+                if tx.llm_call_finish(run_id, &c.fingerprint, None, Some(why), now)? {
+                    tx.add_event(
                         now,
                         &NewEvent {
                             run_id: Some(run_id),
@@ -131,15 +130,14 @@ pub fn ask_llm(
         let request = llm_context(p, policy, now).to_string();
         {
             let tx = store.write()?;
-            store::llm_call_start(&tx, run_id, &p.fingerprint, &request, now)?;
+            tx.llm_call_start(run_id, &p.fingerprint, &request, now)?;
             tx.commit()?;
         }
         match crate::worker::spawn(ctx, run_id, &p.fingerprint) {
-            Ok(pid) => store::llm_call_set_pid(&store.conn, run_id, i64::from(pid))?,
+            Ok(pid) => store.llm_call_set_pid(run_id, i64::from(pid))?,
             Err(e) => {
                 let tx = store.write()?;
-                store::llm_call_finish(
-                    &tx,
+                tx.llm_call_finish(
                     run_id,
                     &p.fingerprint,
                     None,

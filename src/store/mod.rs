@@ -1,0 +1,283 @@
+//! SQLite state: opening, migrations (`migrations/NNNN_*.sql`), errors by kind. Reads are
+//! `Store` methods (read.rs), writes `Tx` methods (write.rs), rows in rows.rs. Nothing
+//! else touches SQL.
+
+mod read;
+mod rows;
+mod write;
+
+pub use rows::*;
+pub use write::Tx;
+
+use crate::lock::{StateLock, Wait};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// `PRAGMA application_id` of our databases ("mwst"): tells ours from other SQLite files.
+pub const APPLICATION_ID: i64 = 0x6d77_7374;
+
+/// The schema, one numbered file per version: migration N brings `user_version` from
+/// N-1 to N. To change the schema, add the next numbered file and its line below.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_runs_tmux_socket.sql"),
+];
+
+/// What went wrong, by kind (from SQLite's result codes, never from message text); the
+/// text is for humans.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The file is not a metawsm database (another program's, or not SQLite at all).
+    Foreign(String),
+    /// A metawsm database from a newer release.
+    NewerSchema(String),
+    /// Another process holds the database (busy or locked past the busy timeout).
+    Busy(String),
+    /// The file system: missing, read-only, full, unreadable.
+    Io(String),
+    Sql(String),
+    Transition(String),
+    NotFound(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Foreign(m)
+            | StoreError::NewerSchema(m)
+            | StoreError::Busy(m)
+            | StoreError::Io(m)
+            | StoreError::Sql(m)
+            | StoreError::Transition(m)
+            | StoreError::NotFound(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        let m = format!("database: {e}");
+        match e.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => StoreError::Busy(m),
+            Some(
+                C::ReadOnly
+                | C::DiskFull
+                | C::SystemIoFailure
+                | C::CannotOpen
+                | C::PermissionDenied,
+            ) => StoreError::Io(m),
+            Some(C::NotADatabase) => StoreError::Foreign(m),
+            _ => StoreError::Sql(m),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    pub conn: Connection,
+    pub path: PathBuf,
+}
+
+pub enum OpenMode {
+    /// Create the file and its directory when missing (commands that register state).
+    Create,
+    /// Fail with NotFound rather than create (status, hooks: never conjure a DB).
+    Existing,
+}
+
+/// Create the state directory (0700) if it does not exist.
+pub fn ensure_state_dir(db: &Path) -> Result<()> {
+    let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StoreError::Io(format!("create state dir {}: {e}", dir.display())))
+}
+
+impl Store {
+    /// Open (and migrate) the database. `held` says whether the caller already holds the
+    /// state lock; migrations always run under it.
+    pub fn open(path: &Path, mode: OpenMode, held: bool) -> Result<Store> {
+        let exists = path.exists();
+        if !exists {
+            if let OpenMode::Existing = mode {
+                return Err(StoreError::NotFound(format!(
+                    "database {} does not exist",
+                    path.display()
+                )));
+            }
+            ensure_state_dir(path)?;
+        }
+        if path.is_dir() {
+            return Err(StoreError::Io(format!(
+                "database {} is a directory",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError::Io(format!("open database {}: {e}", path.display())))?;
+        if !exists {
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(Duration::from_secs(2))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure()?;
+        let version = store.user_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema(format!(
+                "database {} has schema version {version}, newer than this metawsm-tick supports ({SCHEMA_VERSION}); upgrade metawsm-tick",
+                path.display()
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            store.migrate(held)?;
+        } else {
+            let app: i64 = store
+                .conn
+                .pragma_query_value(None, "application_id", |r| r.get(0))?;
+            if app == 0 && store.has_our_tables()? {
+                // Written before application_id existed (same schema): claim it.
+                let _ = store
+                    .conn
+                    .pragma_update(None, "application_id", APPLICATION_ID);
+            } else if app != APPLICATION_ID {
+                return Err(StoreError::Foreign(format!(
+                    "{} is an SQLite database that metawsm-tick did not create; refusing to use it",
+                    path.display()
+                )));
+            }
+        }
+        Ok(store)
+    }
+
+    fn configure(&self) -> Result<()> {
+        let not_db = |e: rusqlite::Error| {
+            StoreError::Foreign(format!(
+                "{} is not a metawsm database ({e})",
+                self.path.display()
+            ))
+        };
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(not_db)?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(not_db)?;
+        Ok(())
+    }
+
+    fn user_version(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| {
+                StoreError::Foreign(format!(
+                    "{} is not a metawsm database ({e})",
+                    self.path.display()
+                ))
+            })
+    }
+
+    fn migrate(&self, held: bool) -> Result<()> {
+        // Fresh-DB init raced in 2/400 trials without the flock (journal_mode switch and
+        // schema creation skip the busy handler), so migrations always hold it.
+        let _guard = if held {
+            None
+        } else {
+            match StateLock::acquire(&self.path, Wait::Bounded(Duration::from_secs(5))) {
+                Ok(Some(g)) => Some(g),
+                Ok(None) => {
+                    return Err(StoreError::Busy(format!(
+                        "database {} is being initialised by another process",
+                        self.path.display()
+                    )))
+                }
+                Err(e) => return Err(StoreError::Io(e.to_string())),
+            }
+        };
+        let foreign: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN
+             ('runs','agents','events','operator_run_states','guidance_requests','meta','inbox','llm_calls','sqlite_sequence')",
+            [],
+            |r| r.get(0),
+        )?;
+        let version = self.user_version()?;
+        let app: i64 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))?;
+        // An empty file is ours to create; an older one of ours (our tables, our id or
+        // none yet) is ours to migrate; anything else is left exactly as it is.
+        let ours = if version == 0 {
+            foreign == 0
+        } else {
+            foreign == 0 && (app == APPLICATION_ID || app == 0) && self.has_our_tables()?
+        };
+        if !ours {
+            return Err(StoreError::Foreign(format!(
+                "{} is an SQLite database that metawsm-tick did not create; refusing to modify it",
+                self.path.display()
+            )));
+        }
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| StoreError::Sql(format!("set WAL on {}: {e}", self.path.display())))?;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            if version <= i as i64 {
+                tx.execute_batch(sql)?;
+            }
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn has_our_tables(&self) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN
+             ('runs','agents','events','operator_run_states','guidance_requests','meta','inbox','llm_calls')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n == 8)
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        self.user_version()
+    }
+
+    /// Every read-modify-write goes through BEGIN IMMEDIATE: a deferred transaction
+    /// that upgrades to a write fails at once under contention, busy_timeout or not.
+    pub fn write(&mut self) -> Result<Tx<'_>> {
+        Ok(Tx {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

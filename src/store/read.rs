@@ -1,0 +1,395 @@
+//! Every read, as `Store` methods (plus the few single-statement writes that need no
+//! transaction).
+
+use super::rows::*;
+use super::{Result, Store, StoreError};
+use crate::model::{Health, RunStatus};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+
+impl Store {
+    // ---- meta -------------------------------------------------------------------
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn meta_many(&self, keys: &[&str]) -> Result<HashMap<String, String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT key, value FROM meta")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let (k, v) = r?;
+            if keys.contains(&k.as_str()) {
+                out.insert(k, v);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- reads ------------------------------------------------------------------
+
+    pub fn runs(&self, all: bool) -> Result<Vec<RunRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
+                    created_at, updated_at, status_changed_at, tmux_socket FROM runs
+             ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([], run_from_row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let r = r?;
+            if all || r.status.is_active() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn run(&self, id: &str) -> Result<RunRow> {
+        self.conn
+            .query_row(
+                "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
+                        created_at, updated_at, status_changed_at, tmux_socket FROM runs
+                 WHERE id = ?1",
+                [id],
+                run_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id} not found")))
+    }
+
+    pub fn agents(&self, run_id: Option<&str>) -> Result<Vec<AgentRow>> {
+        let sql = "SELECT run_id, name, session, argv, workdir, status, health, last_activity_at,
+                          last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
+                          signal_at FROM agents";
+        let mut out = Vec::new();
+        match run_id {
+            Some(id) => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(&format!("{sql} WHERE run_id = ?1 ORDER BY rowid"))?;
+                for r in stmt.query_map([id], agent_from_row)? {
+                    out.push(r?);
+                }
+            }
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(&format!("{sql} ORDER BY run_id, rowid"))?;
+                for r in stmt.query_map([], agent_from_row)? {
+                    out.push(r?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which agent owns this session or pane (the hook fast path).
+    pub fn agent_by_session_or_pane(
+        &self,
+        session: Option<&str>,
+        pane: Option<&str>,
+    ) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT run_id, name FROM agents WHERE session = ?1 OR pane_id = ?2 LIMIT 1",
+                params![session.unwrap_or("\u{0}"), pane.unwrap_or("\u{0}")],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn session_taken(&self, session: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM agents WHERE session = ?1", [session], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    pub fn op_state(&self, run_id: &str) -> Result<OpState> {
+        get_op_state(&self.conn, run_id)
+    }
+
+    pub fn pending_guidance(&self, run_id: &str) -> Result<Vec<GuidanceRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, run_id, agent, root, question, context, created_at FROM guidance_requests
+             WHERE run_id = ?1 AND status = 'pending' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([run_id], guidance_from_row)?;
+        let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(out)
+    }
+
+    pub fn events(&self, run_id: Option<&str>, limit: i64) -> Result<Vec<EventRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, at, run_id, agent, kind, from_state, to_state, message, source FROM events
+             WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![run_id, limit], |r| {
+            Ok(EventRow {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                run_id: r.get(2)?,
+                agent: r.get(3)?,
+                kind: r.get(4)?,
+                from_state: r.get(5)?,
+                to_state: r.get(6)?,
+                message: r.get(7)?,
+                source: r.get(8)?,
+            })
+        })?;
+        let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The newest event of `kind` (any run): (at, run_id, message).
+    pub fn latest_event(&self, kind: &str) -> Result<Option<(i64, Option<String>, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT at, run_id, message FROM events WHERE kind = ?1 ORDER BY id DESC LIMIT 1",
+                [kind],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn llm_call(&self, run_id: &str) -> Result<Option<LlmCall>> {
+        get_llm_call(&self.conn, run_id)
+    }
+
+    pub fn op_states(&self) -> Result<HashMap<String, OpState>> {
+        let mut stmt = self.conn.prepare_cached(OP_STATE_SELECT)?;
+        let mut out = HashMap::new();
+        for r in stmt.query_map([], op_state_from_row)? {
+            let (id, s) = r?;
+            out.insert(id, s);
+        }
+        Ok(out)
+    }
+
+    pub fn all_pending_guidance(&self) -> Result<HashMap<String, Vec<GuidanceRow>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, run_id, agent, root, question, context, created_at FROM guidance_requests
+             WHERE status = 'pending' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], guidance_from_row)?;
+        let mut out: HashMap<String, Vec<GuidanceRow>> = HashMap::new();
+        for r in rows {
+            let r = r?;
+            out.entry(r.run_id.clone()).or_default().push(r);
+        }
+        Ok(out)
+    }
+
+    pub fn llm_calls(&self) -> Result<HashMap<String, LlmCall>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request
+             FROM llm_calls",
+        )?;
+        let rows = stmt.query_map([], llm_call_from_row)?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let r = r?;
+            out.insert(r.run_id.clone(), r);
+        }
+        Ok(out)
+    }
+
+    /// One query for the status line: per active run, what a human needs to know.
+    pub fn status_rows(&self) -> Result<Vec<StatusRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            // One pass over each table: correlated subqueries cost O(runs × rows), and
+            // guidance_requests (never pruned, no run_id index) made that 100+ ms at 500 runs.
+            "WITH a AS (
+                SELECT run_id,
+                    count(*) FILTER (WHERE health = 'dead') AS dead,
+                    count(*) FILTER (WHERE signal = 'waiting' AND health NOT IN ('dead', 'exited')) AS waiting,
+                    count(*) FILTER (WHERE health = 'exited' OR (signal = 'done' AND health <> 'dead')) AS done,
+                    count(*) AS n
+                FROM agents GROUP BY run_id),
+             g AS (SELECT run_id, count(*) AS n FROM guidance_requests WHERE status = 'pending' GROUP BY run_id)
+             SELECT r.status, COALESCE(g.n, 0), COALESCE(a.dead, 0), COALESCE(a.waiting, 0),
+                    COALESCE(a.done, 0), COALESCE(a.n, 0), o.last_alert
+             FROM runs r
+             LEFT JOIN a ON a.run_id = r.id
+             LEFT JOIN g ON g.run_id = r.id
+             LEFT JOIN operator_run_states o ON o.run_id = r.id
+             WHERE r.status IN ('planning','running','awaiting_guidance','paused','stopping','closing')",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let status: String = r.get(0)?;
+            Ok(StatusRow {
+                status: status.parse().unwrap_or(RunStatus::Failed),
+                pending_guidance: r.get(1)?,
+                dead_agents: r.get(2)?,
+                waiting_agents: r.get(3)?,
+                done_agents: r.get(4)?,
+                agents: r.get(5)?,
+                last_alert: r.get(6)?,
+            })
+        })?;
+        let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(out)
+    }
+
+    pub fn llm_calls_in_flight(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM llm_calls WHERE state = 'in_flight'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    // ---- writes outside a transaction (single statements) ------------------------
+
+    /// Hooks record their event with one autocommit INSERT and no flock.
+    pub fn inbox_push(
+        &self,
+        event: &str,
+        run_id: Option<&str>,
+        args: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO inbox(at, event, run_id, args) VALUES (?1, ?2, ?3, ?4)",
+            params![now, event, run_id, args],
+        )?;
+        Ok(())
+    }
+
+    pub fn inbox_pending(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM inbox LIMIT 1", [], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn llm_call_set_pid(&self, run_id: &str, pid: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE llm_calls SET pid = ?1 WHERE run_id = ?2 AND state = 'in_flight'",
+            params![pid, run_id],
+        )?;
+        Ok(())
+    }
+}
+
+fn guidance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GuidanceRow> {
+    Ok(GuidanceRow {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        agent: r.get(2)?,
+        root: r.get(3)?,
+        question: r.get(4)?,
+        context: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+fn llm_call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCall> {
+    Ok(LlmCall {
+        run_id: r.get(0)?,
+        fingerprint: r.get(1)?,
+        state: r.get(2)?,
+        pid: r.get(3)?,
+        started_at: r.get(4)?,
+        finished_at: r.get(5)?,
+        proposal: r.get(6)?,
+        error: r.get(7)?,
+        request: r.get(8)?,
+    })
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let tickets: String = r.get(1)?;
+    let status: String = r.get(5)?;
+    Ok(RunRow {
+        id: r.get(0)?,
+        tickets: serde_json::from_str(&tickets).unwrap_or_default(),
+        workspace: r.get(2)?,
+        doc_home_repo: r.get(3)?,
+        ticket_dir: r.get(4)?,
+        status: status.parse().unwrap_or(RunStatus::Failed),
+        message: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        status_changed_at: r.get(9)?,
+        tmux_socket: r.get(10)?,
+    })
+}
+
+fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+    let argv: String = r.get(3)?;
+    let health: String = r.get(6)?;
+    let signal: Option<String> = r.get(13)?;
+    Ok(AgentRow {
+        run_id: r.get(0)?,
+        name: r.get(1)?,
+        session: r.get(2)?,
+        argv: serde_json::from_str(&argv).unwrap_or_default(),
+        workdir: r.get(4)?,
+        status: r.get(5)?,
+        health: health.parse().unwrap_or(Health::Unknown),
+        last_activity_at: r.get(7)?,
+        last_progress_at: r.get(8)?,
+        exit_status: r.get(9)?,
+        exit_signal: r.get(10)?,
+        pane_id: r.get(11)?,
+        started_at: r.get(12)?,
+        signal: signal.and_then(|s| s.parse().ok()),
+        signal_at: r.get(14)?,
+    })
+}
+
+pub(super) fn get_op_state(conn: &Connection, run_id: &str) -> Result<OpState> {
+    Ok(conn
+        .query_row(
+            &format!("{OP_STATE_SELECT} WHERE run_id = ?1"),
+            [run_id],
+            |r| Ok(op_state_from_row(r)?.1),
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+const OP_STATE_SELECT: &str = "SELECT run_id, restart_attempts, last_restart_at, cooldown_until,
+    unhealthy_streak, last_observation_at, healthy_since, last_alert, last_alert_at, last_decision
+    FROM operator_run_states";
+
+fn op_state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, OpState)> {
+    Ok((
+        r.get(0)?,
+        OpState {
+            restart_attempts: r.get(1)?,
+            last_restart_at: r.get(2)?,
+            cooldown_until: r.get(3)?,
+            unhealthy_streak: r.get(4)?,
+            last_observation_at: r.get(5)?,
+            healthy_since: r.get(6)?,
+            last_alert: r.get(7)?,
+            last_alert_at: r.get(8)?,
+            last_decision: r.get(9)?,
+        },
+    ))
+}
+
+fn get_llm_call(conn: &Connection, run_id: &str) -> Result<Option<LlmCall>> {
+    Ok(conn
+        .query_row(
+            "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request
+             FROM llm_calls WHERE run_id = ?1",
+            [run_id],
+            llm_call_from_row,
+        )
+        .optional()?)
+}

@@ -1,0 +1,134 @@
+//! The rows the store reads and writes.
+
+use crate::model::{AgentSignal, Health, RunStatus};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: String,
+    pub tickets: Vec<String>,
+    pub workspace: String,
+    pub doc_home_repo: Option<String>,
+    pub ticket_dir: Option<String>,
+    /// The tmux server (its `#{socket_path}`) the run's agents live on.
+    pub tmux_socket: Option<String>,
+    pub status: RunStatus,
+    pub message: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub status_changed_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRow {
+    pub run_id: String,
+    pub name: String,
+    pub session: String,
+    pub argv: Vec<String>,
+    pub workdir: String,
+    pub status: String,
+    pub health: Health,
+    pub last_activity_at: Option<i64>,
+    pub last_progress_at: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub exit_signal: Option<i64>,
+    pub pane_id: Option<String>,
+    pub started_at: i64,
+    pub signal: Option<AgentSignal>,
+    pub signal_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpState {
+    pub restart_attempts: i64,
+    pub last_restart_at: Option<i64>,
+    pub cooldown_until: Option<i64>,
+    pub unhealthy_streak: i64,
+    pub last_observation_at: Option<i64>,
+    pub healthy_since: Option<i64>,
+    pub last_alert: Option<String>,
+    pub last_alert_at: Option<i64>,
+    /// Fingerprint of the last logged decision, so a repeated one is not logged every tick.
+    pub last_decision: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuidanceRow {
+    pub id: i64,
+    pub run_id: String,
+    pub agent: String,
+    pub root: String,
+    pub question: String,
+    pub context: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub run_id: Option<String>,
+    pub agent: Option<String>,
+    pub kind: String,
+    pub from_state: String,
+    pub to_state: String,
+    pub message: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxRow {
+    pub id: i64,
+    pub at: i64,
+    pub event: String,
+    pub run_id: Option<String>,
+    pub args: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    pub status: RunStatus,
+    pub pending_guidance: i64,
+    pub dead_agents: i64,
+    pub waiting_agents: i64,
+    pub done_agents: i64,
+    pub agents: i64,
+    pub last_alert: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmCall {
+    pub run_id: String,
+    pub fingerprint: String,
+    pub state: String,
+    pub pid: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub proposal: Option<String>,
+    pub error: Option<String>,
+    /// The context JSON the tick prepared for the worker.
+    pub request: String,
+}
+
+/// A new event to append to the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent<'a> {
+    pub run_id: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub kind: &'a str,
+    pub from_state: &'a str,
+    pub to_state: &'a str,
+    pub message: &'a str,
+    pub source: &'a str,
+}
+
+/// Fields a tick learns about an agent from one observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentUpdate {
+    pub status: String,
+    pub health: Health,
+    pub last_activity_at: Option<i64>,
+    pub last_progress_at: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub exit_signal: Option<i64>,
+    pub pane_id: Option<String>,
+}

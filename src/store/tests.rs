@@ -1,0 +1,238 @@
+use super::*;
+use crate::model::RunStatus;
+use rusqlite::Connection;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("s/state.db"), OpenMode::Create, false).expect("open");
+    (dir, store)
+}
+
+fn run(id: &str, status: RunStatus) -> RunRow {
+    RunRow {
+        id: id.into(),
+        tickets: vec!["T-1".into()],
+        workspace: "/tmp/ws".into(),
+        doc_home_repo: None,
+        ticket_dir: None,
+        tmux_socket: None,
+        status,
+        message: String::new(),
+        created_at: 10,
+        updated_at: 10,
+        status_changed_at: 10,
+    }
+}
+
+#[test]
+fn creates_private_dir_and_file_and_sets_version() {
+    let (dir, store) = temp_store();
+    let meta = fs::metadata(dir.path().join("s")).expect("dir");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let meta = fs::metadata(dir.path().join("s/state.db")).expect("db");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(store.schema_version().expect("v"), SCHEMA_VERSION);
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn transitions_are_compare_and_swap() {
+    let (_d, mut store) = temp_store();
+    let tx = store.write().expect("tx");
+    tx.insert_run(&run("r1", RunStatus::Running))
+        .expect("insert");
+    tx.transition_run(
+        "r1",
+        RunStatus::Running,
+        RunStatus::Stopping,
+        "stop",
+        20,
+        "cli",
+    )
+    .expect("ok");
+    let err = tx
+        .transition_run(
+            "r1",
+            RunStatus::Running,
+            RunStatus::Stopping,
+            "x",
+            21,
+            "cli",
+        )
+        .expect_err("stale from");
+    assert!(
+        err.to_string().contains("is stopping, not running"),
+        "{err}"
+    );
+    let err = tx
+        .transition_run(
+            "r1",
+            RunStatus::Stopping,
+            RunStatus::Completed,
+            "x",
+            21,
+            "cli",
+        )
+        .expect_err("illegal");
+    assert_eq!(
+        err.to_string(),
+        "illegal run transition stopping -> completed for run r1"
+    );
+    tx.commit().expect("commit");
+    assert_eq!(store.run("r1").expect("run").status, RunStatus::Stopping);
+}
+
+#[test]
+fn refuses_newer_schema_and_foreign_files_without_touching_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let newer = dir.path().join("newer.db");
+    {
+        let c = Connection::open(&newer).expect("open");
+        c.pragma_update(None, "user_version", 99).expect("v");
+    }
+    let before = fs::read(&newer).expect("read");
+    let err = Store::open(&newer, OpenMode::Create, false)
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, StoreError::NewerSchema(_)), "{err:?}");
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+    assert_eq!(fs::read(&newer).expect("read"), before);
+
+    let junk = dir.path().join("junk.db");
+    fs::write(
+        &junk,
+        b"this is not a database, just text padding padding padding",
+    )
+    .expect("w");
+    let before = fs::read(&junk).expect("read");
+    let err = Store::open(&junk, OpenMode::Create, false)
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, StoreError::Foreign(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("is not a metawsm database"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&junk).expect("read"), before);
+
+    let other = dir.path().join("other.db");
+    {
+        let c = Connection::open(&other).expect("open");
+        c.execute_batch("CREATE TABLE notes(x TEXT);")
+            .expect("create");
+    }
+    let err = Store::open(&other, OpenMode::Create, false)
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, StoreError::Foreign(_)), "{err:?}");
+    assert!(err.to_string().contains("did not create"), "{err}");
+
+    // Another application's file that happens to use user_version 1.
+    let same_version = dir.path().join("same.db");
+    {
+        let c = Connection::open(&same_version).expect("open");
+        c.execute_batch("CREATE TABLE notes(x TEXT); PRAGMA user_version = 1;")
+            .expect("create");
+    }
+    let before = fs::read(&same_version).expect("read");
+    let err = Store::open(&same_version, OpenMode::Create, false)
+        .err()
+        .expect("must fail");
+    assert!(err.to_string().contains("did not create"), "{err}");
+    assert_eq!(fs::read(&same_version).expect("read"), before);
+}
+
+#[test]
+fn migrates_a_version_1_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("v1.db");
+    {
+        let c = Connection::open(&p).expect("open");
+        c.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+        c.execute_batch(
+            "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at, status_changed_at)
+             VALUES ('old', '[\"T\"]', '/w', 'running', 1, 1, 1);
+             PRAGMA user_version = 1;",
+        )
+        .expect("v1 row");
+    }
+    let s = Store::open(&p, OpenMode::Existing, false).expect("migrated");
+    assert_eq!(s.schema_version().expect("v"), SCHEMA_VERSION);
+    let r = s.run("old").expect("row kept");
+    assert_eq!((r.tickets, r.tmux_socket), (vec!["T".to_string()], None));
+    let app: i64 = s
+        .conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .expect("app id");
+    assert_eq!(app, APPLICATION_ID);
+}
+
+#[test]
+fn existing_mode_never_creates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("nope/state.db");
+    assert!(matches!(
+        Store::open(&p, OpenMode::Existing, false),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(!p.exists());
+}
+
+#[test]
+fn reopen_keeps_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("state.db");
+    {
+        let mut s = Store::open(&p, OpenMode::Create, false).expect("open");
+        let tx = s.write().expect("tx");
+        tx.insert_run(&run("r1", RunStatus::Running))
+            .expect("insert");
+        let st = OpState {
+            restart_attempts: 2,
+            last_restart_at: Some(100),
+            cooldown_until: Some(160),
+            unhealthy_streak: 1,
+            ..Default::default()
+        };
+        tx.put_op_state("r1", &st, 100).expect("put");
+        tx.add_guidance("r1", "a", "/r", "why?", "", 100)
+            .expect("g");
+        assert_eq!(
+            tx.add_guidance("r1", "a", "/r", "why?", "", 101)
+                .expect("g"),
+            None
+        );
+        tx.commit().expect("commit");
+    }
+    let s = Store::open(&p, OpenMode::Existing, false).expect("reopen");
+    assert_eq!(s.run("r1").expect("run").tickets, vec!["T-1".to_string()]);
+    let st = s.op_state("r1").expect("state");
+    assert_eq!((st.restart_attempts, st.cooldown_until), (2, Some(160)));
+    assert_eq!(s.pending_guidance("r1").expect("g").len(), 1);
+}
+
+#[test]
+fn a_write_lock_held_elsewhere_is_busy_by_kind() {
+    let (dir, mut store) = temp_store();
+    let other = Connection::open(dir.path().join("s/state.db")).expect("open");
+    other.execute_batch("BEGIN IMMEDIATE").expect("hold");
+    store
+        .conn
+        .busy_timeout(std::time::Duration::from_millis(50))
+        .expect("timeout");
+    let err = store.write().err().expect("must be busy");
+    assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+    other.execute_batch("ROLLBACK").expect("release");
+    assert!(store.write().is_ok());
+}
+
+#[test]
+fn migrations_are_numbered_files_and_a_fresh_database_has_them_all() {
+    let (_dir, store) = temp_store();
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION as usize, MIGRATIONS.len());
+}

@@ -1,0 +1,400 @@
+//! Every write: methods of `Tx`, one BEGIN IMMEDIATE transaction. Nothing outside the
+//! store writes SQL; a caller opens a `Tx` with `Store::write`, calls these, commits.
+
+use super::read::get_op_state;
+use super::rows::*;
+use super::{Result, StoreError};
+use crate::model::{AgentSignal, RunStatus};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+/// A write transaction (BEGIN IMMEDIATE). Dropped without `commit`, it rolls back.
+pub struct Tx<'a> {
+    pub(super) tx: Transaction<'a>,
+}
+
+impl Tx<'_> {
+    pub fn commit(self) -> Result<()> {
+        Ok(self.tx.commit()?)
+    }
+
+    pub fn add_event(&self, now: i64, e: &NewEvent<'_>) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO events(at, run_id, agent, kind, from_state, to_state, message, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                now,
+                e.run_id,
+                e.agent,
+                e.kind,
+                e.from_state,
+                e.to_state,
+                e.message,
+                if e.source.is_empty() {
+                    "rule"
+                } else {
+                    e.source
+                }
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The latest event of `kind` for the run whose message starts with `prefix`.
+    pub fn last_event_for(&self, run_id: &str, kind: &str, prefix: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT message FROM events WHERE run_id = ?1 AND kind = ?2
+                 AND substr(message, 1, length(?3)) = ?3 ORDER BY id DESC LIMIT 1",
+                params![run_id, kind, prefix],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn meta_delete(&self, key: &str) -> Result<()> {
+        self.tx.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// The run's status as this transaction sees it (None: no such run).
+    pub fn run_status(&self, run_id: &str) -> Result<Option<RunStatus>> {
+        let s: Option<String> = self
+            .tx
+            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(s.map(|s| s.parse().unwrap_or(RunStatus::Failed)))
+    }
+
+    pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn insert_run(&self, run: &RunRow) -> Result<()> {
+        let tickets = serde_json::to_string(&run.tickets).unwrap_or_else(|_| "[]".into());
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO runs(id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
+                              created_at, updated_at, status_changed_at, tmux_socket)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                run.id,
+                tickets,
+                run.workspace,
+                run.doc_home_repo,
+                run.ticket_dir,
+                run.status.as_str(),
+                run.message,
+                run.created_at,
+                run.updated_at,
+                run.status_changed_at,
+                run.tmux_socket
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Transition(format!(
+                "run {} already exists",
+                run.id
+            )));
+        }
+        self.tx.execute(
+            "INSERT OR IGNORE INTO operator_run_states(run_id, updated_at) VALUES (?1, ?2)",
+            params![run.id, run.created_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn insert_agent(&self, a: &AgentRow, now: i64) -> Result<()> {
+        let argv = serde_json::to_string(&a.argv).unwrap_or_else(|_| "[]".into());
+        self.tx.execute(
+            "INSERT INTO agents(run_id, name, session, argv, workdir, status, health, last_activity_at,
+                                last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
+                                signal_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, ?10, ?11, NULL, NULL, ?12)",
+            params![
+                a.run_id,
+                a.name,
+                a.session,
+                argv,
+                a.workdir,
+                a.status,
+                a.health.as_str(),
+                a.last_activity_at,
+                a.last_progress_at,
+                a.pane_id,
+                a.started_at,
+                now
+            ],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                StoreError::Transition(format!(
+                    "agent {} or session {} is already registered",
+                    a.name, a.session
+                ))
+            }
+            other => other.into(),
+        })?;
+        Ok(())
+    }
+
+    /// Compare-and-swap a run's status: refuses illegal transitions and lost races.
+    pub fn transition_run(
+        &self,
+        run_id: &str,
+        from: RunStatus,
+        to: RunStatus,
+        message: &str,
+        now: i64,
+        source: &str,
+    ) -> Result<()> {
+        if !from.can_transition(to) {
+            return Err(StoreError::Transition(format!(
+                "illegal run transition {from} -> {to} for run {run_id}"
+            )));
+        }
+        let n = self.tx.execute(
+            "UPDATE runs SET status = ?1, message = ?2, updated_at = ?3,
+                    status_changed_at = CASE WHEN status = ?1 THEN status_changed_at ELSE ?3 END
+             WHERE id = ?4 AND status = ?5",
+            params![to.as_str(), message, now, run_id, from.as_str()],
+        )?;
+        if n == 0 {
+            let current: Option<String> = self
+                .tx
+                .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            return Err(match current {
+                None => StoreError::NotFound(format!("run {run_id} not found")),
+                Some(cur) => StoreError::Transition(format!(
+                    "run {run_id} is {cur}, not {from}; refusing {from} -> {to}"
+                )),
+            });
+        }
+        if from != to {
+            self.add_event(
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind: "transition",
+                    from_state: from.as_str(),
+                    to_state: to.as_str(),
+                    message,
+                    source,
+                    ..Default::default()
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn update_agent(&self, run_id: &str, name: &str, u: &AgentUpdate, now: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE agents SET status = ?1, health = ?2, last_activity_at = ?3, last_progress_at = ?4,
+                    exit_status = ?5, exit_signal = ?6, pane_id = ?7, updated_at = ?8
+             WHERE run_id = ?9 AND name = ?10",
+            params![
+                u.status,
+                u.health.as_str(),
+                u.last_activity_at,
+                u.last_progress_at,
+                u.exit_status,
+                u.exit_signal,
+                u.pane_id,
+                now,
+                run_id,
+                name
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A (re)start: fresh pane, activity reset, exit and signal cleared.
+    pub fn mark_agent_started(&self, run_id: &str, name: &str, now: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE agents SET status = 'running', health = 'healthy', last_activity_at = ?1,
+                    last_progress_at = ?1, exit_status = NULL, exit_signal = NULL, pane_id = NULL,
+                    started_at = ?1, signal = NULL, signal_at = ?1, updated_at = ?1
+             WHERE run_id = ?2 AND name = ?3",
+            params![now, run_id, name],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_agent_stopped(&self, run_id: &str, name: &str, now: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE agents SET status = 'stopped', health = 'dead', pane_id = NULL, updated_at = ?1
+             WHERE run_id = ?2 AND name = ?3",
+            params![now, run_id, name],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_agent_signal(
+        &self,
+        run_id: &str,
+        name: &str,
+        signal: AgentSignal,
+        at: i64,
+    ) -> Result<()> {
+        // A queued (older) report never overwrites a newer one.
+        self.tx.execute(
+            "UPDATE agents SET signal = ?1, signal_at = ?2, updated_at = ?2
+             WHERE run_id = ?3 AND name = ?4 AND (signal_at IS NULL OR signal_at <= ?2)",
+            params![signal.as_str(), at, run_id, name],
+        )?;
+        Ok(())
+    }
+
+    pub fn put_op_state(&self, run_id: &str, s: &OpState, now: i64) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO operator_run_states(run_id, restart_attempts, last_restart_at, cooldown_until,
+                    unhealthy_streak, last_observation_at, healthy_since, last_alert, last_alert_at,
+                    last_decision, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT(run_id) DO UPDATE SET restart_attempts = excluded.restart_attempts,
+                    last_restart_at = excluded.last_restart_at, cooldown_until = excluded.cooldown_until,
+                    unhealthy_streak = excluded.unhealthy_streak,
+                    last_observation_at = excluded.last_observation_at,
+                    healthy_since = excluded.healthy_since, last_alert = excluded.last_alert,
+                    last_alert_at = excluded.last_alert_at, last_decision = excluded.last_decision,
+                    updated_at = excluded.updated_at",
+            params![
+                run_id,
+                s.restart_attempts,
+                s.last_restart_at,
+                s.cooldown_until,
+                s.unhealthy_streak,
+                s.last_observation_at,
+                s.healthy_since,
+                s.last_alert,
+                s.last_alert_at,
+                s.last_decision,
+                now
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn op_state_tx(&self, run_id: &str) -> Result<OpState> {
+        get_op_state(&self.tx, run_id)
+    }
+
+    /// Records a guidance request unless the same (agent, question) is already pending.
+    pub fn add_guidance(
+        &self,
+        run_id: &str,
+        agent: &str,
+        root: &str,
+        question: &str,
+        context: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let exists = self.tx
+            .query_row(
+                "SELECT id FROM guidance_requests WHERE run_id = ?1 AND agent = ?2 AND question = ?3
+                 AND status = 'pending'",
+                params![run_id, agent, question],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        if exists.is_some() {
+            return Ok(None);
+        }
+        self.tx.execute(
+            "INSERT INTO guidance_requests(run_id, agent, root, question, context, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+            params![run_id, agent, root, question, context, now],
+        )?;
+        Ok(Some(self.tx.last_insert_rowid()))
+    }
+
+    pub fn answer_guidance(&self, id: i64, answer: &str, now: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE guidance_requests SET status = 'answered', answer = ?1, answered_at = ?2 WHERE id = ?3",
+            params![answer, now, id],
+        )?;
+        Ok(())
+    }
+
+    pub fn inbox_drain(&self) -> Result<Vec<InboxRow>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT id, at, event, run_id, args FROM inbox ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(InboxRow {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                event: r.get(2)?,
+                run_id: r.get(3)?,
+                args: r.get(4)?,
+            })
+        })?;
+        let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        if let Some(last) = out.last() {
+            self.tx
+                .execute("DELETE FROM inbox WHERE id <= ?1", [last.id])?;
+        }
+        Ok(out)
+    }
+
+    pub fn delete_run(&self, run_id: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM events WHERE run_id = ?1", [run_id])?;
+        self.tx
+            .execute("DELETE FROM runs WHERE id = ?1", [run_id])?;
+        Ok(())
+    }
+
+    pub fn llm_call_start(
+        &self,
+        run_id: &str,
+        fingerprint: &str,
+        request: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO llm_calls(run_id, fingerprint, state, pid, started_at, finished_at, request, proposal, error)
+             VALUES (?1, ?2, 'in_flight', NULL, ?3, NULL, ?4, NULL, NULL)
+             ON CONFLICT(run_id) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight',
+                    pid = NULL, started_at = excluded.started_at, finished_at = NULL,
+                    request = excluded.request, proposal = NULL, error = NULL",
+            params![run_id, fingerprint, now, request],
+        )?;
+        Ok(())
+    }
+
+    /// The worker's result; only lands if the call it belongs to is still the current one.
+    pub fn llm_call_finish(
+        &self,
+        run_id: &str,
+        fingerprint: &str,
+        proposal: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE llm_calls SET state = ?1, finished_at = ?2, proposal = ?3, error = ?4
+             WHERE run_id = ?5 AND fingerprint = ?6 AND state = 'in_flight'",
+            params![
+                if error.is_some() { "error" } else { "done" },
+                now,
+                proposal,
+                error,
+                run_id,
+                fingerprint
+            ],
+        )?;
+        Ok(n > 0)
+    }
+}
