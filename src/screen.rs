@@ -215,6 +215,434 @@ pub fn clean(raw: &str, max_lines: usize, max_bytes: usize) -> String {
     text
 }
 
+// ---------------------------------------------------------------------------------------
+// Classification: (agent kind, screen text, pane title, patterns) → state. Pure.
+
+/// What a quiet interactive agent's screen says it is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScreenState {
+    /// A busy marker ("esc to interrupt", a spinner): working, just quiet.
+    Working,
+    /// A dialog (permission request, numbered choice list) waits for a decision.
+    Waiting,
+    /// At its input prompt: the turn is over.
+    Idle,
+    /// Nothing recognised.
+    Unknown,
+}
+
+impl ScreenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScreenState::Working => "working",
+            ScreenState::Waiting => "waiting",
+            ScreenState::Idle => "idle",
+            ScreenState::Unknown => "unknown",
+        }
+    }
+}
+
+/// One screen pattern (see `screen_patterns.txt` for the format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    /// An agent kind, or `*` for any.
+    pub agent: String,
+    pub state: ScreenState,
+    /// Matched against the pane title rather than a screen line.
+    pub title: bool,
+    /// Lowercased, anchors removed.
+    text: String,
+    start: bool,
+    end: bool,
+    /// The line as written, for reasons and `policy show`.
+    pub source: String,
+}
+
+/// The patterns that ship with the binary.
+pub const BUILTIN_PATTERNS: &str = include_str!("screen_patterns.txt");
+
+/// Parses one pattern line; `Ok(None)` for blank and `#` comment lines.
+pub fn parse_pattern(line: &str) -> Result<Option<Pattern>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut rest = line;
+    let mut field = || {
+        let r = rest.trim_start();
+        let end = r.find(char::is_whitespace).unwrap_or(r.len());
+        let (f, tail) = r.split_at(end);
+        rest = tail;
+        f
+    };
+    let (agent, state, place) = (field(), field(), field());
+    let text = rest.trim();
+    let state = match state {
+        "working" => ScreenState::Working,
+        "waiting" => ScreenState::Waiting,
+        "idle" => ScreenState::Idle,
+        other => {
+            return Err(format!(
+                "state {other:?} must be working|waiting|idle (in {line:?})"
+            ))
+        }
+    };
+    let title = match place {
+        "line" => false,
+        "title" => true,
+        other => return Err(format!("place {other:?} must be line|title (in {line:?})")),
+    };
+    if agent != "*" && !KINDS.contains(&agent) {
+        return Err(format!(
+            "agent {agent:?} must be * or one of {} (in {line:?})",
+            KINDS.join("|")
+        ));
+    }
+    let start = text.starts_with('^');
+    let text = text.strip_prefix('^').unwrap_or(text);
+    let end = text.len() > 1 && text.ends_with('$');
+    let text = if end { &text[..text.len() - 1] } else { text };
+    if text.is_empty() {
+        return Err(format!("pattern text is empty (in {line:?})"));
+    }
+    Ok(Some(Pattern {
+        agent: agent.to_string(),
+        state,
+        title,
+        text: text.to_lowercase(),
+        start,
+        end,
+        source: line.to_string(),
+    }))
+}
+
+/// Parses a whole pattern text (the shipped file, or policy lines).
+pub fn parse_patterns<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Pattern>, String> {
+    let mut out = Vec::new();
+    for l in lines {
+        if let Some(p) = parse_pattern(l)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The shipped patterns, parsed once (a unit test proves they parse).
+pub fn builtin_patterns() -> &'static [Pattern] {
+    static P: std::sync::OnceLock<Vec<Pattern>> = std::sync::OnceLock::new();
+    P.get_or_init(|| parse_patterns(BUILTIN_PATTERNS.lines()).unwrap_or_default())
+}
+
+impl Pattern {
+    fn matches(&self, text: &str) -> bool {
+        let t = text.trim().to_lowercase();
+        match (self.start, self.end) {
+            (true, true) => t == self.text,
+            (true, false) => t.starts_with(&self.text),
+            (false, true) => t.ends_with(&self.text),
+            (false, false) => t.contains(&self.text),
+        }
+    }
+}
+
+/// What a screen was read as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub state: ScreenState,
+    /// The pattern that decided, as written.
+    pub matched: Option<String>,
+    /// For `Waiting`: the dialog's text on one line (` / ` between its lines).
+    pub question: String,
+    /// The last lines of the screen, for context.
+    pub tail: String,
+}
+
+/// Lines read from the bottom of the visible screen.
+pub const REGION_LINES: usize = 20;
+/// Lines of context kept with a reading.
+pub const TAIL_LINES: usize = 15;
+const QUESTION_MAX_CHARS: usize = 600;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Border {
+    None,
+    Top,
+    Bottom,
+    Side,
+}
+
+const BOX_TOP: &[char] = &['╭', '┌', '╔', '┏'];
+const BOX_BOTTOM: &[char] = &['╰', '└', '╚', '┗'];
+const BOX_SIDE: &[char] = &['│', '┃', '║'];
+const BOX_FILL: &[char] = &['─', '━', '═', '╮', '┐', '╗', '┓', '╯', '┘', '╝', '┛'];
+
+/// A screen line without its box drawing, and which border it was.
+fn unbox(line: &str) -> (String, Border) {
+    let t = line.trim();
+    let first = t.chars().next();
+    let border = match first {
+        Some(c) if BOX_TOP.contains(&c) => Border::Top,
+        Some(c) if BOX_BOTTOM.contains(&c) => Border::Bottom,
+        Some(c) if BOX_SIDE.contains(&c) => Border::Side,
+        _ => Border::None,
+    };
+    let inner: String = match border {
+        Border::Top | Border::Bottom => t
+            .chars()
+            .filter(|c| !BOX_TOP.contains(c) && !BOX_BOTTOM.contains(c) && !BOX_FILL.contains(c))
+            .collect(),
+        Border::Side => t
+            .trim_start_matches(BOX_SIDE)
+            .trim_end_matches(BOX_SIDE)
+            .to_string(),
+        Border::None => t.to_string(),
+    };
+    (inner.trim().to_string(), border)
+}
+
+/// Reads a cleaned screen (`clean`'s output) and the pane title.
+pub fn classify(kind: &str, screen: &str, title: &str, patterns: &[&Pattern]) -> Reading {
+    let lines: Vec<(String, Border)> = screen.lines().map(unbox).collect();
+    let mut region: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, (l, _))| !l.is_empty())
+        .map(|(i, _)| i)
+        .take(REGION_LINES)
+        .collect();
+    region.reverse();
+    let tail = {
+        let from = region.len().saturating_sub(TAIL_LINES);
+        region
+            .get(from)
+            .map(|&i| {
+                screen
+                    .lines()
+                    .skip(i)
+                    .map(str::trim_end)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    let title = clean(title, 1, 256);
+    for state in [
+        ScreenState::Waiting,
+        ScreenState::Working,
+        ScreenState::Idle,
+    ] {
+        for p in patterns
+            .iter()
+            .filter(|p| p.state == state && (p.agent == "*" || p.agent == kind))
+        {
+            let hit = if p.title {
+                p.matches(&title).then_some(None)
+            } else {
+                region
+                    .iter()
+                    .rev()
+                    .find(|&&i| p.matches(&lines[i].0))
+                    .map(|&i| Some(i))
+            };
+            if let Some(at) = hit {
+                let question = match (state, at) {
+                    (ScreenState::Waiting, Some(i)) => dialog(&lines, i),
+                    _ => String::new(),
+                };
+                return Reading {
+                    state,
+                    matched: Some(p.source.clone()),
+                    question,
+                    tail,
+                };
+            }
+        }
+    }
+    Reading {
+        state: ScreenState::Unknown,
+        matched: None,
+        question: String::new(),
+        tail,
+    }
+}
+
+/// The dialog around line `m`: its box when it is in one, else the lines around it up
+/// to two blank lines in a row (at most 12 non-blank lines each way).
+fn dialog(lines: &[(String, Border)], m: usize) -> String {
+    let boxed = lines[m].1 == Border::Side;
+    let mut from = m;
+    let mut blanks = 0;
+    let mut taken = 0;
+    while from > 0 && taken < 12 {
+        let (l, b) = &lines[from - 1];
+        if boxed && *b != Border::Side || !boxed && matches!(b, Border::Bottom) {
+            break;
+        }
+        if l.is_empty() {
+            blanks += 1;
+            if blanks >= 2 {
+                break;
+            }
+        } else {
+            blanks = 0;
+            taken += 1;
+        }
+        from -= 1;
+    }
+    let mut to = m + 1;
+    let (mut blanks, mut taken) = (0, 0);
+    while to < lines.len() && taken < 12 {
+        let (l, b) = &lines[to];
+        if boxed && *b != Border::Side || !boxed && matches!(b, Border::Top) {
+            break;
+        }
+        if l.is_empty() {
+            blanks += 1;
+            if blanks >= 2 {
+                break;
+            }
+        } else {
+            blanks = 0;
+            taken += 1;
+        }
+        to += 1;
+    }
+    let text = lines[from..to]
+        .iter()
+        .map(|(l, _)| l.as_str())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > QUESTION_MAX_CHARS {
+        let mut t: String = text.chars().take(QUESTION_MAX_CHARS - 1).collect();
+        t.push('…');
+        t
+    } else {
+        text
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Which agents are interactive: from the start command. Pure.
+
+/// Agent kinds patterns can name.
+pub const KINDS: [&str; 11] = [
+    "codex", "claude", "aider", "gemini", "qwen", "opencode", "cursor", "copilot", "goose", "amp",
+    "crush",
+];
+
+/// A recognised agent CLI and whether this start command runs it interactively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentKind {
+    pub kind: &'static str,
+    pub interactive: bool,
+}
+
+/// Reads a start command: wrappers (`env`, `VAR=…`, `nice`, `npx`, `node script`,
+/// `sh -c "…"`) are looked through; the first recognised program decides.
+pub fn agent_kind(argv: &[String]) -> Option<AgentKind> {
+    agent_kind_depth(argv, 0)
+}
+
+fn agent_kind_depth(argv: &[String], depth: usize) -> Option<AgentKind> {
+    let mut after_flag = false;
+    for (i, word) in argv.iter().enumerate() {
+        let name = program_name(word);
+        let rest = &argv[i + 1..];
+        let assignment = word.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        match name.as_str() {
+            _ if word.starts_with('-') => {
+                after_flag = true;
+                continue;
+            }
+            _ if assignment => {}
+            "env" | "nice" | "nohup" | "exec" | "time" | "stdbuf" | "npx" | "pnpx" | "bunx"
+            | "node" | "bun" | "deno" | "run" | "dlx" | "npm" | "pnpm" | "yarn" => {}
+            "sh" | "bash" | "zsh" | "dash" | "fish" => {
+                let pos = rest.iter().position(|a| a == "-c" || a == "-lc")?;
+                if depth >= 3 {
+                    return None;
+                }
+                // Each command of the script (`cd /w; exec codex`), first agent wins.
+                let script = rest.get(pos + 1)?;
+                return script
+                    .split(|c: char| c == ';' || c == '&' || c == '|' || c == '\n')
+                    .find_map(|part| {
+                        let words: Vec<String> = part
+                            .split_whitespace()
+                            .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_string())
+                            .filter(|w| !w.is_empty())
+                            .collect();
+                        agent_kind_depth(&words, depth + 1)
+                    });
+            }
+            n => match kind_of(n, rest) {
+                Some(k) => return Some(k),
+                // The value of a wrapper's option (`env -u NAME`, `nice -n 5`).
+                None if after_flag => {}
+                None => return None,
+            },
+        }
+        after_flag = false;
+    }
+    None
+}
+
+/// `/x/node_modules/.bin/codex` → `codex`; `@openai/codex@0.169.0` → `codex`;
+/// `cli.js` stays `cli` (unrecognised).
+fn program_name(word: &str) -> String {
+    let base = word.rsplit('/').next().unwrap_or(word);
+    let base = if word.starts_with('@') {
+        // A scoped npm package: `@scope/name@version`.
+        word.split('/').nth(1).unwrap_or(base)
+    } else {
+        base
+    };
+    let base = base.split('@').next().unwrap_or(base);
+    let base = base
+        .strip_suffix(".js")
+        .or_else(|| base.strip_suffix(".mjs"))
+        .or_else(|| base.strip_suffix(".cjs"))
+        .unwrap_or(base);
+    base.to_lowercase()
+}
+
+fn kind_of(name: &str, args: &[String]) -> Option<AgentKind> {
+    let has = |set: &[&str]| {
+        args.iter().any(|a| {
+            let flag = a.split('=').next().unwrap_or(a);
+            set.contains(&flag)
+        })
+    };
+    let (kind, batch) = match name {
+        "codex" => ("codex", has(&["exec", "e", "review"])),
+        "claude" | "claude-code" => ("claude", has(&["-p", "--print"])),
+        "aider" | "aider-chat" => (
+            "aider",
+            has(&["-m", "--message", "--msg", "-f", "--message-file"]),
+        ),
+        "gemini" | "gemini-cli" => ("gemini", has(&["-p", "--prompt"])),
+        "qwen" | "qwen-code" => ("qwen", has(&["-p", "--prompt"])),
+        "opencode" | "opencode-ai" => ("opencode", has(&["run"])),
+        "cursor-agent" => ("cursor", has(&["-p", "--print"])),
+        "copilot" => ("copilot", has(&["-p", "--prompt"])),
+        "goose" => ("goose", has(&["run"])),
+        "amp" => ("amp", has(&["-x", "--execute"])),
+        "crush" => ("crush", has(&["run"])),
+        _ => return None,
+    };
+    Some(AgentKind {
+        kind,
+        interactive: !batch,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +776,319 @@ mod tests {
         // The repeated separator for 0 stops pane 1's text and does not reopen pane 0.
         assert_eq!(parts[1].as_deref(), Some("world\n\n"));
         assert_eq!(parts[2], None);
+    }
+
+    fn fixture(path: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/screens")
+            .join(path);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn read(kind: &str, screen: &str, title: &str) -> Reading {
+        let pats: Vec<&Pattern> = builtin_patterns().iter().collect();
+        classify(kind, &clean(screen, 200, MAX_BYTES * 4), title, &pats)
+    }
+
+    #[test]
+    fn builtin_patterns_parse() {
+        let n = BUILTIN_PATTERNS
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .count();
+        assert_eq!(
+            parse_patterns(BUILTIN_PATTERNS.lines()).map(|p| p.len()),
+            Ok(n)
+        );
+        assert_eq!(builtin_patterns().len(), n);
+    }
+
+    #[test]
+    fn pattern_lines_are_checked() {
+        let p = parse_pattern("claude  waiting line   ^❯ 1. Yes")
+            .expect("ok")
+            .expect("some");
+        assert_eq!(
+            (p.state, p.title, p.start, p.end),
+            (ScreenState::Waiting, false, true, false)
+        );
+        assert!(p.matches("  ❯ 1. yes  "));
+        assert!(!p.matches("x ❯ 1. Yes"));
+        let p = parse_pattern("* idle line ^>$").expect("ok").expect("some");
+        assert!(p.matches(">") && !p.matches("> hello"));
+        assert_eq!(parse_pattern("  # comment"), Ok(None));
+        assert_eq!(parse_pattern(""), Ok(None));
+        for bad in [
+            "codex busy line x",
+            "codex working screen x",
+            "vim working line x",
+            "codex working line",
+            "codex working line ^",
+        ] {
+            assert!(parse_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Screens recorded from the real Codex CLI 0.169.0 in tmux (its sign-in screen needs
+    /// no network; a dummy API key reaches the composer; a prompt makes it try, and retry,
+    /// the unreachable service).
+    #[test]
+    fn recorded_codex_screens() {
+        let dir = "codex-0.169.0";
+        let cases: &[(&str, &str, ScreenState, &str)] = &[
+            (
+                "signin",
+                "vm",
+                ScreenState::Waiting,
+                "Press enter to continue",
+            ),
+            ("apikey", "", ScreenState::Waiting, "Press enter to save"),
+            (
+                "permissions-choice",
+                "",
+                ScreenState::Waiting,
+                "enter select",
+            ),
+            (
+                "busy",
+                "⠹ screen-scratch",
+                ScreenState::Working,
+                "esc to interrupt",
+            ),
+            ("busy", "", ScreenState::Working, "esc to interrupt"),
+            (
+                "reconnecting",
+                "⠴ screen-scratch",
+                ScreenState::Working,
+                "esc to interrupt",
+            ),
+            (
+                "idle",
+                "screen-scratch",
+                ScreenState::Idle,
+                "? for shortcuts",
+            ),
+            (
+                "interrupted",
+                "screen-scratch",
+                ScreenState::Idle,
+                "? for shortcuts",
+            ),
+        ];
+        for (name, title, want, matched) in cases {
+            let r = read("codex", &fixture(&format!("{dir}/{name}.txt")), title);
+            assert_eq!(r.state, *want, "{name}: {r:?}");
+            assert!(
+                r.matched.as_deref().is_some_and(|m| m.contains(matched)),
+                "{name}: {r:?}"
+            );
+        }
+        let r = read("codex", &fixture(&format!("{dir}/signin.txt")), "");
+        assert_eq!(
+            r.question,
+            "Welcome to Codex, OpenAI's command-line coding agent / Choose how you want to use \
+             Codex. / > 1. Sign in with ChatGPT / Usage included with Plus, Pro, Business, and \
+             Enterprise plans / 2. Sign in with Device Code / Sign in from another device with a \
+             one-time code / 3. Sign in another way / Use an API key or another provider / Press \
+             enter to continue"
+        );
+        // The title alone: the spinner means working whatever the screen shows.
+        assert_eq!(
+            read("codex", "", "⠹ screen-scratch").state,
+            ScreenState::Working
+        );
+        assert_eq!(
+            read("codex", "", "screen-scratch").state,
+            ScreenState::Unknown
+        );
+        // Captured with escapes (-e), cleaned: the same reading as the plain capture.
+        for name in ["idle", "signin"] {
+            let plain = read("codex", &fixture(&format!("{dir}/{name}.txt")), "");
+            let ansi = read("codex", &fixture(&format!("{dir}/{name}.ansi.txt")), "");
+            assert_eq!(ansi.state, plain.state, "{name}");
+            assert_eq!(ansi.question, plain.question, "{name}");
+        }
+    }
+
+    #[test]
+    fn synthetic_screens() {
+        let claude_dialog = "\
+⏺ I'll remove the build directory.
+
+╭───────────────────────────────────────────────────────────────╮
+│ Bash command                                                  │
+│                                                               │
+│   rm -rf build/                                               │
+│   Remove the build directory                                  │
+│                                                               │
+│ Do you want to proceed?                                       │
+│ ❯ 1. Yes                                                      │
+│   2. Yes, and don't ask again for rm commands in /w/project   │
+│   3. No, and tell Claude what to do differently (esc)         │
+╰───────────────────────────────────────────────────────────────╯
+";
+        let claude_busy = "\
+⏺ Reading the tests.
+
+✻ Pondering… (12s · ↑ 1.2k tokens · esc to interrupt)
+
+╭───────────────────────────────────────────────────────────────╮
+│ >                                                             │
+╰───────────────────────────────────────────────────────────────╯
+  ? for shortcuts
+";
+        let claude_idle = "\
+⏺ Done: all 14 tests pass.
+
+╭───────────────────────────────────────────────────────────────╮
+│ >                                                             │
+╰───────────────────────────────────────────────────────────────╯
+  ? for shortcuts
+";
+        let codex_approval = "\
+› clean the build
+
+• I'll remove the build directory.
+
+  Would you like to run the following command?
+
+  $ rm -rf build
+
+› 1. Yes, proceed (y)
+  2. Yes, and don't ask again for this command (p)
+  3. No, and tell Codex what to do differently (esc)
+
+  Press enter to confirm or esc to cancel
+";
+        let aider_confirm = "\
+Applied edit to src/lib.rs
+Commit 3f2a1b9 fix: handle empty input
+Run shell command? cargo test (Y)es/(N)o [Yes]:";
+        let aider_idle = "Tokens: 2.1k sent, 310 received.\n\narchitect>";
+        let gemini_idle = "\
+╭────────────────────────────────────────────╮
+│ >   Type your message or @path/to/file     │
+╰────────────────────────────────────────────╯";
+        let generic_yn = "Overwrite 3 files? [y/N]";
+        let cases: &[(&str, &str, &str, ScreenState)] = &[
+            (
+                "claude dialog",
+                "claude",
+                claude_dialog,
+                ScreenState::Waiting,
+            ),
+            ("claude busy", "claude", claude_busy, ScreenState::Working),
+            ("claude idle", "claude", claude_idle, ScreenState::Idle),
+            (
+                "codex approval",
+                "codex",
+                codex_approval,
+                ScreenState::Waiting,
+            ),
+            (
+                "aider confirm",
+                "aider",
+                aider_confirm,
+                ScreenState::Waiting,
+            ),
+            ("aider idle", "aider", aider_idle, ScreenState::Idle),
+            ("gemini idle", "gemini", gemini_idle, ScreenState::Idle),
+            ("generic y/N", "*", generic_yn, ScreenState::Waiting),
+            ("unknown agent idle", "*", claude_idle, ScreenState::Unknown),
+            (
+                "plain output",
+                "codex",
+                "compiling...\nerror: x\n",
+                ScreenState::Unknown,
+            ),
+            ("empty", "claude", "", ScreenState::Unknown),
+        ];
+        for (name, kind, screen, want) in cases {
+            assert_eq!(read(kind, screen, "").state, *want, "{name}");
+        }
+        assert_eq!(
+            read("claude", claude_dialog, "").question,
+            "Bash command / rm -rf build/ / Remove the build directory / Do you want to proceed? \
+             / ❯ 1. Yes / 2. Yes, and don't ask again for rm commands in /w/project / 3. No, and \
+             tell Claude what to do differently (esc)"
+        );
+        assert_eq!(
+            read("codex", codex_approval, "").question,
+            "› clean the build / • I'll remove the build directory. / Would you like to run the following command? \
+             / $ rm -rf build / › 1. Yes, proceed (y) / 2. Yes, and don't ask again for this \
+             command (p) / 3. No, and tell Codex what to do differently (esc) / Press enter to \
+             confirm or esc to cancel"
+        );
+        // Only the bottom of the screen counts: an old dialog scrolled far up does not.
+        let mut old = String::from("Do you want to proceed?\n");
+        for i in 0..30 {
+            old.push_str(&format!("output {i}\n"));
+        }
+        assert_eq!(read("claude", &old, "").state, ScreenState::Unknown);
+        // Hostile screen text cannot smuggle controls into the question.
+        let r = read(
+            "claude",
+            "\u{1b}]52;c;eA==\u{7}Do you want to proceed?\u{1b}[31m\r\n❯ 1. Yes",
+            "",
+        );
+        assert_eq!(r.question, "Do you want to proceed? / ❯ 1. Yes");
+    }
+
+    #[test]
+    fn interactive_start_commands() {
+        let k = |s: &str| {
+            agent_kind(&s.split(' ').map(String::from).collect::<Vec<_>>())
+                .map(|k| (k.kind, k.interactive))
+        };
+        let cases: &[(&str, Option<(&str, bool)>)] = &[
+            ("codex", Some(("codex", true))),
+            (
+                "codex --approve-for-me fix the tests",
+                Some(("codex", true)),
+            ),
+            ("codex resume --last", Some(("codex", true))),
+            ("codex exec --skip-git-repo-check -", Some(("codex", false))),
+            ("codex -m gpt-5 e hello", Some(("codex", false))),
+            ("codex review", Some(("codex", false))),
+            ("/opt/node_modules/.bin/codex", Some(("codex", true))),
+            ("npx -y @openai/codex@0.169.0", Some(("codex", true))),
+            (
+                "node /x/node_modules/@openai/codex/bin/codex.js exec",
+                Some(("codex", false)),
+            ),
+            ("env -u OPENAI_BASE_URL A=1 codex", Some(("codex", true))),
+            ("claude", Some(("claude", true))),
+            (
+                "claude --permission-mode acceptEdits",
+                Some(("claude", true)),
+            ),
+            ("claude -p fix", Some(("claude", false))),
+            ("claude --print", Some(("claude", false))),
+            ("aider --model sonnet", Some(("aider", true))),
+            ("aider --message fix", Some(("aider", false))),
+            ("aider --message=fix", Some(("aider", false))),
+            ("gemini", Some(("gemini", true))),
+            ("gemini -p hi", Some(("gemini", false))),
+            ("gemini -i hi", Some(("gemini", true))),
+            ("opencode", Some(("opencode", true))),
+            ("opencode run fix", Some(("opencode", false))),
+            ("sh -c codex&&true", Some(("codex", true))),
+            ("sleep 600", None),
+            ("python agent.py", None),
+            ("sh script.sh", None),
+            ("", None),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(k(cmd), *want, "{cmd}");
+        }
+        let argv = ["bash", "-lc", "cd /w; claude -p 'fix it'"].map(String::from);
+        assert_eq!(
+            agent_kind(&argv),
+            Some(AgentKind {
+                kind: "claude",
+                interactive: false
+            })
+        );
     }
 
     /// Real tmux on a private socket: capture, batching, and a vanished pane.
