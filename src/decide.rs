@@ -3,6 +3,7 @@
 
 use crate::model::{Health, Intent, RunStatus};
 use crate::policy::Policy;
+use crate::screen::{Reading, ScreenState};
 use crate::store::OpState;
 use crate::timeutil::rfc3339;
 
@@ -22,6 +23,58 @@ pub struct AgentView {
     pub complete: bool,
     /// The agent reported it finished its turn (`signal done`): quiet on purpose.
     pub reported_done: bool,
+    /// Set for interactive agents (adopted, or an interactive CLI's start command).
+    pub interactive: Option<Interactive>,
+}
+
+/// What is known of an interactive agent beyond tmux's pane row.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Interactive {
+    /// Its hooks last said it is mid-turn (`signal working`): silence then is a hang.
+    pub hook_busy: bool,
+    /// What its screen said this tick (read only while it is quiet).
+    pub screen: Option<ScreenState>,
+}
+
+impl AgentView {
+    /// A live interactive agent that nothing says is hung: never restarted or stopped
+    /// for being quiet unless the policy opts in.
+    fn quiet_by_choice(&self, policy: &Policy) -> bool {
+        self.alive
+            && self.interactive.is_some_and(|i| !i.hook_busy)
+            && !policy.health.restart_quiet_interactive
+    }
+}
+
+/// The question a quiet interactive agent's screen puts to a human, if any: a dialog's
+/// text, or, once it has been quiet for the stall threshold, that it sits idle at its
+/// prompt (with the last lines as context).
+pub fn screen_question(
+    agent: &str,
+    reading: &Reading,
+    quiet_seconds: i64,
+    policy: &Policy,
+) -> Option<PendingGuidance> {
+    let question = match reading.state {
+        ScreenState::Waiting if !reading.question.is_empty() => reading.question.clone(),
+        ScreenState::Waiting => "(waiting for a decision on its screen)".into(),
+        ScreenState::Idle if quiet_seconds >= policy.health.activity_stalled_seconds => {
+            format!("(idle at its prompt for {} min)", quiet_seconds / 60)
+        }
+        _ => return None,
+    };
+    Some(PendingGuidance {
+        agent: agent.to_string(),
+        question,
+        context: reading.tail.clone(),
+    })
+}
+
+/// Whether a question recorded from an agent's screen is still open: the agent is alive
+/// and, when its screen was read this tick, still shows that dialog. A screen not read
+/// (the agent is active again) or showing something else means it was answered.
+pub fn pane_question_open(alive: bool, reading: Option<&Reading>, question: &str) -> bool {
+    alive && reading.is_some_and(|r| r.state == ScreenState::Waiting && r.question == question)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -264,13 +317,26 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         );
         let window = policy.health.activity_stalled_seconds;
         let busy = run.agents.iter().find(|a| {
-            a.alive && (a.reported_done || a.last_activity_at.is_some_and(|t| now - t < window))
+            a.alive
+                && (a.reported_done
+                    || a.last_activity_at.is_some_and(|t| now - t < window)
+                    || a.quiet_by_choice(policy))
         });
         return match busy {
             Some(a) if a.reported_done => mk(
                 Intent::Noop,
                 format!(
                     "{stale}; rejected: agent {} is alive and reported done",
+                    a.name
+                ),
+                vec![],
+                state,
+                notes,
+            ),
+            Some(a) if a.quiet_by_choice(policy) => mk(
+                Intent::Noop,
+                format!(
+                    "{stale}; rejected: agent {} is a live interactive agent",
                     a.name
                 ),
                 vec![],
@@ -321,6 +387,28 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
                 format!(
                     "awaiting corroboration ({}/{} unhealthy intervals)",
                     state.unhealthy_streak, need
+                ),
+                vec![],
+                state,
+                notes,
+            );
+        }
+        // A quiet interactive agent is left alone: its conversation is worth more than a
+        // restart that nothing says it needs. A human hears about it instead.
+        let (held, unhealthy): (Vec<&AgentView>, Vec<&AgentView>) = unhealthy
+            .into_iter()
+            .partition(|a| a.health == Health::Stalled && a.quiet_by_choice(policy));
+        if unhealthy.is_empty() {
+            let detail = held
+                .iter()
+                .map(|a| format!("{}: {}", a.name, a.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return mk(
+                Intent::EscalateBlocked,
+                format!(
+                    "quiet interactive agent not restarted (screen not recognised, no hook \
+                     evidence of a hang, health.restart_quiet_interactive off); {detail}"
                 ),
                 vec![],
                 state,
@@ -437,6 +525,7 @@ mod tests {
             reason: format!("{} reason", health),
             complete: false,
             reported_done: false,
+            interactive: None,
         }
     }
 
@@ -466,6 +555,180 @@ mod tests {
         intent: Intent,
         reason_has: &'static str,
         targets: Vec<&'static str>,
+    }
+
+    fn interactive(name: &str, health: Health, screen: Option<ScreenState>) -> AgentView {
+        AgentView {
+            interactive: Some(Interactive {
+                hook_busy: false,
+                screen,
+            }),
+            ..agent(name, health)
+        }
+    }
+
+    /// Quiet interactive agents: never restarted or stopped on silence alone.
+    #[test]
+    fn quiet_interactive_table() {
+        let opt_in = {
+            let mut p = policy();
+            p.health.restart_quiet_interactive = true;
+            p
+        };
+        let unknown = Some(ScreenState::Unknown);
+        let mut hooked = interactive("a", Health::Stalled, unknown);
+        hooked.interactive = Some(Interactive {
+            hook_busy: true,
+            screen: unknown,
+        });
+        let mut dead = interactive("a", Health::Dead, None);
+        dead.alive = false;
+        let mut stale = run(
+            RunStatus::Running,
+            vec![interactive("a", Health::Idle, Some(ScreenState::Working))],
+        );
+        stale.status_changed_at = NOW - 7200;
+        stale.agents[0].stored_activity_at = Some(NOW - 7200);
+        stale.agents[0].last_activity_at = Some(NOW - 7200);
+        let mut stale_batch = stale.clone();
+        stale_batch.agents[0].interactive = None;
+        let mut stale_opt_in = stale.clone();
+        stale_opt_in.agents[0].interactive = Some(Interactive::default());
+        type Row = (
+            &'static str,
+            RunView,
+            &'static Policy,
+            Intent,
+            &'static str,
+            Vec<&'static str>,
+        );
+        let default: &'static Policy = Box::leak(Box::new(policy()));
+        let opt_in: &'static Policy = Box::leak(Box::new(opt_in));
+        let rows: Vec<Row> = vec![
+            (
+                "unknown screen: escalated, not restarted",
+                run(
+                    RunStatus::Running,
+                    vec![interactive("a", Health::Stalled, unknown)],
+                ),
+                default,
+                Intent::EscalateBlocked,
+                "quiet interactive agent not restarted",
+                vec![],
+            ),
+            (
+                "policy opt-in restarts it",
+                run(
+                    RunStatus::Running,
+                    vec![interactive("a", Health::Stalled, unknown)],
+                ),
+                opt_in,
+                Intent::AutoRestart,
+                "restart 1/3",
+                vec!["a"],
+            ),
+            (
+                "hook evidence of a hang restarts it",
+                run(RunStatus::Running, vec![hooked]),
+                default,
+                Intent::AutoRestart,
+                "restart 1/3",
+                vec!["a"],
+            ),
+            (
+                "a dead interactive agent is restarted as today",
+                run(RunStatus::Running, vec![dead]),
+                default,
+                Intent::AutoRestart,
+                "restart 1/3",
+                vec!["a"],
+            ),
+            (
+                "batch agent restarted, quiet interactive one left alone",
+                run(
+                    RunStatus::Running,
+                    vec![
+                        interactive("i", Health::Stalled, unknown),
+                        agent("b", Health::Stalled),
+                    ],
+                ),
+                default,
+                Intent::AutoRestart,
+                "b: stalled reason",
+                vec!["b"],
+            ),
+            (
+                "stale run with a live interactive agent is not stopped",
+                stale,
+                default,
+                Intent::Noop,
+                "rejected: agent a is a live interactive agent",
+                vec![],
+            ),
+            (
+                "stale run of a batch agent is stopped as today",
+                stale_batch,
+                default,
+                Intent::AutoStopStale,
+                "verified",
+                vec!["a"],
+            ),
+            (
+                "stale opt-in",
+                stale_opt_in,
+                opt_in,
+                Intent::AutoStopStale,
+                "verified",
+                vec!["a"],
+            ),
+        ];
+        for (name, r, p, intent, has, targets) in rows {
+            let d = decide(&r, &streak(2), p, NOW);
+            assert_eq!(d.intent, intent, "{name}: {}", d.reason);
+            assert!(d.reason.contains(has), "{name}: {}", d.reason);
+            assert_eq!(d.targets, targets, "{name}");
+        }
+    }
+
+    #[test]
+    fn screen_questions() {
+        let p = policy();
+        let reading = |state, question: &str| Reading {
+            state,
+            matched: None,
+            question: question.into(),
+            tail: "last\nlines".into(),
+        };
+        let stalled = p.health.activity_stalled_seconds;
+        let q = |r: &Reading, quiet| screen_question("w1", r, quiet, &p).map(|g| g.question);
+        let dialog = reading(ScreenState::Waiting, "Do you want to proceed? / 1. Yes");
+        assert_eq!(
+            q(&dialog, 301).as_deref(),
+            Some("Do you want to proceed? / 1. Yes")
+        );
+        assert_eq!(
+            screen_question("w1", &dialog, 301, &p).map(|g| (g.agent, g.context)),
+            Some(("w1".into(), "last\nlines".into()))
+        );
+        let blank = reading(ScreenState::Waiting, "");
+        assert_eq!(
+            q(&blank, 1).as_deref(),
+            Some("(waiting for a decision on its screen)")
+        );
+        let idle = reading(ScreenState::Idle, "");
+        assert_eq!(q(&idle, stalled - 1), None);
+        assert_eq!(
+            q(&idle, stalled + 60).as_deref(),
+            Some("(idle at its prompt for 16 min)")
+        );
+        assert_eq!(q(&reading(ScreenState::Working, ""), 99_999), None);
+        assert_eq!(q(&reading(ScreenState::Unknown, ""), 99_999), None);
+
+        assert!(pane_question_open(true, Some(&dialog), &dialog.question));
+        assert!(!pane_question_open(false, Some(&dialog), &dialog.question));
+        assert!(!pane_question_open(true, None, &dialog.question));
+        assert!(!pane_question_open(true, Some(&idle), &dialog.question));
+        assert!(!pane_question_open(true, Some(&dialog), "another dialog"));
     }
 
     #[test]

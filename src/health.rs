@@ -1,6 +1,7 @@
 //! Pure health judgement of one agent from one observation.
 
 use crate::model::{AgentSignal, Health};
+use crate::screen::{Reading, ScreenState};
 use crate::tmux::SessionState;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,6 +130,43 @@ pub fn judge(obs: SessionState<'_>, prior: &Prior, now: i64, t: &Thresholds) -> 
         alive: true,
         reason,
     }
+}
+
+/// Whether an interactive agent's screen is worth reading: it is alive and quiet.
+/// A busy pane is never captured.
+pub fn wants_screen(j: &Judgement) -> bool {
+    j.alive && matches!(j.health, Health::Idle | Health::Stalled)
+}
+
+/// A quiet live interactive agent judged again from what its screen shows: a busy
+/// marker is working (healthy), a dialog or the bare prompt is quiet on purpose (idle);
+/// an unrecognised screen leaves the judgement as it was.
+pub fn with_screen(mut j: Judgement, reading: &Reading, now: i64) -> Judgement {
+    if !j.alive {
+        return j;
+    }
+    let quiet = now - j.last_activity_at.unwrap_or(now);
+    let matched = reading.matched.as_deref().unwrap_or("");
+    match reading.state {
+        ScreenState::Working => {
+            j.health = Health::Healthy;
+            j.reason = format!("quiet for {quiet}s, busy on its screen ({matched})");
+        }
+        ScreenState::Waiting => {
+            j.health = Health::Idle;
+            j.reason = format!("waiting for a decision on its screen for {quiet}s");
+        }
+        ScreenState::Idle => {
+            j.health = Health::Idle;
+            j.reason = format!("idle at its prompt for {} min", quiet / 60);
+        }
+        ScreenState::Unknown => {
+            if j.health == Health::Stalled {
+                j.reason = format!("{}; screen not recognised", j.reason);
+            }
+        }
+    }
+    j
 }
 
 #[cfg(test)]
@@ -276,5 +314,53 @@ mod tests {
         let panes = [pane(false, None, None, Some(500))];
         let j = judge(SessionState::Present(&panes), &prior(), 1100, &T);
         assert_eq!(j.last_activity_at, Some(1000));
+    }
+    #[test]
+    fn screen_readings_adjust_quiet_agents() {
+        let now = 10_000;
+        let panes = [pane(false, None, None, Some(now - 1000))];
+        let stalled = judge(SessionState::Present(&panes), &prior(), now, &T);
+        assert_eq!(stalled.health, Health::Stalled);
+        assert!(wants_screen(&stalled));
+        let reading = |state| Reading {
+            state,
+            matched: Some("* working line esc to interrupt".into()),
+            question: String::new(),
+            tail: String::new(),
+        };
+        let cases = [
+            (ScreenState::Working, Health::Healthy, "busy on its screen"),
+            (ScreenState::Waiting, Health::Idle, "waiting for a decision"),
+            (
+                ScreenState::Idle,
+                Health::Idle,
+                "idle at its prompt for 16 min",
+            ),
+            (
+                ScreenState::Unknown,
+                Health::Stalled,
+                "screen not recognised",
+            ),
+        ];
+        for (state, health, has) in cases {
+            let j = with_screen(stalled.clone(), &reading(state), now);
+            assert_eq!(j.health, health, "{state:?}");
+            assert!(j.reason.contains(has), "{state:?}: {}", j.reason);
+        }
+        // Busy and dead panes are not read; a dead one is never revived by a screen.
+        let busy = [pane(false, None, None, Some(now - 5))];
+        assert!(!wants_screen(&judge(
+            SessionState::Present(&busy),
+            &prior(),
+            now,
+            &T
+        )));
+        let dead = [pane(true, Some(1), None, Some(now - 1000))];
+        let j = judge(SessionState::Present(&dead), &prior(), now, &T);
+        assert!(!wants_screen(&j));
+        assert_eq!(
+            with_screen(j, &reading(ScreenState::Working), now).health,
+            Health::Dead
+        );
     }
 }

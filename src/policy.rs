@@ -47,10 +47,12 @@ const TOP_KEYS: [&str; 13] = [
 ];
 
 const TMUX_KEYS: [&str; 1] = ["session_pattern"];
-const HEALTH_KEYS: [&str; 3] = [
+const HEALTH_KEYS: [&str; 5] = [
     "idle_seconds",
     "activity_stalled_seconds",
     "progress_stalled_seconds",
+    "restart_quiet_interactive",
+    "screen_patterns",
 ];
 const OPERATOR_KEYS: [&str; 10] = [
     "unhealthy_confirmations",
@@ -106,6 +108,11 @@ pub struct HealthPolicy {
     pub idle_seconds: i64,
     pub activity_stalled_seconds: i64,
     pub progress_stalled_seconds: i64,
+    /// A quiet live interactive agent whose screen says nothing known may be restarted
+    /// without hook evidence of a hang (docs/screen.md).
+    pub restart_quiet_interactive: bool,
+    /// Extra screen patterns, one line each, in the shipped patterns' format.
+    pub screen_patterns: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -297,6 +304,8 @@ impl Default for HealthPolicy {
             idle_seconds: 300,
             activity_stalled_seconds: 900,
             progress_stalled_seconds: 1200,
+            restart_quiet_interactive: false,
+            screen_patterns: Vec::new(),
         }
     }
 }
@@ -590,6 +599,15 @@ fn parse_text(text: &str) -> Result<Policy, String> {
         b.int("idle_seconds", &mut h.idle_seconds)?;
         b.int("activity_stalled_seconds", &mut h.activity_stalled_seconds)?;
         b.int("progress_stalled_seconds", &mut h.progress_stalled_seconds)?;
+        b.boolean(
+            "restart_quiet_interactive",
+            &mut h.restart_quiet_interactive,
+        )?;
+        b.string_array("screen_patterns", &mut h.screen_patterns)?;
+        for (i, line) in h.screen_patterns.iter().enumerate() {
+            crate::screen::parse_pattern(line)
+                .map_err(|e| format!("health.screen_patterns[{i}]: {e}"))?;
+        }
     }
 
     if let Some(b) = top.block("operator", &OPERATOR_KEYS)? {
@@ -875,6 +893,12 @@ mod tests {
             (r#"{"operator":{"llm":{"modle":"off"}}}"#, "operator.llm.modle: unknown key"),
             (r#"{"operator":{"notify":{"sound":true}}}"#, "operator.notify.sound: unknown key"),
             (r#"{"status":{"icon":"x"}}"#, "status.icon: unknown key"),
+            (
+                r#"{"health":{"screen_patterns":["codex busy line x"]}}"#,
+                "health.screen_patterns[0]: state \"busy\" must be working|waiting|idle (in \"codex busy line x\")",
+            ),
+            (r#"{"health":{"screen_patterns":"x"}}"#, "health.screen_patterns must be an array of strings"),
+            (r#"{"health":{"restart_quiet_interactive":1}}"#, "health.restart_quiet_interactive must be a boolean"),
             // Blocks that are not objects.
             (r#"{"tmux":[]}"#, "tmux must be an object"),
             (r#"{"health":null}"#, "health must be an object"),

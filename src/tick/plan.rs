@@ -152,6 +152,7 @@ fn plan_run(
                 stored_activity_at: a.last_activity_at,
                 reason: j.reason.clone(),
                 reported_done: a.signal == Some(AgentSignal::Done),
+                interactive: None,
                 complete: completions
                     .iter()
                     .any(|c| c.agent.as_deref().is_none_or(|n| n == a.name)),
