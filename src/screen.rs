@@ -83,19 +83,47 @@ pub fn capture_many(tmux: &TmuxClient, targets: &[Target], span: Span) -> Vec<Op
     if targets.is_empty() {
         return Vec::new();
     }
-    let mark = marker();
-    let cmds = batch_cmds(&mark, targets, span);
-    let (lines, bytes) = limits(span);
-    match tmux.run(&cmds) {
-        Ok(out) => split_batch(&mark, &out, targets.len())
-            .into_iter()
-            .map(|raw| raw.map(|r| clean(&r, lines, bytes)))
-            .collect(),
-        Err(_) => targets
+    match batch(tmux, targets, span) {
+        Some(got) => got.into_iter().map(|s| s.map(|s| s.text)).collect(),
+        None => targets
             .iter()
             .map(|t| capture(tmux, t, span).ok())
             .collect(),
     }
+}
+
+/// A pane's visible screen and title, cleaned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Screen {
+    pub text: String,
+    pub title: String,
+}
+
+/// The visible screens and titles of many panes in exactly one tmux spawn (the tick's
+/// budget): when the batch fails (a pane vanished meanwhile) every pane gets `None`
+/// for this tick rather than one spawn each.
+pub fn capture_screens(tmux: &TmuxClient, targets: &[Target]) -> Vec<Option<Screen>> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    batch(tmux, targets, Span::Visible).unwrap_or_else(|| vec![None; targets.len()])
+}
+
+fn batch(tmux: &TmuxClient, targets: &[Target], span: Span) -> Option<Vec<Option<Screen>>> {
+    let mark = marker();
+    let out = tmux.run(&batch_cmds(&mark, targets, span)).ok()?;
+    let (lines, bytes) = limits(span);
+    Some(
+        split_batch(&mark, &out, targets.len())
+            .into_iter()
+            .map(|part| {
+                part.map(|(title, raw)| Screen {
+                    text: clean(&raw, lines, bytes),
+                    title: clean(&title, 1, 256),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// A separator line no pane can forge: it carries a random nonce the pane never saw.
@@ -111,39 +139,45 @@ fn marker() -> String {
     format!("METAWSM-SCREEN-{:016x}", h.finish())
 }
 
-/// `display-message` prints the separator (a literal: no `#` in it), then the capture.
+/// Per pane, `display-message` prints the separator and the pane's title (tmux drops
+/// control characters from titles, so it stays on the separator's line), then the
+/// capture follows.
 pub fn batch_cmds(mark: &str, targets: &[Target], span: Span) -> Vec<Cmd> {
     let mut cmds = Vec::with_capacity(targets.len() * 2);
     for (i, t) in targets.iter().enumerate() {
         cmds.push(
             Cmd::new("display-message")
                 .flag("-p")
-                .format(&format!("{mark}\t{i}")),
+                .target(t.arg())
+                .format(&format!("{mark}\t{i}\t#{{pane_title}}")),
         );
         cmds.push(capture_cmd(t, span));
     }
     cmds
 }
 
-/// Splits a batch's output at the separators. A pane whose separator is missing (or
-/// repeated: a pane cannot print it, so that would be a tmux surprise) gets `None`.
-pub fn split_batch(mark: &str, out: &str, n: usize) -> Vec<Option<String>> {
-    let mut parts: Vec<Option<String>> = vec![None; n];
+/// Splits a batch's output at the separators into (title, text) per pane. A pane whose
+/// separator is missing (or repeated: a pane cannot print it, so that would be a tmux
+/// surprise) gets `None`.
+pub fn split_batch(mark: &str, out: &str, n: usize) -> Vec<Option<(String, String)>> {
+    let mut parts: Vec<Option<(String, String)>> = vec![None; n];
     let mut cur: Option<usize> = None;
     for line in out.split('\n') {
-        if let Some(i) = line
-            .strip_prefix(mark)
-            .and_then(|r| r.strip_prefix('\t'))
-            .and_then(|i| i.parse::<usize>().ok())
-            .filter(|&i| i < n)
-        {
+        let head = line.strip_prefix(mark).and_then(|r| r.strip_prefix('\t'));
+        if let Some((i, title)) = head.and_then(|r| {
+            let (i, title) = r.split_once('\t').unwrap_or((r, ""));
+            i.parse::<usize>()
+                .ok()
+                .filter(|&i| i < n)
+                .map(|i| (i, title))
+        }) {
             cur = parts[i].is_none().then_some(i);
             if let Some(i) = cur {
-                parts[i] = Some(String::new());
+                parts[i] = Some((title.to_string(), String::new()));
             }
             continue;
         }
-        if let Some(s) = cur.and_then(|i| parts[i].as_mut()) {
+        if let Some((_, s)) = cur.and_then(|i| parts[i].as_mut()) {
             if s.len() <= MAX_RAW_BYTES {
                 s.push_str(line);
                 s.push('\n');
@@ -766,15 +800,18 @@ mod tests {
         let mark = marker();
         assert_ne!(mark, marker(), "each batch gets a fresh nonce");
         let out = format!(
-            "{mark}\t0\nhello\nMETAWSM-SCREEN-0000000000000000\t1\nforged\n{mark}\t1\nworld\n\n{mark}\t0\ninjected\n"
+            "{mark}\t0\tmy title\nhello\nMETAWSM-SCREEN-0000000000000000\t1\t\nforged\n{mark}\t1\t\nworld\n\n{mark}\t0\tx\ninjected\n"
         );
         let parts = split_batch(&mark, &out, 3);
         assert_eq!(
-            parts[0].as_deref(),
-            Some("hello\nMETAWSM-SCREEN-0000000000000000\t1\nforged\n")
+            parts[0],
+            Some((
+                "my title".into(),
+                "hello\nMETAWSM-SCREEN-0000000000000000\t1\t\nforged\n".into()
+            ))
         );
         // The repeated separator for 0 stops pane 1's text and does not reopen pane 0.
-        assert_eq!(parts[1].as_deref(), Some("world\n\n"));
+        assert_eq!(parts[1], Some((String::new(), "world\n\n".into())));
         assert_eq!(parts[2], None);
     }
 
@@ -1101,7 +1138,7 @@ Run shell command? cargo test (Y)es/(N)o [Yes]:";
         let script = dir.path().join("show.sh");
         std::fs::write(
             &script,
-            "printf 'line one\\n\\033[31mred\\033[0m\\n\\033]52;c;ZXZpbA==\\007Do you want to proceed?\\n'; exec sleep 60\n",
+            "printf '\\033]2;⠹ my\\ttitle\\007line one\\n\\033[31mred\\033[0m\\n\\033]52;c;ZXZpbA==\\007Do you want to proceed?\\n'; exec sleep 60\n",
         )
         .expect("write script");
         let start = |name: &str| {
@@ -1140,6 +1177,14 @@ Run shell command? cargo test (Y)es/(N)o [Yes]:";
         };
         let want = "line one\nred\nDo you want to proceed?";
         assert_eq!(got, vec![Some(want.to_string()), Some(want.to_string())]);
+        let screens = capture_screens(&t, &targets);
+        assert_eq!(
+            screens[0],
+            Some(Screen {
+                text: want.to_string(),
+                title: "⠹ mytitle".into()
+            })
+        );
         let one = capture(&t, &targets[0], Span::Last(2)).expect("capture");
         assert_eq!(one, "red\nDo you want to proceed?");
         // A vanished session fails the batch: the others are still captured.
@@ -1152,6 +1197,8 @@ Run shell command? cargo test (Y)es/(N)o [Yes]:";
         assert_eq!(got[0].as_deref(), Some(want));
         assert_eq!(got[1], None);
         assert_eq!(got[2].as_deref(), Some(want));
+        // The tick's form never spends more than its one spawn.
+        assert_eq!(capture_screens(&t, &targets), vec![None, None, None]);
         let _ = std::process::Command::new("tmux")
             .args(["-S", &sock_s, "kill-server"])
             .status();
