@@ -1,0 +1,153 @@
+//! Quiet interactive agents are judged from their screens (docs/screen.md), end to end
+//! with real tmux: a dialog is escalated as waiting with its text, a bare prompt as idle,
+//! a busy marker stays healthy, none of them restarted; a batch agent (`codex exec`)
+//! going silent is still restarted. Screens are read in one tmux spawn per tick, and
+//! only those of quiet interactive panes.
+
+mod common;
+
+use common::{fast_policy, intent, wait_for, write_exec, Env};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// A fake `codex`: prints a screen (sets a title too), then stays silent. Named `codex`
+/// so the start command is recognised as the interactive CLI (or, with `exec`, as batch).
+fn fake_codex(env: &Env, screen: &str) -> String {
+    let dir = env.path(&format!("bin-{}", env.sql("SELECT count(*) FROM runs")[0][0]));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("codex");
+    let body = format!(
+        "#!/bin/sh\nprintf '\\033]2;%s\\007' \"fake codex\"\ncat <<'EOF'\n{screen}\nEOF\nexec sleep 1000000\n"
+    );
+    write_exec(&path, &body);
+    path.to_string_lossy().into_owned()
+}
+
+const DIALOG: &str = "\
+• I'll clean the build directory.
+
+  Would you like to run the following command?
+
+  $ rm -rf build
+
+› 1. Yes, proceed (y)
+  2. No, and tell Codex what to do differently (esc)
+
+  Press enter to confirm or esc to cancel";
+
+const IDLE: &str = "\
+■ Conversation interrupted - use /feedback if something went wrong
+
+› Ask Codex to do anything
+
+  ? for shortcuts";
+
+const BUSY: &str = "\
+› list the files here
+
+• Working (12s • esc to interrupt)
+
+› Ask Codex to do anything
+  ? for shortcuts";
+
+fn events(env: &Env, run: &str, kind: &str) -> Vec<String> {
+    env.sql(&format!(
+        "SELECT message FROM events WHERE run_id = '{run}' AND kind = '{kind}' ORDER BY id"
+    ))
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+#[test]
+fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() {
+    let mut env = Env::with_policy(fast_policy(json!({"operator": {
+        "unhealthy_confirmations": 1, "min_observation_gap_seconds": 0
+    }})));
+    let calls = env.log_tmux_calls();
+    let dialog = fake_codex(&env, DIALOG);
+    env.start("dialog", &[&dialog]);
+    let idle = fake_codex(&env, IDLE);
+    env.start("idle", &[&idle]);
+    let busy = fake_codex(&env, BUSY);
+    env.start("busy", &[&busy, "--approve-for-me"]);
+    // The same busy screen, started as `codex exec`: a batch agent, never read.
+    let batch = fake_codex(&env, BUSY);
+    env.start("batch", &[&batch, "exec", "--skip-git-repo-check", "-"]);
+
+    // Tick until the batch agent has been restarted for its silence and the idle agent
+    // has been quiet past the stall threshold (4 s) and escalated.
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    wait_for("the batch agent restarted and the idle one escalated", WAIT, || {
+        let v = env.tick_json();
+        for run in ["dialog", "idle", "busy", "batch"] {
+            let (i, r) = intent(&v, run);
+            seen.push((run.to_string(), i, r));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let restarted = !events(&env, "batch", "restart").is_empty();
+        let idle_escalated = seen
+            .iter()
+            .any(|(run, i, r)| run == "idle" && i == "escalate_guidance" && r.contains("idle at its prompt"));
+        (restarted && idle_escalated).then_some(())
+    });
+
+    // The dialog: escalated as waiting, with the dialog's text as the question.
+    let asked = seen
+        .iter()
+        .find(|(run, i, _)| run == "dialog" && i == "escalate_guidance")
+        .map(|(_, _, r)| r.clone())
+        .expect("dialog escalated");
+    assert!(
+        asked.contains("Would you like to run the following command? / $ rm -rf build / › 1. Yes, proceed (y)"),
+        "{asked}"
+    );
+    let q = env.sql(
+        "SELECT question, context, status FROM guidance_requests WHERE run_id = 'dialog'",
+    );
+    assert_eq!(q.len(), 1, "one persisted question: {q:?}");
+    assert!(q[0][0].contains("Would you like to run the following command?"), "{q:?}");
+    assert!(q[0][1].contains("Press enter to confirm"), "context: {q:?}");
+    assert_eq!(q[0][2], "pending");
+    assert_eq!(env.show("dialog")["status"], "awaiting_guidance");
+
+    // Idle at its prompt: escalated with the last lines, never as a question to answer
+    // by file.
+    let (_, _, r) = seen
+        .iter()
+        .rev()
+        .find(|(run, _, _)| run == "idle")
+        .expect("idle seen");
+    assert!(r.contains("idle at its prompt"), "{r}");
+
+    // Busy: silent longer than the stall threshold, healthy all along.
+    assert_eq!(env.health("busy", "agent"), "healthy");
+    for (run, i, r) in &seen {
+        if run == "busy" {
+            assert_eq!(i, "noop", "busy: {r}");
+        }
+    }
+
+    // None of the interactive agents was restarted; the batch agent was.
+    for run in ["dialog", "idle", "busy"] {
+        assert!(events(&env, run, "restart").is_empty(), "{run} restarted");
+    }
+    assert!(!events(&env, "batch", "restart").is_empty());
+
+    // Cost: captures only in one spawn per tick, never of the batch agent's pane.
+    let log = std::fs::read_to_string(&calls).unwrap_or_default();
+    let capture_calls: Vec<&str> = log.lines().filter(|l| l.contains("capture-pane")).collect();
+    assert!(!capture_calls.is_empty(), "screens were read: {log}");
+    let ticks = log.lines().filter(|l| l.contains("list-panes")).count();
+    assert!(capture_calls.len() <= ticks, "{} capture spawns for {ticks} ticks", capture_calls.len());
+    assert!(
+        capture_calls.iter().any(|l| l.matches("capture-pane").count() >= 2),
+        "several panes in one spawn: {capture_calls:?}"
+    );
+    assert!(
+        !capture_calls.iter().any(|l| l.contains("=batch:")),
+        "the batch agent's pane was read: {capture_calls:?}"
+    );
+}
