@@ -70,13 +70,6 @@ pub fn screen_question(
     })
 }
 
-/// Whether a question recorded from an agent's screen is still open: the agent is alive
-/// and, when its screen was read this tick, still shows that dialog. A screen not read
-/// (the agent is active again) or showing something else means it was answered.
-pub fn pane_question_open(alive: bool, reading: Option<&Reading>, question: &str) -> bool {
-    alive && reading.is_some_and(|r| r.state == ScreenState::Waiting && r.question == question)
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingGuidance {
     pub agent: String,
@@ -723,12 +716,6 @@ mod tests {
         );
         assert_eq!(q(&reading(ScreenState::Working, ""), 99_999), None);
         assert_eq!(q(&reading(ScreenState::Unknown, ""), 99_999), None);
-
-        assert!(pane_question_open(true, Some(&dialog), &dialog.question));
-        assert!(!pane_question_open(false, Some(&dialog), &dialog.question));
-        assert!(!pane_question_open(true, None, &dialog.question));
-        assert!(!pane_question_open(true, Some(&idle), &dialog.question));
-        assert!(!pane_question_open(true, Some(&dialog), "another dialog"));
     }
 
     #[test]

@@ -17,8 +17,6 @@ mod policy;
 mod proc;
 mod render;
 mod schedule;
-// Capture and cleaning are shared with stop/restart evidence and guide; the tick uses them next.
-#[allow(dead_code)]
 mod screen;
 mod signals;
 mod status_cache;

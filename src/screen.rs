@@ -14,6 +14,7 @@ pub const MAX_BYTES: usize = 8 * 1024;
 const MAX_RAW_BYTES: usize = 1024 * 1024;
 
 /// What part of a pane to capture.
+#[allow(dead_code)] // `Last`: evidence before stop/restart, question context (small, agents)
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Span {
     /// The screen as it is displayed now (the alternate screen of a full-screen TUI).
@@ -70,6 +71,7 @@ fn limits(span: Span) -> (usize, usize) {
 }
 
 /// One pane, cleaned (at most `n` lines for `Span::Last(n)`).
+#[allow(dead_code)] // evidence before stop/restart, question context (small, agents)
 pub fn capture(tmux: &TmuxClient, target: &Target, span: Span) -> Result<String, TmuxError> {
     let raw = tmux.run(&[capture_cmd(target, span)])?;
     let (lines, bytes) = limits(span);
@@ -79,6 +81,7 @@ pub fn capture(tmux: &TmuxClient, target: &Target, span: Span) -> Result<String,
 /// Many panes in one tmux spawn, cleaned, in the order asked; `None` for a pane that
 /// could not be captured. tmux stops a command list at its first failure (a pane that
 /// vanished since it was observed), so then, and only then, each pane is asked alone.
+#[allow(dead_code)] // evidence before stop/restart, question context (small, agents)
 pub fn capture_many(tmux: &TmuxClient, targets: &[Target], span: Span) -> Vec<Option<String>> {
     if targets.is_empty() {
         return Vec::new();
@@ -263,17 +266,6 @@ pub enum ScreenState {
     Idle,
     /// Nothing recognised.
     Unknown,
-}
-
-impl ScreenState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScreenState::Working => "working",
-            ScreenState::Waiting => "waiting",
-            ScreenState::Idle => "idle",
-            ScreenState::Unknown => "unknown",
-        }
-    }
 }
 
 /// One screen pattern (see `screen_patterns.txt` for the format).
@@ -605,16 +597,14 @@ fn agent_kind_depth(argv: &[String], depth: usize) -> Option<AgentKind> {
                 }
                 // Each command of the script (`cd /w; exec codex`), first agent wins.
                 let script = rest.get(pos + 1)?;
-                return script
-                    .split(|c: char| c == ';' || c == '&' || c == '|' || c == '\n')
-                    .find_map(|part| {
-                        let words: Vec<String> = part
-                            .split_whitespace()
-                            .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_string())
-                            .filter(|w| !w.is_empty())
-                            .collect();
-                        agent_kind_depth(&words, depth + 1)
-                    });
+                return script.split([';', '&', '|', '\n']).find_map(|part| {
+                    let words: Vec<String> = part
+                        .split_whitespace()
+                        .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_string())
+                        .filter(|w| !w.is_empty())
+                        .collect();
+                    agent_kind_depth(&words, depth + 1)
+                });
             }
             n => match kind_of(n, rest) {
                 Some(k) => return Some(k),
@@ -626,6 +616,25 @@ fn agent_kind_depth(argv: &[String], depth: usize) -> Option<AgentKind> {
         after_flag = false;
     }
     None
+}
+
+/// The pattern kind of an agent known to be interactive, or None for a batch agent (or
+/// a program not known as an agent CLI). An adopted pane is interactive whatever its
+/// command: someone started it by hand.
+pub fn interactive_kind(argv: &[String], adopted: bool) -> Option<&'static str> {
+    match agent_kind(argv) {
+        Some(k) if k.interactive || adopted => Some(k.kind),
+        Some(_) => None,
+        None => adopted.then_some("*"),
+    }
+}
+
+/// The shipped patterns followed by the policy's (`health.screen_patterns`; validated
+/// when the policy loads, so a line that does not parse here is skipped).
+pub fn patterns(extra: &[String]) -> Vec<Pattern> {
+    let mut out = builtin_patterns().to_vec();
+    out.extend(extra.iter().filter_map(|l| parse_pattern(l).ok().flatten()));
+    out
 }
 
 /// `/x/node_modules/.bin/codex` → `codex`; `@openai/codex@0.169.0` → `codex`;
@@ -1126,6 +1135,22 @@ Run shell command? cargo test (Y)es/(N)o [Yes]:";
                 interactive: false
             })
         );
+    }
+
+    #[test]
+    fn adopted_panes_are_interactive_and_policy_patterns_extend() {
+        let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(interactive_kind(&v("codex"), false), Some("codex"));
+        assert_eq!(interactive_kind(&v("codex exec -"), false), None);
+        assert_eq!(interactive_kind(&v("codex exec -"), true), Some("codex"));
+        assert_eq!(interactive_kind(&v("my-agent --x"), false), None);
+        assert_eq!(interactive_kind(&v("my-agent --x"), true), Some("*"));
+        let pats = patterns(&["* waiting line Approve deploy?".to_string()]);
+        assert_eq!(pats.len(), builtin_patterns().len() + 1);
+        let refs: Vec<&Pattern> = pats.iter().collect();
+        let r = classify("*", "build ok\nApprove deploy? yes/no", "", &refs);
+        assert_eq!(r.state, ScreenState::Waiting);
+        assert_eq!(r.question, "build ok / Approve deploy? yes/no");
     }
 
     /// Real tmux on a private socket: capture, batching, and a vanished pane.

@@ -69,7 +69,17 @@ pub fn run(
     } else {
         drain_inbox(store, now)?
     };
-    let input = observe::observe(store, ctx, opts.run.as_deref(), &touched)?;
+    let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched)?;
+    if input.tmux_error.is_none() {
+        let wanted = plan::screens_to_read(&input, policy, now);
+        let targets: Vec<_> = wanted.iter().map(|(_, _, t)| t.clone()).collect();
+        let screens = crate::screen::capture_screens(&ctx.tmux, &targets);
+        for ((run, agent, _), s) in wanted.into_iter().zip(screens) {
+            if let Some(s) = s {
+                input.screens.insert((run, agent), s);
+            }
+        }
+    }
     let plans = plan::plan(&input, policy, mode, opts.dry_run, now);
 
     let mut outcomes: HashMap<String, String> = HashMap::new();

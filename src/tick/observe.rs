@@ -16,6 +16,9 @@ pub struct TickInput {
     pub obs: Observation,
     pub tmux_error: Option<String>,
     pub calls: Calls,
+    /// Screens of quiet interactive agents, by (run id, agent name): filled in by the
+    /// tick after the observation, in one tmux spawn.
+    pub screens: HashMap<(String, String), crate::screen::Screen>,
 }
 
 /// One run as read from the database and its workspace.
@@ -140,6 +143,7 @@ pub fn observe(
         obs,
         tmux_error,
         calls,
+        screens: HashMap::new(),
     })
 }
 

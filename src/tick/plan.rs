@@ -9,8 +9,10 @@ use crate::health::{self, Judgement, Prior, Thresholds};
 use crate::llm::{self, Proposal};
 use crate::model::{AgentSignal, Health, Intent};
 use crate::policy::{LlmMode, Policy};
+use crate::screen::{self, Reading};
 use crate::signals;
 use crate::store::{AgentRow, OpState, RunRow};
+use crate::tmux::Observation;
 use std::path::PathBuf;
 
 /// At most this many LLM workers run at once, whatever the number of runs.
@@ -74,6 +76,51 @@ fn signal_guidance(agents: &[AgentRow], judgements: &[Judgement]) -> Option<Pend
         })
 }
 
+fn judge(a: &AgentRow, obs: &Observation, th: &Thresholds, now: i64) -> Judgement {
+    let prior = Prior {
+        last_activity_at: a.last_activity_at,
+        last_progress_at: a.last_progress_at,
+        started_at: a.started_at,
+        signal: a.signal,
+        exit_status: a.exit_status,
+        exit_signal: a.exit_signal,
+        health: Some(a.health),
+    };
+    health::judge(obs.panes(&a.session), &prior, now, th)
+}
+
+/// The panes whose screens this tick reads: live, quiet, interactive agents of active
+/// runs, never a busy one. (run id, agent name, pane) — read all in one tmux spawn.
+pub fn screens_to_read(
+    input: &TickInput,
+    policy: &Policy,
+    now: i64,
+) -> Vec<(String, String, screen::Target)> {
+    let th = thresholds(policy);
+    let mut out = Vec::new();
+    for r in &input.runs {
+        if !r.run.status.is_active() {
+            continue;
+        }
+        for a in &r.agents {
+            if screen::interactive_kind(&a.argv, false).is_none() {
+                continue;
+            }
+            let j = judge(a, &input.obs, &th, now);
+            if !health::wants_screen(&j) {
+                continue;
+            }
+            let target = j
+                .pane_id
+                .as_deref()
+                .and_then(screen::Target::pane)
+                .unwrap_or_else(|| screen::Target::session(&a.session));
+            out.push((r.run.id.clone(), a.name.clone(), target));
+        }
+    }
+    out
+}
+
 pub fn plan(
     input: &TickInput,
     policy: &Policy,
@@ -105,19 +152,26 @@ fn plan_run(
     let obs = &input.obs;
     let tmux_error = &input.tmux_error;
     let calls = &input.calls;
-    let judgements: Vec<Judgement> = agents
+    // Quiet interactive agents are judged again from their screens (read in `mod.rs`).
+    let pats = screen::patterns(&policy.health.screen_patterns);
+    let pats: Vec<&screen::Pattern> = pats.iter().collect();
+    let readings: Vec<Option<Reading>> = agents
         .iter()
         .map(|a| {
-            let prior = Prior {
-                last_activity_at: a.last_activity_at,
-                last_progress_at: a.last_progress_at,
-                started_at: a.started_at,
-                signal: a.signal,
-                exit_status: a.exit_status,
-                exit_signal: a.exit_signal,
-                health: Some(a.health),
-            };
-            health::judge(obs.panes(&a.session), &prior, now, th)
+            let kind = screen::interactive_kind(&a.argv, false)?;
+            let s = input.screens.get(&(run.id.clone(), a.name.clone()))?;
+            Some(screen::classify(kind, &s.text, &s.title, &pats))
+        })
+        .collect();
+    let judgements: Vec<Judgement> = agents
+        .iter()
+        .zip(&readings)
+        .map(|(a, reading)| {
+            let j = judge(a, obs, th, now);
+            match reading {
+                Some(r) => health::with_screen(j, r, now),
+                None => j,
+            }
         })
         .collect();
 
@@ -134,7 +188,17 @@ fn plan_run(
                 context: g.context.clone(),
             })
         })
-        .or_else(|| signal_guidance(&agents, &judgements));
+        .or_else(|| signal_guidance(&agents, &judgements))
+        .or_else(|| {
+            agents
+                .iter()
+                .zip(&readings)
+                .zip(&judgements)
+                .find_map(|((a, r), j)| {
+                    let quiet = now - j.last_activity_at.unwrap_or(a.started_at);
+                    decide::screen_question(&a.name, r.as_ref()?, quiet, policy)
+                })
+        });
 
     let view = RunView {
         id: run.id.clone(),
@@ -143,7 +207,8 @@ fn plan_run(
         agents: agents
             .iter()
             .zip(&judgements)
-            .map(|(a, j)| AgentView {
+            .zip(&readings)
+            .map(|((a, j), reading)| AgentView {
                 name: a.name.clone(),
                 health: j.health,
                 alive: j.alive,
@@ -152,7 +217,12 @@ fn plan_run(
                 stored_activity_at: a.last_activity_at,
                 reason: j.reason.clone(),
                 reported_done: a.signal == Some(AgentSignal::Done),
-                interactive: None,
+                interactive: screen::interactive_kind(&a.argv, false).map(|_| {
+                    decide::Interactive {
+                        hook_busy: a.signal == Some(AgentSignal::Working),
+                        screen: reading.as_ref().map(|r| r.state),
+                    }
+                }),
                 complete: completions
                     .iter()
                     .any(|c| c.agent.as_deref().is_none_or(|n| n == a.name)),
