@@ -38,6 +38,17 @@ pub struct Judgement {
     pub reason: String,
 }
 
+/// The state shown for an agent: what it reported (`waiting`, `done`) while it is quiet on
+/// purpose, else its health.
+pub fn shown_state(health: Health, signal: Option<AgentSignal>) -> &'static str {
+    match (health, signal) {
+        (Health::Idle | Health::Healthy, Some(s @ (AgentSignal::Waiting | AgentSignal::Done))) => {
+            s.as_str()
+        }
+        _ => health.as_str(),
+    }
+}
+
 pub fn judge(obs: SessionState<'_>, prior: &Prior, now: i64, t: &Thresholds) -> Judgement {
     let keep = |health: Health, status: &'static str, reason: String| Judgement {
         health,
@@ -114,7 +125,13 @@ pub fn judge(obs: SessionState<'_>, prior: &Prior, now: i64, t: &Thresholds) -> 
                 activity_age, t.activity_stalled_seconds
             ),
         )
-    } else if activity_age >= t.idle_seconds || quiet_by_design {
+    } else if let (true, Some(sig)) = (quiet_by_design, prior.signal) {
+        // Its own report, not a guess from silence ("idle for 0s" said nothing).
+        (
+            Health::Idle,
+            format!("reported {} by the agent", sig.as_str()),
+        )
+    } else if activity_age >= t.idle_seconds {
         (Health::Idle, format!("idle for {activity_age}s"))
     } else {
         (Health::Healthy, String::new())

@@ -13,6 +13,7 @@ mod lock;
 mod model;
 mod names;
 mod notify;
+mod orphan;
 mod policy;
 mod proc;
 mod render;

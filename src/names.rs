@@ -1,5 +1,17 @@
 //! Run ids and tmux session names (the original's sanitising rules, reference §1.6).
 
+/// Shown where a name is missing (a guidance request without `agent`): never a bare
+/// `agent=` or `#1 :`.
+pub const NO_NAME: &str = "(unnamed)";
+
+pub fn or_placeholder(name: &str) -> &str {
+    if name.trim().is_empty() {
+        NO_NAME
+    } else {
+        name
+    }
+}
+
 /// Trim, lower-case, map separators tmux or paths dislike to `-`, collapse, `x` if empty.
 pub fn sanitize_token(s: &str) -> String {
     let mapped: String = s

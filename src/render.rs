@@ -12,6 +12,8 @@ pub struct Counts {
     pub guidance: i64,
     pub blocked: i64,
     pub done: i64,
+    /// Of `blocked`: runs whose tmux server is certainly gone.
+    pub orphaned: i64,
 }
 
 impl Counts {
@@ -28,7 +30,13 @@ pub fn classify(rows: &[StatusRow]) -> Counts {
             .last_alert
             .as_deref()
             .is_some_and(|a| a.starts_with("escalate_blocked"));
-        if r.status == RunStatus::AwaitingGuidance || r.pending_guidance > 0 || r.waiting_agents > 0
+        if r.orphaned {
+            // Nothing supervises it any more: a human must stop, forget or revive it.
+            c.blocked += 1;
+            c.orphaned += 1;
+        } else if r.status == RunStatus::AwaitingGuidance
+            || r.pending_guidance > 0
+            || r.waiting_agents > 0
         {
             c.guidance += 1;
         } else if r.dead_agents > 0 || escalated_blocked {
@@ -89,6 +97,7 @@ pub fn render(c: &Counts, s: &Style, f: Format, marker: Option<&str>) -> String 
     if f == Format::Json {
         let mut v = serde_json::json!({
             "runs": c.total(), "ok": c.ok, "guidance": c.guidance, "blocked": c.blocked, "done": c.done,
+            "orphaned": c.orphaned,
         });
         if let Some(m) = marker {
             v["error"] = serde_json::Value::String(m.to_string());
@@ -143,6 +152,8 @@ mod tests {
             done_agents: 0,
             agents: 1,
             last_alert: None,
+            tmux_socket: None,
+            orphaned: false,
         }
     }
 
@@ -176,7 +187,8 @@ mod tests {
                 ok: 2,
                 guidance: 1,
                 blocked: 2,
-                done: 1
+                done: 1,
+                orphaned: 0
             }
         );
         let st = style(&Policy::default().status, &HashMap::new());

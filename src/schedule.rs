@@ -67,10 +67,19 @@ pub fn arm(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64, chain: i64) {
     if ctx.tmux.run(&[cmd]).is_ok() {
         if let Ok(tx) = st.write() {
             let _ = tx.meta_set("timer_next_due", &(now + every).to_string());
-            let _ = tx.meta_set("timer_chain", &chain.to_string());
             let _ = tx.commit();
         }
     }
+}
+
+/// A fresh chain number, taken in one IMMEDIATE transaction: two processes arming at
+/// once (tmux-setup need not hold the state lock) never share a number, and the older
+/// chain stops at its next firing.
+fn take_chain_number(st: &mut Store) -> Option<i64> {
+    let tx = st.write().ok()?;
+    let next = tx.meta_increment("timer_chain").ok()?;
+    tx.commit().ok()?;
+    Some(next)
 }
 
 /// Called by any tick (under the lock): re-arm a chain that broke (crash, server restart).
@@ -87,8 +96,9 @@ pub fn arm_if_stale(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64) {
     if !active(st) {
         return;
     }
-    let next = meta_i64(st, "timer_chain").unwrap_or(0) + 1;
-    arm(st, ctx, policy, now, next);
+    if let Some(next) = take_chain_number(st) {
+        arm(st, ctx, policy, now, next);
+    }
 }
 
 /// `tmux-setup` (server start or plugin reload): always a new chain in this server, even
@@ -98,6 +108,7 @@ pub fn arm_new_chain(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64) {
     if !active(st) {
         return;
     }
-    let next = meta_i64(st, "timer_chain").unwrap_or(0) + 1;
-    arm(st, ctx, policy, now, next);
+    if let Some(next) = take_chain_number(st) {
+        arm(st, ctx, policy, now, next);
+    }
 }

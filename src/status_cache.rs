@@ -18,6 +18,8 @@ pub struct StatusCache {
     pub guidance: i64,
     pub blocked: i64,
     pub done: i64,
+    #[serde(default)]
+    pub orphaned: i64,
     pub tmux_options: HashMap<String, String>,
     pub tmux_error: String,
 }
@@ -29,6 +31,7 @@ impl StatusCache {
             guidance: self.guidance,
             blocked: self.blocked,
             done: self.done,
+            orphaned: self.orphaned,
         }
     }
 }
@@ -57,7 +60,9 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
         "tmux_options",
         "tmux_error",
     ])?;
-    let c = crate::render::classify(&store.status_rows()?);
+    let mut rows = store.status_rows()?;
+    crate::orphan::mark(&mut rows);
+    let c = crate::render::classify(&rows);
     let cache = StatusCache {
         last_full_tick: meta
             .get("last_full_tick")
@@ -68,6 +73,7 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
         guidance: c.guidance,
         blocked: c.blocked,
         done: c.done,
+        orphaned: c.orphaned,
         tmux_options: meta
             .get("tmux_options")
             .and_then(|t| serde_json::from_str(t).ok())

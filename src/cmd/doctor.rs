@@ -97,11 +97,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         ),
         Err(e) => r.line("FAIL", "policy", &e.to_string()),
     }
-    if server {
-        plugin_checks(ctx, &mut r);
+    let loaded = if server {
+        plugin_checks(ctx, &mut r)
     } else {
         r.line("warn", "plugin", "not checked (no tmux server)");
-    }
+        false
+    };
     if let Some(s) = &store {
         let now = now_unix();
         match s
@@ -121,9 +122,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         {
             r.line("warn", "last tick", &format!("tmux was unreachable: {e}"));
         }
-        if s.meta_get("plugin_setup").ok().flatten().as_deref() == Some("1") {
-            timer_check(s, policy.as_ref().ok(), now, &mut r);
-        }
+        timer_check(s, policy.as_ref().ok(), now, loaded, &mut r);
+        orphan_check(s, &mut r);
         notify_check(s, policy.as_ref().ok(), now, &mut r);
         match s.llm_calls_in_flight() {
             Ok(n) => r.line("ok", "llm workers", &format!("{n} in flight")),
@@ -151,9 +151,44 @@ fn notify_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: 
     }
 }
 
+/// Active runs whose tmux server is certainly gone: nothing supervises them.
+fn orphan_check(s: &Store, r: &mut Report) {
+    let mut probe = crate::orphan::Probe::default();
+    let found: Vec<String> = s
+        .runs(false)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|run| {
+            probe
+                .gone(run.tmux_socket.as_deref())
+                .map(|why| format!("{} ({why})", run.id))
+        })
+        .collect();
+    if found.is_empty() {
+        r.line("ok", "orphaned runs", "none");
+    } else {
+        r.line(
+            "warn",
+            "orphaned runs",
+            &format!(
+                "{}; stop or forget them (metawsm-tick run stop ID / run forget ID)",
+                found.join(", ")
+            ),
+        );
+    }
+}
+
 /// The no-client timer (`run-shell -b -d N … timer`): armed while runs are active.
-fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &mut Report) {
+/// Always one line: a missing timer is the one thing nobody would otherwise notice.
+fn timer_check(
+    s: &Store,
+    policy: Option<&crate::policy::Policy>,
+    now: i64,
+    plugin_loaded: bool,
+    r: &mut Report,
+) {
     let active = s.runs(false).map(|v| !v.is_empty()).unwrap_or(false);
+    let setup = s.meta_get("plugin_setup").ok().flatten().as_deref() == Some("1");
     let next = s
         .meta_get("timer_next_due")
         .ok()
@@ -162,6 +197,7 @@ fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &
     let every = policy
         .map(|p| crate::schedule::interval(s, p))
         .unwrap_or(15);
+    const FIX: &str = "fix: reload the plugin (tmux run-shell /path/to/metawsm/tmux/metawsm.tmux) or run 'metawsm-tick tick' once";
     match next {
         Some(d) if now <= d + every + 5 => r.line(
             "ok",
@@ -171,24 +207,32 @@ fn timer_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: &
                 age((d - now).max(0))
             ),
         ),
-        Some(d) if active => r.line(
+        _ if !active => r.line("ok", "timer", "idle (no active runs)"),
+        _ if !setup && !plugin_loaded => r.line(
+            "warn",
+            "timer",
+            "not set up: the plugin is not loaded, so nothing ticks when no client is attached",
+        ),
+        Some(d) => r.line(
             "warn",
             "timer",
             &format!(
-                "stale (was due {} ago); the next status or hook tick re-arms it",
+                "stale (was due {} ago); the next status or hook tick re-arms it; {FIX}",
                 age(now - d)
             ),
         ),
-        _ if active => r.line(
-            "warn",
+        None => r.line(
+            "FAIL",
             "timer",
-            "not armed; the next status or hook tick arms it",
+            &format!(
+                "missing: runs are active and nothing ticks them when no client is attached; {FIX}"
+            ),
         ),
-        _ => r.line("ok", "timer", "idle (no active runs)"),
     }
 }
 
-fn plugin_checks(ctx: &Ctx, r: &mut Report) {
+/// Returns whether the plugin is loaded in the server.
+fn plugin_checks(ctx: &Ctx, r: &mut Report) -> bool {
     let loaded = match ctx.tmux.run(&[tmux::Cmd::new("display-message")
         .flag("-p")
         .format("#{@metawsm-loaded}")])
@@ -196,7 +240,7 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
         Ok(o) => o.trim().to_string(),
         Err(e) => {
             r.line("warn", "plugin", &e.to_string());
-            return;
+            return false;
         }
     };
     if loaded.is_empty() {
@@ -205,7 +249,7 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
             "plugin",
             "not loaded in this server (add tmux/metawsm.tmux to your tmux.conf)",
         );
-        return;
+        return false;
     }
     r.line("ok", "plugin", &format!("loaded (version {loaded})"));
     // Named look-ups: a bare `show-hooks -g` omits window/pane hooks such as pane-died.
@@ -262,6 +306,7 @@ fn plugin_checks(ctx: &Ctx, r: &mut Report) {
             "not in status-right/left (a theme may have overwritten it; load metawsm after themes)",
         );
     }
+    true
 }
 
 #[cfg(test)]

@@ -38,6 +38,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
     }
     let st = ctx.open(OpenMode::Existing, false)?;
+    if let Some(id) = &run {
+        // An unknown run is an error (exit 1), as for `run show`, not an empty log.
+        st.run(id)?;
+    }
     let events = st.events(run.as_deref(), limit)?;
     if as_json {
         let v: Vec<_> = events
@@ -64,7 +68,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             e.kind,
             e.agent
                 .as_deref()
-                .map(|a| format!(" agent={a}"))
+                .map(|a| format!(" agent={}", crate::names::or_placeholder(a)))
                 .unwrap_or_default(),
             arrow,
             e.source,

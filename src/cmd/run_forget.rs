@@ -9,7 +9,9 @@ const HELP: &str = "\
 Usage: metawsm-tick run forget RUN
 
 Deletes a stopped or completed run and everything recorded about it (agents, events,
-operator state, guidance). Any other run is refused: stop it first ('run stop').
+operator state, guidance). So is an orphaned run (its tmux server is certainly gone:
+socket absent or refusing connections). Any other run is refused: stop it first
+('run stop').
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
@@ -28,7 +30,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
-    if !matches!(run.status, RunStatus::Stopped | RunStatus::Completed) {
+    // An orphaned run (its tmux server certainly gone) has nothing left to stop.
+    let finished = matches!(run.status, RunStatus::Stopped | RunStatus::Completed);
+    if !finished && crate::orphan::orphaned(&run).is_none() {
         return Err(CliError::Failure(format!(
             "run {id} is {}; stop it before forgetting it",
             run.status

@@ -10,6 +10,8 @@ const HELP: &str = "\
 Usage: metawsm-tick run list [--all] [--json]
 
 Lists active runs (or all with --all): id, status, tickets, agents with their health, age.
+A run whose tmux server is certainly gone (socket absent or refusing connections) shows
+as orphaned(<status>): nothing supervises it; 'run stop' or 'run forget' it.
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
@@ -36,12 +38,25 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let runs = st.runs(all)?;
     let agents = st.agents(None)?;
     let now = now_unix();
+    // Only active runs can be orphaned: a finished run has nothing left on any server.
+    let mut probe = crate::orphan::Probe::default();
+    let orphaned: Vec<Option<String>> = runs
+        .iter()
+        .map(|r| {
+            if r.status.is_active() {
+                probe.gone(r.tmux_socket.as_deref())
+            } else {
+                None
+            }
+        })
+        .collect();
     if as_json {
         let v: Vec<_> = runs
             .iter()
-            .map(|r| {
+            .zip(&orphaned)
+            .map(|(r, o)| {
                 json!({
-                    "id": r.id, "status": r.status.as_str(), "tickets": r.tickets,
+                    "id": r.id, "status": r.status.as_str(), "orphaned": o, "tickets": r.tickets,
                     "workspace": r.workspace, "created_at": r.created_at, "updated_at": r.updated_at,
                     "agents": agents.iter().filter(|a| a.run_id == r.id).map(|a| json!({
                         "name": a.name, "session": a.session, "status": a.status, "health": a.health.as_str(),
@@ -63,7 +78,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         "{:<28} {:<18} {:<16} {:<6} AGENTS",
         "RUN", "STATUS", "TICKETS", "AGE"
     );
-    for r in &runs {
+    for (r, o) in runs.iter().zip(&orphaned) {
+        let status = match o {
+            Some(_) => format!("orphaned({})", r.status),
+            None => r.status.to_string(),
+        };
         let ags: Vec<String> = agents
             .iter()
             .filter(|a| a.run_id == r.id)
@@ -72,7 +91,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         println!(
             "{:<28} {:<18} {:<16} {:<6} {}",
             r.id,
-            r.status.as_str(),
+            status,
             r.tickets.join(","),
             age(now - r.created_at),
             ags.join(" ")

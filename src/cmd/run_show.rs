@@ -35,9 +35,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let call = st.llm_call(&id)?;
     let events = st.events(Some(&id), 10)?;
     let now = now_unix();
+    let orphaned = if run.status.is_active() {
+        crate::orphan::orphaned(&run)
+    } else {
+        None
+    };
     if as_json {
         let v = json!({
-            "id": run.id, "status": run.status.as_str(), "tickets": run.tickets, "workspace": run.workspace,
+            "id": run.id, "status": run.status.as_str(), "orphaned": orphaned, "tmux_socket": run.tmux_socket, "tickets": run.tickets, "workspace": run.workspace,
             "doc_home_repo": run.doc_home_repo, "ticket_dir": run.ticket_dir, "message": run.message,
             "created_at": run.created_at, "updated_at": run.updated_at,
             "agents": agents.iter().map(|a| json!({
@@ -60,6 +65,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     println!("run:       {}", run.id);
     println!("status:    {} ({})", run.status, run.message);
+    if let Some(why) = &orphaned {
+        println!(
+            "orphaned:  {why}; nothing supervises this run (metawsm-tick run stop {} | run forget {})",
+            run.id, run.id
+        );
+    }
     println!("tickets:   {}", run.tickets.join(", "));
     println!("workspace: {}", run.workspace);
     println!(
@@ -95,7 +106,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     for g in &guidance {
         println!(
             "guidance:  #{} {}: {} (answer: metawsm-tick guide {} --answer …)",
-            g.id, g.agent, g.question, run.id
+            g.id,
+            crate::names::or_placeholder(&g.agent),
+            g.question,
+            run.id
         );
     }
     if let Some(c) = call {

@@ -4,8 +4,10 @@ use crate::agents::{start_agent, AgentSpec};
 use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::model::RunStatus;
 use crate::names;
+use crate::policy::Policy;
 use crate::store::{self, OpenMode, RunRow, Store};
 use crate::timeutil::{compact, now_unix};
+use crate::tmux;
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -107,6 +109,51 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let policy = ctx.policy()?;
     store::ensure_state_dir(&ctx.db)?;
+    // Before the lock: a server this command starts loads its config, and the plugin's
+    // tmux-setup in it wants the lock too.
+    let boot = boot_server(ctx);
+    let started = start_locked(
+        ctx, &policy, tickets, ws, id, repo, ticket_dir, agent, session, argv,
+    );
+    if let Some(b) = boot {
+        let _ = ctx.tmux.run(&[tmux::kill_session_cmd(&b)]);
+    }
+    started
+}
+
+/// When no server answers, start one on a short-lived placeholder session, without the
+/// state lock: new-session returns once the server has loaded its config (and the
+/// plugin's tmux-setup has run). The caller kills the placeholder once the agent's own
+/// session keeps the server alive.
+fn boot_server(ctx: &Ctx) -> Option<String> {
+    if !matches!(ctx.tmux.observe(), tmux::Observation::Unknown(_)) {
+        return None;
+    }
+    let name = format!("metawsm-boot-{}", std::process::id());
+    ctx.tmux
+        .run(&[tmux::Cmd::new("new-session")
+            .flag("-d")
+            .flag("-s")
+            .session_name("session name", &name)
+            .end_of_flags()
+            .flags(&["sleep", "300"])])
+        .ok()
+        .map(|_| name)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_locked(
+    ctx: &Ctx,
+    policy: &Policy,
+    tickets: Vec<String>,
+    ws: PathBuf,
+    id: Option<String>,
+    repo: Option<String>,
+    ticket_dir: Option<String>,
+    agent: String,
+    session: Option<String>,
+    argv: Vec<String>,
+) -> CliResult<i32> {
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Create, true)?;
     let now = now_unix();
@@ -137,13 +184,13 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         session,
         argv,
     };
-    let a = start_agent(&mut st, ctx, &policy, &run, spec, now, true)?;
+    let a = start_agent(&mut st, ctx, policy, &run, spec, now, true)?;
     println!(
         "started {} agent {} in tmux session {} ({})",
         run.id, a.name, a.session, a.workdir
     );
     let _ = crate::status_cache::refresh(&st);
-    crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
+    crate::schedule::arm_if_stale(&mut st, ctx, policy, now);
     Ok(0)
 }
 

@@ -30,6 +30,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
     let now = now_unix();
+    // Stopping what is already over is not an error: say so and succeed.
+    if matches!(
+        run.status,
+        RunStatus::Stopped | RunStatus::Completed | RunStatus::Closed
+    ) {
+        println!("{id} is already {}; nothing to stop", run.status);
+        return Ok(0);
+    }
     if run.status != RunStatus::Stopping {
         let tx = st.write()?;
         tx.transition_run(
@@ -46,11 +54,18 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     // The run's own server, whichever server this command was started from.
     let rctx = ctx.for_run(&run);
     let obs = rctx.tmux.observe();
-    if let tmux::Observation::Unknown(e) = &obs {
-        return Err(CliError::Failure(format!(
-            "tmux unreachable ({e}); run {id} left in stopping"
-        )));
-    }
+    // A server that is certainly gone took every session with it: nothing left to kill.
+    let gone = match &obs {
+        tmux::Observation::Unknown(e) => match crate::orphan::orphaned(&run) {
+            Some(why) => Some(why),
+            None => {
+                return Err(CliError::Failure(format!(
+                    "tmux unreachable ({e}); run {id} left in stopping"
+                )))
+            }
+        },
+        tmux::Observation::Known(_) => None,
+    };
     let cmds: Vec<_> = agents
         .iter()
         .filter(|a| matches!(obs.panes(&a.session), SessionState::Present(_)))
@@ -69,12 +84,18 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         &id,
         RunStatus::Stopping,
         RunStatus::Stopped,
-        "run stopped",
+        &match &gone {
+            Some(why) => format!("run stopped; {why}, nothing left to kill"),
+            None => "run stopped".to_string(),
+        },
         now,
         "cli",
     )?;
     tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
-    println!("stopped {id} ({} session(s) killed)", cmds.len());
+    match gone {
+        Some(why) => println!("stopped {id} ({why}; nothing left to kill)"),
+        None => println!("stopped {id} ({} session(s) killed)", cmds.len()),
+    }
     Ok(0)
 }

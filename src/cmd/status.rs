@@ -99,8 +99,11 @@ fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
     match status_cache::refresh(&store) {
         Ok(c) => from_cache(&c, &policy.status, format),
         Err(_) => match (cached, store.status_rows()) {
-            (_, Ok(rows)) => render::render(
-                &render::classify(&rows),
+            (_, Ok(mut rows)) => render::render(
+                &{
+                    crate::orphan::mark(&mut rows);
+                    render::classify(&rows)
+                },
                 &render::style(&policy.status, &HashMap::new()),
                 format,
                 None,

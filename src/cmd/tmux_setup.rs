@@ -78,10 +78,16 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         .map_err(|e| CliError::Failure(format!("tmux: {e}")))?;
     let policy = ctx.policy()?;
     store::ensure_state_dir(&ctx.db)?;
-    let _lock = StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_secs(5)))
-        .map_err(|e| CliError::Failure(format!("lock: {e}")))?
-        .ok_or_else(|| CliError::Failure("state lock busy".into()))?;
-    let mut st = ctx.open(OpenMode::Create, true)?;
+    // Arming the timer must not depend on winning the lock: the holder may be the very
+    // `run start` whose new-session made this server load its config. Without the lock,
+    // an existing database is still written (SQLite's own locking; chain numbers are
+    // taken atomically), and only creating one needs the lock.
+    let lock = StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_secs(2)))
+        .map_err(|e| CliError::Failure(format!("lock: {e}")))?;
+    let mut st = match &lock {
+        Some(_) => ctx.open(OpenMode::Create, true)?,
+        None => ctx.open(OpenMode::Existing, false)?,
+    };
     {
         let tx = st.write()?;
         tx.meta_set("plugin_setup", "1")?;

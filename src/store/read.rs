@@ -219,7 +219,7 @@ impl Store {
                 FROM agents GROUP BY run_id),
              g AS (SELECT run_id, count(*) AS n FROM guidance_requests WHERE status = 'pending' GROUP BY run_id)
              SELECT r.status, COALESCE(g.n, 0), COALESCE(a.dead, 0), COALESCE(a.waiting, 0),
-                    COALESCE(a.done, 0), COALESCE(a.n, 0), o.last_alert
+                    COALESCE(a.done, 0), COALESCE(a.n, 0), o.last_alert, r.tmux_socket
              FROM runs r
              LEFT JOIN a ON a.run_id = r.id
              LEFT JOIN g ON g.run_id = r.id
@@ -236,6 +236,8 @@ impl Store {
                 done_agents: r.get(4)?,
                 agents: r.get(5)?,
                 last_alert: r.get(6)?,
+                tmux_socket: r.get(7)?,
+                orphaned: false,
             })
         })?;
         let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;

@@ -93,6 +93,9 @@ pub struct StatusRow {
     pub done_agents: i64,
     pub agents: i64,
     pub last_alert: Option<String>,
+    pub tmux_socket: Option<String>,
+    /// Its tmux server is certainly gone (set by `orphan::mark`, not by SQL).
+    pub orphaned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

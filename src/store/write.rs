@@ -77,6 +77,17 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Adds one to an integer meta value (missing or garbage counts as 0), returns it.
+    pub fn meta_increment(&self, key: &str) -> Result<i64> {
+        let cur: Option<String> = self
+            .tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        let next = cur.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1;
+        self.meta_set(key, &next.to_string())?;
+        Ok(next)
+    }
+
     pub fn insert_run(&self, run: &RunRow) -> Result<()> {
         let tickets = serde_json::to_string(&run.tickets).unwrap_or_else(|_| "[]".into());
         let n = self.tx.execute(

@@ -112,7 +112,7 @@ pub fn record(
                             agent: Some(&a.name),
                             kind: "health",
                             from_state: a.health.as_str(),
-                            to_state: j.health.as_str(),
+                            to_state: crate::health::shown_state(j.health, a.signal),
                             message: &j.reason,
                             source,
                         },
@@ -136,7 +136,7 @@ pub fn record(
                     now,
                     &NewEvent {
                         run_id: Some(run_id),
-                        agent: Some(&agent),
+                        agent: (!agent.is_empty()).then_some(agent.as_str()),
                         kind: "guidance_requested",
                         to_state: "pending",
                         message: &g.question,
