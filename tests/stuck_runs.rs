@@ -29,17 +29,26 @@ fn a_run_whose_server_is_gone_is_orphaned_and_can_be_stopped_and_forgotten() {
         "UPDATE runs SET tmux_socket = '{}' WHERE id = 'r2'",
         stale.display()
     ));
-    // r1's own server goes away entirely (socket removed).
+    // r1's own server goes away (tmux leaves its socket file, refusing connections).
     assert!(env.tmux(&["kill-server"]).status.success());
+    // kill-server returns before the server has closed its socket.
+    wait_for("the server gone", Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&env.sock)
+            .is_err()
+            .then_some(())
+    });
 
     let list = env.ok(&["run", "list"]);
     assert!(list.contains("orphaned(running)"), "{list}");
     let listed = json(&env, &["run", "list", "--json"]);
-    assert!(listed
-        .as_array()
-        .expect("array")
-        .iter()
-        .all(|r| r["orphaned"].as_str().is_some_and(|w| w.contains("gone"))));
+    assert!(
+        listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|r| r["orphaned"].as_str().is_some_and(|w| w.contains("gone"))),
+        "{listed}"
+    );
     // The bar no longer counts them as healthy.
     env.ok(&["tick"]);
     let bar = json(&env, &["status", "--format", "json"]);
@@ -98,6 +107,11 @@ fn run_start_that_creates_the_server_lets_the_plugin_arm_the_timer() {
     // No server yet: `run start` creates it, and the server loads ~/.tmux.conf (HOME is
     // the test dir), which loads the plugin.
     assert!(env.tmux(&["kill-server"]).status.success());
+    wait_for("the server gone", Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&env.sock)
+            .is_err()
+            .then_some(())
+    });
     let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tmux/metawsm.tmux");
     let conf = [
         format!("set -g @metawsm-bin '{BIN}'"),
