@@ -372,3 +372,69 @@ fn agent_hook_scripts_signal_the_binary_silently() {
     }
     assert!(json.contains("__METAWSM_HOOKS_DIR__/claude-hook.sh"));
 }
+
+/// A tmux server the sandbox's `tmux` finds (default socket under its TMUX_TMPDIR);
+/// killed through that socket when dropped.
+struct SandboxServer<'a>(&'a Sandbox);
+
+impl Drop for SandboxServer<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .command(Path::new("tmux"))
+            .arg("kill-server")
+            .output();
+    }
+}
+
+#[test]
+fn install_loads_the_plugin_into_a_running_server() {
+    let sb = Sandbox::new();
+    let tmux = |args: &[&str]| {
+        sb.command(Path::new("tmux"))
+            .args(args)
+            .output()
+            .expect("tmux")
+    };
+    let out = tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "user",
+        "sleep 1000000",
+    ]);
+    assert!(out.status.success(), "start server: {}", stderr(&out));
+    let _server = SandboxServer(&sb);
+    // The real binary, so that loading really runs `tmux-setup` inside the server.
+    let out = sb
+        .command(&repo().join("install.sh"))
+        .env("METAWSM_INSTALL_BINARY", env!("CARGO_BIN_EXE_metawsm-tick"))
+        .arg("--yes")
+        .output()
+        .expect("install.sh");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("tmux: loaded the plugin into the running server"),
+        "{}",
+        stdout(&out)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let loaded = stdout(&tmux(&["show-options", "-gqv", "@metawsm-loaded"]));
+        if !loaded.trim().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "plugin never loaded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let hooks = stdout(&tmux(&["show-hooks", "-g", "pane-died"]));
+    assert!(hooks.contains("pane-died[91]"), "{hooks}");
+    assert!(
+        hooks.contains(&sb.installed().display().to_string()),
+        "the hook runs the installed binary: {hooks}"
+    );
+    // The user's own session was left alone.
+    assert!(stdout(&tmux(&["list-sessions", "-F", "#{session_name}"])).contains("user"));
+}

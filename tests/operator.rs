@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    count_in, exactly_after_quiet, fast_policy, intent, rfc3339_secs, wait_for, write_exec, Env,
+    count_in, fast_policy, intent, lines_exactly_after_quiet, rfc3339_secs, wait_for, write_exec,
+    Env,
 };
 use serde_json::{json, Value};
 use std::fs;
@@ -43,13 +44,12 @@ fn notify_script(env: &Env) -> std::path::PathBuf {
 
 /// The notify log reaches `n` lines (generous deadline) and stays there for 1.5 s more.
 fn notify_lines_exactly(env: &Env, n: usize) {
-    let log = env.path("notify.log");
-    exactly_after_quiet(
-        "notify lines",
+    lines_exactly_after_quiet(
+        &env.path("notify.log"),
+        "|",
         n,
         Duration::from_secs(15),
         Duration::from_millis(1500),
-        || count_in(&log, "\n"),
     );
 }
 
@@ -401,13 +401,9 @@ fn dry_run_changes_nothing() {
     assert_eq!(before.0, after.0, "database changed");
     assert_eq!(before.1, after.1, "files changed");
     assert_eq!(before.2, after.2, "tmux changed");
-    exactly_after_quiet(
-        "notify or tmux message from a dry run",
-        0,
-        Duration::from_secs(1),
-        Duration::from_millis(1500),
-        || count_in(&notes, "\n") + messages(),
-    );
+    for (file, word) in [(&notes, "|"), (&calls, "display-message -c")] {
+        lines_exactly_after_quiet(file, word, 0, Duration::ZERO, Duration::from_millis(1500));
+    }
     // The same situation without --dry-run does notify and message: the checks above
     // watch the right places.
     let out = env.tick();
@@ -429,12 +425,7 @@ fn eight_concurrent_ticks_never_double_restart() {
     env.start("race", &["sh", "-c", "exit 1"]);
     // No tick before the burst: the agent is seen dead by tmux only, so the first
     // restart becomes due inside the burst, not in a setup tick.
-    wait_for("pane dead", WAIT, || {
-        (env.tmux_out(&["display-message", "-p", "-t", "=race:", "#{pane_dead}"])
-            .trim()
-            == "1")
-            .then_some(())
-    });
+    env.wait_pane_dead("race");
     assert_eq!(env.show("race")["operator"]["restart_attempts"], 0);
     let calls = env.log_tmux_calls();
     let kids: Vec<_> = (0..8)

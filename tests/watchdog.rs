@@ -4,24 +4,15 @@
 
 mod common;
 
-use common::{write_exec, Env};
+use common::Env;
 use std::fs;
 use std::time::{Duration, Instant};
 
 /// A `tmux` first on the binary's PATH that never answers (its pid is logged so the test
 /// can end it).
 fn hanging_tmux(env: &mut Env) -> std::path::PathBuf {
-    let dir = env.path("hang");
-    fs::create_dir_all(&dir).expect("mkdir");
     let pids = env.path("hang.pids");
-    write_exec(
-        &dir.join("tmux"),
-        &format!(
-            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 120\n",
-            pids.display()
-        ),
-    );
-    env.path_prefix = Some(dir);
+    env.tmux_wrapper(&format!("echo $$ >> '{}'\nexec sleep 120", pids.display()));
     pids
 }
 

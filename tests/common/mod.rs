@@ -290,19 +290,37 @@ impl Env {
     /// (one line, words joined by spaces) to the returned log, then runs the real tmux.
     /// Counting `respawn-pane` in it counts the restarts tmux really performed.
     pub fn log_tmux_calls(&mut self) -> PathBuf {
+        self.tmux_wrapper("")
+    }
+
+    /// Like `log_tmux_calls`, with a shell `script` run after logging and before the real
+    /// tmux: it may fail the call (`exit 1`) or hang it (`exec sleep 60`).
+    pub fn tmux_wrapper(&mut self, script: &str) -> PathBuf {
         let dir = self.path("tmux-wrap");
         fs::create_dir_all(&dir).expect("mkdir");
         let log = self.path("tmux-calls.log");
         write_exec(
             &dir.join("tmux"),
             &format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n{script}\nexec '{}' \"$@\"\n",
                 log.display(),
                 which_tmux().display()
             ),
         );
         self.path_prefix = Some(dir);
         log
+    }
+
+    /// Waits until tmux shows the session's pane dead, without ticking.
+    pub fn wait_pane_dead(&self, session: &str) {
+        let target = format!("={session}:");
+        wait_for("pane dead", Duration::from_secs(30), || {
+            (self
+                .tmux_out(&["display-message", "-p", "-t", &target, "#{pane_dead}"])
+                .trim()
+                == "1")
+                .then_some(())
+        });
     }
 
     /// Attaches a real client to this server: an outer test server runs `tmux attach` in
@@ -382,33 +400,45 @@ pub fn count_in(path: &Path, word: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Polls `count` until it reaches `expected` (or panics at `limit`), then watches it for
-/// a further `quiet` period and asserts it did not grow: a late duplicate is caught.
-pub fn exactly_after_quiet(
-    what: &str,
+/// Polls the number of lines of `file` containing `word` until it reaches `expected`
+/// (or panics at `limit`), then watches it for a further `quiet` period and asserts it
+/// did not grow: a late duplicate is caught. Panics show the file.
+pub fn lines_exactly_after_quiet(
+    file: &Path,
+    word: &str,
     expected: usize,
     limit: Duration,
     quiet: Duration,
-    mut count: impl FnMut() -> usize,
 ) {
+    let read = || fs::read_to_string(file).unwrap_or_default();
+    let count = || read().lines().filter(|l| l.contains(word)).count();
     let deadline = Instant::now() + limit;
     loop {
         let n = count();
-        assert!(n <= expected, "{what}: {n} > {expected}");
+        assert!(
+            n <= expected,
+            "{n} > {expected} lines with {word:?}:\n{}",
+            read()
+        );
         if n == expected {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: {n} after {limit:?}, want {expected}"
+            "{n} lines with {word:?} after {limit:?}, want {expected}:\n{}",
+            read()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     let until = Instant::now() + quiet;
     while Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
-        let n = count();
-        assert_eq!(n, expected, "{what}: grew to {n} during the quiet period");
+        assert_eq!(
+            count(),
+            expected,
+            "lines with {word:?} grew during the quiet period:\n{}",
+            read()
+        );
     }
 }
 
