@@ -164,8 +164,28 @@ with_timeout() {
 	fi
 }
 
+# The server metawsm-tick itself would talk to: METAWSM_TMUX_SOCKET, else the one in
+# $TMUX ("socket,pid,session"), else tmux's default server.
+TMUX_SOCKET=${METAWSM_TMUX_SOCKET:-}
+if [ -z "$TMUX_SOCKET" ] && [ -n "${TMUX:-}" ]; then
+	TMUX_SOCKET=${TMUX%%,*}
+fi
+# "tmux" or "tmux -S <socket>", for messages the user may copy.
+if [ -n "$TMUX_SOCKET" ]; then
+	TMUX_WORDS="tmux -S '$TMUX_SOCKET'"
+	SERVER_NAME="server $TMUX_SOCKET"
+else
+	TMUX_WORDS="tmux"
+	SERVER_NAME="server"
+fi
+
 tmux_running() {
-	command -v tmux >/dev/null 2>&1 && tmux list-sessions >/dev/null 2>&1
+	command -v tmux >/dev/null 2>&1 && tmux ${TMUX_SOCKET:+-S "$TMUX_SOCKET"} list-sessions >/dev/null 2>&1
+}
+
+# The state directory holds the database and pane text: private (0700) whoever makes it.
+make_state_dir() {
+	(umask 077 && mkdir -p "$STATE_DIR") && chmod 700 "$STATE_DIR"
 }
 
 # A path as a word for `sh -c` inside a single-quoted tmux string. Plain paths stay
@@ -220,7 +240,7 @@ conf_added_newline=$rec_conf_added_newline
 " = "$content" ]; then
 		return 0
 	fi
-	mkdir -p "$STATE_DIR"
+	make_state_dir
 	printf '%s' "$content" >"$RECORD.tmp.$$"
 	mv -f "$RECORD.tmp.$$" "$RECORD"
 }
@@ -354,13 +374,17 @@ EOF
 		say ""
 		say "A running tmux server still has the plugin's hooks and status segment. Restart"
 		say "tmux, or remove them by hand:"
-		local cmd="tmux" sep="" h
+		local cmd="$TMUX_WORDS" sep="" h
 		for h in $HOOK_NAMES; do
 			cmd="$cmd$sep set-hook -gu '${h}[91]'"
 			sep=' \;'
 		done
 		say "    $cmd"
-		say "and restore status-left/status-right (e.g. tmux source-file $conf)."
+		if [ -f "$conf" ]; then
+			say "and restore status-left/status-right (e.g. $TMUX_WORDS source-file $conf)."
+		else
+			say "and restore status-left/status-right (restart tmux: $conf no longer exists)."
+		fi
 	fi
 	say "Never deleted by install.sh: the state directory $STATE_DIR and the database"
 	say "(or wherever METAWSM_DB / @metawsm-db point). Remove them yourself if unwanted."
@@ -466,7 +490,7 @@ else
 				: >"$CONF"
 				created=1
 			else
-				mkdir -p "$STATE_DIR"
+				make_state_dir
 				cp "$CONF" "$BACKUP"
 			fi
 			at=$(tpm_line_number "$CONF")
@@ -496,16 +520,16 @@ fi
 # ---------------------------------------------------------------- running tmux server
 if tmux_running; then
 	if [ "$conf_active" = 1 ]; then
-		if with_timeout 15 tmux run-shell "$RUN_CMD" >/dev/null 2>&1; then
-			say "tmux: loaded the plugin into the running server"
+		if with_timeout 15 tmux ${TMUX_SOCKET:+-S "$TMUX_SOCKET"} run-shell "$RUN_CMD" >/dev/null 2>&1; then
+			say "tmux: loaded the plugin into the running $SERVER_NAME"
 		else
-			say "tmux: could not load the plugin into the running server; run: tmux run-shell '$RUN_CMD'"
+			say "tmux: could not load the plugin into the running $SERVER_NAME; run: $TMUX_WORDS run-shell '$RUN_CMD'"
 		fi
 	else
-		say "tmux: a server is running; load the plugin with: tmux run-shell '$ENTRY'"
+		say "tmux: a $SERVER_NAME is running; load the plugin with: $TMUX_WORDS run-shell '$ENTRY'"
 	fi
 else
-	say "tmux: no server running; the plugin loads the next time tmux starts"
+	say "tmux: no $SERVER_NAME running; the plugin loads the next time tmux starts"
 fi
 
 # ---------------------------------------------------------------- doctor

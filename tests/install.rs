@@ -438,3 +438,82 @@ fn install_loads_the_plugin_into_a_running_server() {
     // The user's own session was left alone.
     assert!(stdout(&tmux(&["list-sessions", "-F", "#{session_name}"])).contains("user"));
 }
+
+#[test]
+fn state_dir_is_private_and_a_server_named_by_the_environment_is_found() {
+    let sb = Sandbox::new();
+    // A server on a private socket, named only by METAWSM_TMUX_SOCKET (then by $TMUX).
+    let sock = sb.root().join("custom.sock");
+    let started = Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .args([
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "k",
+            "sleep 100000",
+        ])
+        .env_remove("TMUX")
+        .stdin(Stdio::null())
+        .status()
+        .expect("tmux");
+    assert!(started.success());
+    let kill = || {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .arg("kill-server")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    let out = sb
+        .command(&repo().join("install.sh"))
+        .arg("--no-tmux-conf")
+        .env("METAWSM_TMUX_SOCKET", &sock)
+        .output()
+        .expect("install");
+    let text = stdout(&out);
+    let via_tmux = sb
+        .command(&repo().join("install.sh"))
+        .arg("--no-tmux-conf")
+        .env("TMUX", format!("{},1,0", sock.display()))
+        .output()
+        .expect("install");
+    kill();
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("no server"), "{text}");
+    assert!(
+        text.contains(&format!("a server {} is running", sock.display())),
+        "{text}"
+    );
+    assert!(
+        stdout(&via_tmux).contains("is running"),
+        "{}",
+        stdout(&via_tmux)
+    );
+    let state = sb.home().join(".local/state/metawsm");
+    let mode = fs::metadata(&state)
+        .expect("state dir")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "state dir mode {mode:o}");
+}
+
+#[test]
+fn uninstall_never_suggests_sourcing_a_config_it_deleted() {
+    let sb = Sandbox::new();
+    sb.install_ok(&["--yes"]);
+    assert!(sb.conf().exists(), "install.sh created the config");
+    let out = sb.install_ok(&["--uninstall"]);
+    assert!(!sb.conf().exists());
+    let text = stdout(&out);
+    assert!(
+        !text.contains(&format!("source-file {}", sb.conf().display())),
+        "{text}"
+    );
+}

@@ -40,3 +40,27 @@ fn a_waiting_agent_is_logged_as_waiting_and_a_missing_name_has_a_placeholder() {
         .unwrap_or_else(|| panic!("no guidance line: {show}"));
     assert!(g.contains("#1 (unnamed): Which database?"), "{g}");
 }
+
+#[test]
+fn doctor_checks_the_modes_of_the_state_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.start("r1", &["sleep", "100000"]);
+    env.tick();
+    let text = String::from_utf8_lossy(&env.run(&["doctor"]).stdout).into_owned();
+    assert!(text.contains("ok   state modes: private"), "{text}");
+    let dir = env.db.parent().expect("dir").to_path_buf();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let lock = env.path("state/state.db.lock");
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = env.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("state modes"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("FAIL"), "{line}");
+    assert!(line.contains("0755, want 0700 (fix: chmod 700"), "{line}");
+    assert!(line.contains("state.db.lock is 0644"), "{line}");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -85,6 +85,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             None
         }
     };
+    modes_check(&ctx.db, &mut r);
     let policy = ctx.policy();
     match &policy {
         Ok(_) if ctx.policy_path.exists() => {
@@ -148,6 +149,41 @@ fn notify_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: 
         Ok(None) if configured => r.line("ok", "notify", "no failure recorded"),
         Ok(None) => r.line("ok", "notify", "no command configured"),
         Err(e) => r.line("warn", "notify", &e.to_string()),
+    }
+}
+
+/// The state directory (0700) and the database, lock and status cache (0600): they hold
+/// questions, pane text and LLM answers, so nobody else may read them.
+fn modes_check(db: &std::path::Path, r: &mut Report) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut paths = vec![(db.parent().map(|p| p.to_path_buf()), 0o700, "chmod 700")];
+    for p in [
+        db.to_path_buf(),
+        crate::lock::lock_path(db),
+        crate::status_cache::path(db),
+    ] {
+        paths.push((Some(p), 0o600, "chmod 600"));
+    }
+    let mut loose = Vec::new();
+    for (path, want, fix) in paths {
+        let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
+            continue;
+        };
+        let Ok(m) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let shown = crate::escape::human(&path.to_string_lossy()).into_owned();
+            loose.push(format!(
+                "{shown} is {mode:04o}, want {want:04o} (fix: {fix} '{shown}')"
+            ));
+        }
+    }
+    if loose.is_empty() {
+        r.line("ok", "state modes", "private (directory 0700, files 0600)");
+    } else {
+        r.line("FAIL", "state modes", &loose.join("; "));
     }
 }
 
