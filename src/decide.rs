@@ -3,9 +3,9 @@
 
 use crate::model::{Health, Intent, RunStatus};
 use crate::policy::Policy;
+pub use crate::reason::Reason;
 use crate::screen::{Reading, ScreenState};
 use crate::store::OpState;
-use crate::timeutil::rfc3339;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentView {
@@ -55,18 +55,21 @@ pub fn screen_question(
     quiet_seconds: i64,
     policy: &Policy,
 ) -> Option<PendingGuidance> {
-    let question = match reading.state {
-        ScreenState::Waiting if !reading.question.is_empty() => reading.question.clone(),
-        ScreenState::Waiting => "(waiting for a decision on its screen)".into(),
-        ScreenState::Idle if quiet_seconds >= policy.health.activity_stalled_seconds => {
-            format!("(idle at its prompt for {} min)", quiet_seconds / 60)
-        }
+    // A dialog's own text is a question; the other two are descriptions of a prompt.
+    let (question, at_prompt) = match reading.state {
+        ScreenState::Waiting if !reading.question.is_empty() => (reading.question.clone(), false),
+        ScreenState::Waiting => ("(waiting for a decision on its screen)".into(), true),
+        ScreenState::Idle if quiet_seconds >= policy.health.activity_stalled_seconds => (
+            format!("(idle at its prompt for {} min)", quiet_seconds / 60),
+            true,
+        ),
         _ => return None,
     };
     Some(PendingGuidance {
         agent: agent.to_string(),
         question,
         context: reading.tail.clone(),
+        at_prompt,
     })
 }
 
@@ -75,6 +78,9 @@ pub struct PendingGuidance {
     pub agent: String,
     pub question: String,
     pub context: String,
+    /// No written question: the agent waits at its prompt (`signal waiting`, or what its
+    /// screen shows), so the answer is typed there rather than given with `guide`.
+    pub at_prompt: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +97,7 @@ pub struct RunView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub intent: Intent,
-    pub reason: String,
+    pub reason: Reason,
     /// What the gate lets anyone (the LLM included) choose for this run right now.
     pub permitted: Vec<Intent>,
     pub execute: bool,
@@ -210,7 +216,7 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
     let mut state = prev.clone();
     let mut notes = Vec::new();
     let mk = |intent: Intent,
-              reason: String,
+              reason: Reason,
               targets: Vec<String>,
               state: OpState,
               notes: Vec<String>| Decision {
@@ -228,7 +234,7 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         // Unknown is never evidence: no streak change, no action.
         return mk(
             Intent::Noop,
-            format!("tmux unreachable: {why}"),
+            Reason::TmuxUnreachable(why.clone()),
             vec![],
             state,
             notes,
@@ -240,7 +246,7 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
     ) {
         return mk(
             Intent::Noop,
-            format!("run is {}", run.status),
+            Reason::RunInactive(run.status),
             vec![],
             state,
             notes,
@@ -279,14 +285,12 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
 
     // 1. A pending question is always for a human.
     if let Some(g) = &run.guidance {
-        let who = if g.agent.is_empty() {
-            "agent".to_string()
-        } else {
-            format!("agent {}", g.agent)
-        };
         return mk(
             Intent::EscalateGuidance,
-            format!("{who} asks: {}", g.question),
+            Reason::Asks {
+                agent: g.agent.clone(),
+                question: g.question.clone(),
+            },
             vec![],
             state,
             notes,
@@ -304,10 +308,7 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         .unwrap_or(run.status_changed_at);
     let age = now - last_sign;
     if age >= op.stale_run_age_seconds {
-        let stale = format!(
-            "run appears stale (no sign of life for {}s, threshold={}s)",
-            age, op.stale_run_age_seconds
-        );
+        let threshold = op.stale_run_age_seconds;
         let window = policy.health.activity_stalled_seconds;
         let busy = run.agents.iter().find(|a| {
             a.alive
@@ -318,39 +319,46 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         return match busy {
             Some(a) if a.reported_done => mk(
                 Intent::Noop,
-                format!(
-                    "{stale}; rejected: agent {} is alive and reported done",
-                    a.name
-                ),
+                Reason::StaleButDone {
+                    age,
+                    threshold,
+                    agent: a.name.clone(),
+                },
                 vec![],
                 state,
                 notes,
             ),
             Some(a) if a.quiet_by_choice(policy) => mk(
                 Intent::Noop,
-                format!(
-                    "{stale}; rejected: agent {} is a live interactive agent",
-                    a.name
-                ),
+                Reason::StaleButInteractive {
+                    age,
+                    threshold,
+                    agent: a.name.clone(),
+                },
                 vec![],
                 state,
                 notes,
             ),
             Some(a) => mk(
                 Intent::Noop,
-                format!(
-                    "{stale}; rejected: agent {} has recent activity ({}s ago, window {}s)",
-                    a.name,
-                    now - a.last_activity_at.unwrap_or(now),
-                    window
-                ),
+                Reason::StaleButActive {
+                    age,
+                    threshold,
+                    agent: a.name.clone(),
+                    ago: now - a.last_activity_at.unwrap_or(now),
+                    window,
+                },
                 vec![],
                 state,
                 notes,
             ),
             None => mk(
                 Intent::AutoStopStale,
-                format!("{stale}; verified: no live pane active within {window}s"),
+                Reason::StaleVerified {
+                    age,
+                    threshold,
+                    window,
+                },
                 run.agents.iter().map(|a| a.name.clone()).collect(),
                 state,
                 notes,
@@ -363,11 +371,10 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         if run.status != RunStatus::Running {
             return mk(
                 Intent::Noop,
-                format!(
-                    "{} unhealthy agent(s) but run is {}",
-                    unhealthy.len(),
-                    run.status
-                ),
+                Reason::UnhealthyNotRunning {
+                    count: unhealthy.len(),
+                    status: run.status,
+                },
                 vec![],
                 state,
                 notes,
@@ -377,10 +384,10 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         if state.unhealthy_streak < need {
             return mk(
                 Intent::Noop,
-                format!(
-                    "awaiting corroboration ({}/{} unhealthy intervals)",
-                    state.unhealthy_streak, need
-                ),
+                Reason::AwaitingCorroboration {
+                    streak: state.unhealthy_streak,
+                    need,
+                },
                 vec![],
                 state,
                 notes,
@@ -399,10 +406,7 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
                 .join("; ");
             return mk(
                 Intent::EscalateBlocked,
-                format!(
-                    "quiet interactive agent not restarted (screen not recognised, no hook \
-                     evidence of a hang, health.restart_quiet_interactive off); {detail}"
-                ),
+                Reason::QuietInteractive { detail },
                 vec![],
                 state,
                 notes,
@@ -416,10 +420,11 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
                 .join("; ");
             return mk(
                 Intent::EscalateBlocked,
-                format!(
-                    "restart budget exhausted ({}/{}); {detail}",
-                    state.restart_attempts, op.restart_budget
-                ),
+                Reason::BudgetExhausted {
+                    attempts: state.restart_attempts,
+                    budget: op.restart_budget,
+                    detail,
+                },
                 vec![],
                 state,
                 notes,
@@ -428,7 +433,7 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         if let Some(until) = state.cooldown_until.filter(|&u| now < u) {
             return mk(
                 Intent::Noop,
-                format!("restart cooldown active until {}", rfc3339(until)),
+                Reason::Cooldown { until },
                 vec![],
                 state,
                 notes,
@@ -442,11 +447,11 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
             .join("; ");
         return mk(
             Intent::AutoRestart,
-            format!(
-                "unhealthy state corroborated, restart {}/{}: {detail}",
-                state.restart_attempts + 1,
-                op.restart_budget
-            ),
+            Reason::RestartCorroborated {
+                attempt: state.restart_attempts + 1,
+                budget: op.restart_budget,
+                detail,
+            },
             targets,
             state,
             notes,
@@ -463,33 +468,23 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         && exited.len() == run.agents.len()
         && exited.iter().all(|a| a.complete)
     {
-        let mut d = mk(
-            Intent::Noop,
-            "completion signal detected".into(),
-            vec![],
-            state,
-            notes,
-        );
+        let mut d = mk(Intent::Noop, Reason::Completed, vec![], state, notes);
         d.complete = true;
         return d;
     }
     if let Some(a) = exited.iter().find(|a| !a.complete) {
         return mk(
             Intent::EscalateBlocked,
-            format!("agent {} exited without completion signal", a.name),
+            Reason::ExitedWithoutCompletion {
+                agent: a.name.clone(),
+            },
             vec![],
             state,
             notes,
         );
     }
 
-    mk(
-        Intent::Noop,
-        "no deterministic action required".into(),
-        vec![],
-        state,
-        notes,
-    )
+    mk(Intent::Noop, Reason::Nothing, vec![], state, notes)
 }
 
 #[cfg(test)]
@@ -678,7 +673,7 @@ mod tests {
         for (name, r, p, intent, has, targets) in rows {
             let d = decide(&r, &streak(2), p, NOW);
             assert_eq!(d.intent, intent, "{name}: {}", d.reason);
-            assert!(d.reason.contains(has), "{name}: {}", d.reason);
+            assert!(d.reason.to_string().contains(has), "{name}: {}", d.reason);
             assert_eq!(d.targets, targets, "{name}");
         }
     }
@@ -724,6 +719,7 @@ mod tests {
             agent: "a".into(),
             question: "which db?".into(),
             context: String::new(),
+            at_prompt: false,
         });
         let mut stale_dead = run(RunStatus::Running, vec![agent("a", Health::Dead)]);
         stale_dead.status_changed_at = NOW - 7200;
@@ -927,7 +923,7 @@ mod tests {
             let d = decide(&c.run, &c.state, &policy(), NOW);
             assert_eq!(d.intent, c.intent, "{}: {}", c.name, d.reason);
             assert!(
-                d.reason.contains(c.reason_has),
+                d.reason.to_string().contains(c.reason_has),
                 "{}: {:?}",
                 c.name,
                 d.reason

@@ -1,6 +1,6 @@
 //! The deterministic gate between the rule decision and an LLM proposal. Pure.
 
-use crate::decide::Decision;
+use crate::decide::{Decision, Reason};
 use crate::llm::Proposal;
 use crate::model::{Intent, RunStatus};
 use crate::policy::{LlmMode, LlmPolicy};
@@ -19,13 +19,9 @@ pub struct Gated {
 }
 
 /// Whether the LLM is consulted about a run at all (the tick asks only about these).
-pub fn askable(status: RunStatus, rule_reason: &str) -> bool {
-    // Transient noops (corroborating, cooling down) are not worth a call: it would hold
-    // the run's one slot exactly when the action it could judge comes due.
+pub fn askable(status: RunStatus, rule_reason: &Reason) -> bool {
     matches!(status, RunStatus::Running | RunStatus::AwaitingGuidance)
-        && !rule_reason.starts_with("tmux unreachable")
-        && !rule_reason.starts_with("awaiting corroboration")
-        && !rule_reason.starts_with("restart cooldown active")
+        && !rule_reason.is_transient()
 }
 
 /// The run's latest LLM call as the tick read it.
@@ -99,7 +95,7 @@ pub fn gate(
 ) -> Gated {
     let mut out = Gated {
         intent: rule.intent,
-        reason: rule.reason.clone(),
+        reason: rule.reason.to_string(),
         execute: rule.execute,
         source: "rule",
         llm_note: None,
@@ -162,7 +158,7 @@ mod tests {
     fn rule(intent: Intent, permitted: Vec<Intent>) -> Decision {
         Decision {
             intent,
-            reason: "rule says".into(),
+            reason: Reason::Nothing,
             permitted,
             execute: intent.is_action(),
             targets: vec![],
@@ -509,19 +505,28 @@ mod tests {
 
     #[test]
     fn askable_runs() {
-        assert!(askable(RunStatus::Running, "x"));
-        assert!(askable(RunStatus::AwaitingGuidance, "x"));
-        assert!(!askable(RunStatus::Running, "tmux unreachable: boom"));
+        let x = Reason::Nothing;
+        assert!(askable(RunStatus::Running, &x));
+        assert!(askable(RunStatus::AwaitingGuidance, &x));
         assert!(!askable(
             RunStatus::Running,
-            "awaiting corroboration (1/2 unhealthy intervals)"
+            &Reason::TmuxUnreachable("boom".into())
         ));
         assert!(!askable(
             RunStatus::Running,
-            "restart cooldown active until x"
+            &Reason::AwaitingCorroboration { streak: 1, need: 2 }
+        ));
+        assert!(!askable(RunStatus::Running, &Reason::Cooldown { until: 9 }));
+        // A reason whose words merely look transient is not (an agent's question).
+        assert!(askable(
+            RunStatus::AwaitingGuidance,
+            &Reason::Asks {
+                agent: String::new(),
+                question: "awaiting corroboration?".into()
+            }
         ));
         for s in [RunStatus::Paused, RunStatus::Planning, RunStatus::Stopped] {
-            assert!(!askable(s, "x"));
+            assert!(!askable(s, &x));
         }
     }
 }

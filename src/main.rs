@@ -16,6 +16,7 @@ mod notify;
 mod orphan;
 mod policy;
 mod proc;
+mod reason;
 mod render;
 mod schedule;
 mod screen;

@@ -26,6 +26,7 @@ pub const APPLICATION_ID: i64 = 0x6d77_7374;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_runs_tmux_socket.sql"),
+    include_str!("migrations/0003_llm_calls_reaped.sql"),
 ];
 
 /// What went wrong, by kind (from SQLite's result codes, never from message text); the

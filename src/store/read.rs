@@ -193,7 +193,8 @@ impl Store {
 
     pub fn llm_calls(&self) -> Result<HashMap<String, LlmCall>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request
+            "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request,
+                    reaped
              FROM llm_calls",
         )?;
         let rows = stmt.query_map([], llm_call_from_row)?;
@@ -309,6 +310,7 @@ fn llm_call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCall> {
         proposal: r.get(6)?,
         error: r.get(7)?,
         request: r.get(8)?,
+        reaped: r.get(9)?,
     })
 }
 
@@ -388,7 +390,8 @@ fn op_state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, OpState
 fn get_llm_call(conn: &Connection, run_id: &str) -> Result<Option<LlmCall>> {
     Ok(conn
         .query_row(
-            "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request
+            "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request,
+                    reaped
              FROM llm_calls WHERE run_id = ?1",
             [run_id],
             llm_call_from_row,

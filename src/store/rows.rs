@@ -110,6 +110,8 @@ pub struct LlmCall {
     pub error: Option<String>,
     /// The context JSON the tick prepared for the worker.
     pub request: String,
+    /// The tick gave up on its worker (dead or overdue) and ended the call.
+    pub reaped: bool,
 }
 
 /// A new event to append to the audit log.

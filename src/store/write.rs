@@ -379,13 +379,29 @@ impl Tx<'_> {
              VALUES (?1, ?2, 'in_flight', NULL, ?3, NULL, ?4, NULL, NULL)
              ON CONFLICT(run_id) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight',
                     pid = NULL, started_at = excluded.started_at, finished_at = NULL,
-                    request = excluded.request, proposal = NULL, error = NULL",
+                    request = excluded.request, proposal = NULL, error = NULL, reaped = 0",
             params![run_id, fingerprint, now, request],
         )?;
         Ok(())
     }
 
     /// The worker's result; only lands if the call it belongs to is still the current one.
+    /// Ends an in-flight call whose worker the tick reaped; false if it was not in flight.
+    pub fn llm_call_reaped(
+        &self,
+        run_id: &str,
+        fingerprint: &str,
+        why: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE llm_calls SET state = 'error', finished_at = ?1, error = ?2, reaped = 1
+             WHERE run_id = ?3 AND fingerprint = ?4 AND state = 'in_flight'",
+            params![now, why, run_id, fingerprint],
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn llm_call_finish(
         &self,
         run_id: &str,

@@ -488,9 +488,7 @@ pub fn escalate(
 fn write_changelog(p: &Planned, policy: &Policy, now: i64) -> Vec<(&'static str, String)> {
     let run = &p.run;
     let answer = if p.gated.intent == Intent::EscalateGuidance
-        && p.pending
-            .as_ref()
-            .is_some_and(|g| !g.question.starts_with('('))
+        && p.pending.as_ref().is_some_and(|g| !g.at_prompt)
     {
         format!("metawsm-tick guide {} --answer '…'", run.id)
     } else {

@@ -33,7 +33,7 @@ fn llm_context(p: &Planned, policy: &Policy, now: i64) -> serde_json::Value {
         "run_id": p.run.id,
         "status": p.run.status.as_str(),
         "tickets": p.run.tickets,
-        "rule": {"intent": p.decision.intent.as_str(), "reason": p.decision.reason},
+        "rule": {"intent": p.decision.intent.as_str(), "reason": p.decision.reason.to_string()},
         "permitted": p.decision.permitted.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
         "restart": {
             "attempts": p.state.restart_attempts,
@@ -86,7 +86,7 @@ pub fn ask_llm(
                     "worker lost (reaped)"
                 };
                 let tx = store.write()?;
-                if tx.llm_call_finish(run_id, &c.fingerprint, None, Some(why), now)? {
+                if tx.llm_call_reaped(run_id, &c.fingerprint, why, now)? {
                     tx.add_event(
                         now,
                         &NewEvent {
@@ -105,11 +105,10 @@ pub fn ask_llm(
                 // LLM (say, `codex` not installed) must not be called every interval, and
                 // an answer that holds back a rule action (a veto) must not last forever.
                 // A reaped worker is retried at once.
-                let reaped = c.error.as_deref().is_some_and(|e| e.contains("(reaped)"));
                 let long = llm.min_interval_seconds.max(60).saturating_mul(10);
                 let pause = match c.state.as_str() {
                     "done" if !p.decision.execute => continue,
-                    _ if reaped => 0,
+                    _ if c.reaped => 0,
                     _ => long,
                 };
                 if now - c.started_at < pause {

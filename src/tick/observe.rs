@@ -131,6 +131,7 @@ pub fn observe(
                         agent: g.agent.clone(),
                         question: g.question.clone(),
                         context: g.context.clone(),
+                        at_prompt: false,
                     }
                 }),
                 files,

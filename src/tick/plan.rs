@@ -73,6 +73,7 @@ fn signal_guidance(agents: &[AgentRow], judgements: &[Judgement]) -> Option<Pend
             agent: a.name.clone(),
             question: "(waiting for input at its prompt)".into(),
             context: String::new(),
+            at_prompt: true,
         })
 }
 
@@ -186,6 +187,7 @@ fn plan_run(
                 agent: g.agent.clone().unwrap_or_default(),
                 question: g.question.clone(),
                 context: g.context.clone(),
+                at_prompt: false,
             })
         })
         .or_else(|| signal_guidance(&agents, &judgements))
@@ -249,7 +251,7 @@ fn plan_run(
             .collect::<Vec<_>>()
             .join(","),
         decision.intent,
-        decide::stable_text(&decision.reason),
+        decide::stable_text(&decision.reason.to_string()),
         pending.as_ref().map(|g| g.question.as_str()).unwrap_or("")
     ));
     let call = calls.rows.get(&run.id);
