@@ -4,6 +4,7 @@
 //! cargo bench --bench perf              # full run, under a minute on 2 cores
 //! cargo bench --bench perf -- --quick   # fewer iterations, about 15 s
 //! cargo bench --bench perf -- --strict  # exit 1 when a target is missed
+//! cargo bench --bench perf -- --screen  # only the screen-reading figures
 //! ```
 //!
 //! Peak RSS comes from `/usr/bin/time -v` when present, else from `wait4`'s rusage
@@ -33,6 +34,8 @@ const PANE_FORMAT_FALLBACK: &str = "#{session_name}\t#{window_id}\t#{pane_id}\t#
 struct Opts {
     quick: bool,
     strict: bool,
+    /// `--screen`: only the screen-reading figures.
+    screen_only: bool,
 }
 
 impl Opts {
@@ -40,12 +43,14 @@ impl Opts {
         let mut o = Opts {
             quick: false,
             strict: false,
+            screen_only: false,
         };
         // cargo passes `--bench`; anything else unknown is ignored too (filters etc.).
         for a in std::env::args().skip(1) {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--strict" => o.strict = true,
+                "--screen" => o.screen_only = true,
                 _ => {}
             }
         }
@@ -194,6 +199,24 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
 
 impl World {
     fn new(n: usize, policy: &serde_json::Value, real_tmux: &Path) -> World {
+        World::with_agents(
+            n,
+            policy,
+            real_tmux,
+            r#"["sleep","1000000"]"#,
+            "sleep 1000000",
+        )
+    }
+
+    /// N runs whose agents have the start command `argv` (JSON, as stored) and really
+    /// run `shell` in their panes.
+    fn with_agents(
+        n: usize,
+        policy: &serde_json::Value,
+        real_tmux: &Path,
+        argv: &str,
+        shell: &str,
+    ) -> World {
         let dir = tempfile::Builder::new()
             .prefix("mtperf")
             .tempdir_in("/tmp")
@@ -238,7 +261,7 @@ impl World {
         ]);
         // A tick with no runs creates and migrates the database without calling tmux.
         timed(&mut w.cmd(&["tick"], false));
-        w.register(n);
+        w.register(n, argv, shell);
         // Two warm-up ticks: the first records pane ids, the second must change nothing.
         // LLM off here, so no worker starts before a scenario sets its environment.
         for _ in 0..2 {
@@ -269,7 +292,7 @@ impl World {
     }
 
     /// N runs with one agent each: rows inserted directly, sessions made in one tmux call.
-    fn register(&self, n: usize) {
+    fn register(&self, n: usize, argv: &str, shell: &str) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -295,9 +318,8 @@ impl World {
             tx.execute(
                 "INSERT INTO agents(run_id, name, session, argv, workdir, status, health,
                                     last_activity_at, last_progress_at, started_at, updated_at)
-                 VALUES (?1, 'agent', ?2, '[\"sleep\",\"1000000\"]', ?3, 'running', 'healthy',
-                         ?4, ?4, ?4, ?4)",
-                rusqlite::params![run, session, ws, now],
+                 VALUES (?1, 'agent', ?2, ?5, ?3, 'running', 'healthy', ?4, ?4, ?4, ?4)",
+                rusqlite::params![run, session, ws, now, argv],
             )
             .expect("agent");
         }
@@ -320,7 +342,7 @@ impl World {
                     &format!("bench-{i:04}-agent"),
                     "-c",
                     &ws,
-                    "sleep 1000000",
+                    shell,
                 ] {
                     args.push(a.to_string());
                 }
@@ -540,6 +562,74 @@ fn bench_ticks(o: &Opts, w: &World, n: usize, fmt: &str) -> TickFigures {
         median(&f.lp)
     );
     f
+}
+
+/// 5. The cost of reading quiet interactive agents' screens (docs/screen.md).
+///
+/// A tick over ten runs whose agents are interactive (`codex`) and quiet at their prompt,
+/// against the same tick where the quiet agents are batch programs (no screen read),
+/// interleaved; and the cached status path over the interactive world (still no tmux).
+fn bench_quiet_interactive(o: &Opts, real_tmux: &Path, rows: &mut Vec<Row>) {
+    let n = 10;
+    // Quiet after 1 s, never stalled: every tick reads (and keeps) the same screens.
+    let policy = bench_policy(serde_json::json!({"health": {"idle_seconds": 1}}));
+    let screen =
+        "printf '› Ask Codex to do anything\\n\\n  ? for shortcuts\\n'; exec sleep 1000000";
+    let with = World::with_agents(n, &policy, real_tmux, r#"["codex"]"#, screen);
+    let without = World::with_agents(n, &policy, real_tmux, r#"["sleep","1000000"]"#, screen);
+    std::thread::sleep(Duration::from_millis(1500));
+    for w in [&with, &without] {
+        for _ in 0..2 {
+            timed(&mut w.cmd(&["tick"], false));
+        }
+    }
+    let idle = with.sql_i64(
+        "SELECT count(*) FROM events WHERE kind = 'health' AND message LIKE 'idle at its prompt%'",
+    );
+    assert_eq!(
+        idle, n as i64,
+        "every interactive agent read as idle at its prompt"
+    );
+    // Spawns per tick: 1 observation + 1 capture with screens, 1 without.
+    for (w, want) in [(&with, 2), (&without, 1)] {
+        w.reset_count();
+        for _ in 0..3 {
+            timed(&mut w.cmd(&["tick"], true));
+        }
+        let spawned = w.tmux_spawns();
+        assert_eq!(spawned.len(), 3 * want, "tmux spawns: {spawned:#?}");
+    }
+    let captures = with
+        .tmux_spawns()
+        .iter()
+        .filter(|l| l.contains("capture-pane"))
+        .count();
+    assert_eq!(captures, 3, "one capture spawn per tick");
+    let iters = o.iters(200, 50);
+    let (mut a, mut b) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for _ in 0..iters {
+        a.push(timed(&mut with.cmd(&["tick"], false)));
+        b.push(timed(&mut without.cmd(&["tick"], false)));
+    }
+    let actions =
+        with.sql_i64("SELECT count(*) FROM events WHERE kind IN ('restart','stop','decision')");
+    assert_eq!(actions, 0, "reading screens changed nothing else");
+    let (ma, mb) = (median(&a), median(&b));
+    rows.push(row(
+        &format!("tick, {n} quiet interactive panes / {n} quiet batch panes: median"),
+        format!(
+            "{ma:.2} / {mb:.2} ms = ratio {:.2} (p95 {:.2} / {:.2}, {iters} pairs, tmux spawns 2 / 1)",
+            ma / mb,
+            pct(&a, 95.0),
+            pct(&b, 95.0)
+        ),
+        "reported; 1 extra spawn",
+        None,
+    ));
+    println!("N={n}: tick with screens {ma:.2} ms, without {mb:.2} ms over {iters} pairs");
+    // The status path never reads screens: the same with and without interactive agents.
+    bench_status_cached(o, &without, n, rows);
+    bench_status_cached(o, &with, n, rows);
 }
 
 /// 3. A hook for a session that is not ours.
@@ -790,7 +880,12 @@ fn main() {
     let mut rows = Vec::new();
     bench_floor(&o, &mut rows);
     let mut figures = Vec::new();
-    for n in [1, 10, 100, 500] {
+    let sizes: &[usize] = if o.screen_only {
+        &[]
+    } else {
+        &[1, 10, 100, 500]
+    };
+    for &n in sizes {
         let w = World::new(n, &bench_policy(serde_json::json!({})), &real_tmux);
         figures.push(bench_ticks(&o, &w, n, &fmt));
         if n == 10 || n == 500 {
@@ -822,7 +917,10 @@ fn main() {
             target.map(|r| ratio <= r),
         ));
     }
-    bench_llm_status(&real_tmux, &mut rows);
+    if !o.screen_only {
+        bench_llm_status(&real_tmux, &mut rows);
+    }
+    bench_quiet_interactive(&o, &real_tmux, &mut rows);
 
     println!();
     println!("| metric | value | target | result |");
