@@ -73,6 +73,9 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     env.start("idle", &[&idle]);
     let busy = fake_codex(&env, "busy", BUSY);
     env.start("busy", &[&busy, "--approve-for-me"]);
+    // A screen no pattern knows: held, escalated as blocked, not restarted.
+    let odd = fake_codex(&env, "odd", "compiling 3 crates\nwarning: unused variable");
+    env.start("odd", &[&odd]);
     // The same busy screen, started as `codex exec`: a batch agent, never read.
     let batch = fake_codex(&env, "batch", BUSY);
     env.start("batch", &[&batch, "exec", "--skip-git-repo-check", "-"]);
@@ -85,15 +88,18 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
         WAIT,
         || {
             let v = env.tick_json();
-            for run in ["dialog", "idle", "busy", "batch"] {
+            for run in ["dialog", "idle", "busy", "odd", "batch"] {
                 let (i, r) = intent(&v, run);
                 seen.push((run.to_string(), i, r));
             }
             std::thread::sleep(Duration::from_millis(300));
             let restarted = !events(&env, "batch", "restart").is_empty();
-            let idle_escalated = seen.iter().any(|(run, i, r)| {
-                run == "idle" && i == "escalate_guidance" && r.contains("idle at its prompt")
-            });
+            let escalated = |who: &str, intent: &str, has: &str| {
+                seen.iter()
+                    .any(|(run, i, r)| run == who && i == intent && r.contains(has))
+            };
+            let idle_escalated = escalated("idle", "escalate_guidance", "idle at its prompt")
+                && escalated("odd", "escalate_blocked", "not restarted");
             (restarted && idle_escalated).then_some(())
         },
     );
@@ -127,8 +133,17 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
         }
     }
 
+    // Unrecognised screen: a human hears about it, the conversation is kept.
+    assert!(
+        seen.iter().any(|(run, i, r)| run == "odd"
+            && i == "escalate_blocked"
+            && r.contains("quiet interactive agent not restarted")
+            && r.contains("screen not recognised")),
+        "{seen:?}"
+    );
+
     // None of the interactive agents was restarted; the batch agent was.
-    for run in ["dialog", "idle", "busy"] {
+    for run in ["dialog", "idle", "busy", "odd"] {
         assert!(events(&env, run, "restart").is_empty(), "{run} restarted");
     }
     assert!(!events(&env, "batch", "restart").is_empty());
@@ -150,7 +165,7 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
         "several panes in one spawn: {capture_calls:?}"
     );
     let interactive_panes: Vec<String> = env
-        .sql("SELECT pane_id FROM agents WHERE run_id IN ('dialog', 'idle', 'busy')")
+        .sql("SELECT pane_id FROM agents WHERE run_id IN ('dialog', 'idle', 'busy', 'odd')")
         .into_iter()
         .map(|r| r[0].clone())
         .collect();
