@@ -197,24 +197,33 @@ extern "C" fn exit_quietly(_: nix::libc::c_int) {
     unsafe { nix::libc::_exit(0) }
 }
 
+/// The line the status watchdog prints, rendered in the caller's format beforehand (a
+/// signal handler can only write bytes that already exist).
+static WATCHDOG_LINE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
 extern "C" fn exit_with_marker(_: nix::libc::c_int) {
-    const MARK: &[u8] = b"metawsm:!timeout\n";
-    // SAFETY: write(2) and _exit(2) are async-signal-safe.
+    // SAFETY: OnceLock::get is an atomic load; write(2) and _exit(2) are
+    // async-signal-safe.
     unsafe {
-        nix::libc::write(1, MARK.as_ptr().cast(), MARK.len());
+        if let Some(line) = WATCHDOG_LINE.get() {
+            nix::libc::write(1, line.as_ptr().cast(), line.len());
+        }
         nix::libc::_exit(0)
     }
 }
 
 /// A wedged tmux (or a planted FIFO) must never leave tmux waiting on us: after `secs`
-/// the process ends with exit 0 — silently for hooks and timers, with a marker for the
-/// status line (tmux shows a job's output and dumps a hook's failure into a pane).
-pub fn watchdog(secs: u32, marker: bool) {
+/// the process ends with exit 0 — silently for hooks and timers, printing `marker` (a
+/// whole line in the output's own format) for the status line (tmux shows a job's
+/// output and dumps a hook's failure into a pane).
+pub fn watchdog(secs: u32, marker: Option<String>) {
     use nix::sys::signal::{signal, SigHandler, Signal};
-    let handler = if marker {
-        exit_with_marker
-    } else {
-        exit_quietly
+    let handler = match marker {
+        Some(m) => {
+            let _ = WATCHDOG_LINE.set(format!("{m}\n").into_bytes());
+            exit_with_marker
+        }
+        None => exit_quietly,
     };
     // SAFETY: the handlers only call async-signal-safe functions.
     unsafe {

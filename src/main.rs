@@ -59,14 +59,40 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
 ";
 
 fn main() {
+    quiet_on_closed_pipe();
     let code = match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("metawsm-tick: {e}");
+            eprintln!("metawsm-tick: {}", escape::human(&e.to_string()));
             e.code()
         }
     };
     std::process::exit(code);
+}
+
+/// `metawsm-tick log | head -1`: a reader that stops early closes our stdout. Rust
+/// ignores SIGPIPE and `println!` then panics; end quietly with 0 instead, as ripgrep
+/// does. (SIGPIPE stays ignored: a worker writing to a child that exited must get an
+/// error, not die.)
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            if msg.starts_with("failed printing to stdout") {
+                std::process::exit(EXIT_OK);
+            }
+            if msg.starts_with("failed printing to stderr") {
+                std::process::exit(cli::EXIT_FAILURE);
+            }
+        }
+        default(info)
+    }));
 }
 
 fn real_main() -> Result<i32, CliError> {

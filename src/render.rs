@@ -3,7 +3,7 @@
 use crate::model::RunStatus;
 use crate::policy::StatusPolicy;
 use crate::store::StatusRow;
-use crate::tmux::escape_format;
+use crate::tmux::escape_drawn;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -121,9 +121,9 @@ pub fn render(c: &Counts, s: &Style, f: Format, marker: Option<&str>) -> String 
             Format::Tmux => {
                 let color = safe_color(&s.colors[i]);
                 if color.is_empty() {
-                    escape_format(&text)
+                    escape_drawn(&text)
                 } else {
-                    format!("#[fg={color}]{}#[default]", escape_format(&text))
+                    format!("#[fg={color}]{}#[default]", escape_drawn(&text))
                 }
             }
             _ => text,
@@ -131,7 +131,7 @@ pub fn render(c: &Counts, s: &Style, f: Format, marker: Option<&str>) -> String 
     }
     if let Some(m) = marker {
         parts.push(match f {
-            Format::Tmux => format!("#[fg=red]{}#[default]", escape_format(m)),
+            Format::Tmux => format!("#[fg=red]{}#[default]", escape_drawn(m)),
             _ => m.to_string(),
         });
     }

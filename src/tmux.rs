@@ -1,6 +1,6 @@
 //! Every tmux call: one server (socket), `-u`, stdin null, commands batched into one spawn.
 
-pub use crate::escape::{escape_format, sh_quote, Target, TmuxCmd};
+pub use crate::escape::{escape_drawn, escape_format, sh_quote, Target, TmuxCmd};
 use std::collections::HashMap;
 use std::io;
 use std::process::{Command, Stdio};

@@ -24,7 +24,7 @@ impl Report {
         if level == "FAIL" {
             self.failed = true;
         }
-        println!("{level:<4} {what}: {detail}");
+        crate::say!("{level:<4} {what}: {detail}");
     }
 }
 
@@ -97,6 +97,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             &format!("{} absent: defaults", ctx.policy_path.display()),
         ),
         Err(e) => r.line("FAIL", "policy", &e.to_string()),
+    }
+    // The status job and hooks carry these paths through tmux and sh.
+    if let Err(e) = super::tmux_setup::status_job(ctx, &crate::cli::current_exe()) {
+        r.line("FAIL", "paths", &e.to_string());
     }
     let loaded = if server {
         plugin_checks(ctx, &mut r)

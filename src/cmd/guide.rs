@@ -90,6 +90,6 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
-    println!("answered #{} for {id}: {}", req.id, path.display());
+    crate::say!("answered #{} for {id}: {}", req.id, path.display());
     Ok(0)
 }

@@ -41,7 +41,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         crate::cli::print_help(HELP);
         return Ok(0);
     }
-    crate::cli::watchdog(10, false);
+    crate::cli::watchdog(10, None);
     handle(ctx, &args);
     Ok(0)
 }

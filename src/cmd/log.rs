@@ -61,7 +61,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             (true, false) => format!(" {}", e.to_state),
             _ => format!(" {} -> {}", e.from_state, e.to_state),
         };
-        println!(
+        crate::say!(
             "{} {} {}{}{} [{}] {}",
             rfc3339(e.at),
             e.run_id.as_deref().unwrap_or("-"),

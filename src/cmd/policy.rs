@@ -44,7 +44,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             }
             fs::write(p, Policy::default().to_pretty_json())
                 .map_err(|e| CliError::Failure(format!("write {}: {e}", p.display())))?;
-            println!("wrote {}", p.display());
+            crate::say!("wrote {}", p.display());
             Ok(0)
         }
         Some("show") => {
@@ -60,7 +60,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 )));
             }
             Policy::load(&p)?;
-            println!("policy {}: ok", p.display());
+            crate::say!("policy {}: ok", p.display());
             Ok(0)
         }
         Some(other) => Err(CliError::Usage(format!(

@@ -62,9 +62,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     )?;
     let _ = crate::status_cache::refresh(&st);
     crate::schedule::arm_if_stale(&mut st, ctx, &policy, now_unix());
-    println!(
+    crate::say!(
         "added agent {} to {} in tmux session {}",
-        a.name, run.id, a.session
+        a.name,
+        run.id,
+        a.session
     );
     Ok(0)
 }

@@ -71,12 +71,15 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         return Ok(0);
     }
     if runs.is_empty() {
-        println!("no {}runs", if all { "" } else { "active " });
+        crate::say!("no {}runs", if all { "" } else { "active " });
         return Ok(0);
     }
-    println!(
+    crate::say!(
         "{:<28} {:<18} {:<16} {:<6} AGENTS",
-        "RUN", "STATUS", "TICKETS", "AGE"
+        "RUN",
+        "STATUS",
+        "TICKETS",
+        "AGE"
     );
     for (r, o) in runs.iter().zip(&orphaned) {
         let status = match o {
@@ -88,7 +91,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             .filter(|a| a.run_id == r.id)
             .map(|a| format!("{}={}", a.name, a.health))
             .collect();
-        println!(
+        crate::say!(
             "{:<28} {:<18} {:<16} {:<6} {}",
             r.id,
             status,

@@ -63,24 +63,24 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
     }
-    println!("run:       {}", run.id);
-    println!("status:    {} ({})", run.status, run.message);
+    crate::say!("run:       {}", run.id);
+    crate::say!("status:    {} ({})", run.status, run.message);
     if let Some(why) = &orphaned {
-        println!(
+        crate::say!(
             "orphaned:  {why}; nothing supervises this run (metawsm-tick run stop {} | run forget {})",
             run.id, run.id
         );
     }
-    println!("tickets:   {}", run.tickets.join(", "));
-    println!("workspace: {}", run.workspace);
-    println!(
+    crate::say!("tickets:   {}", run.tickets.join(", "));
+    crate::say!("workspace: {}", run.workspace);
+    crate::say!(
         "created:   {} ({} ago)",
         rfc3339(run.created_at),
         age(now - run.created_at)
     );
-    println!("agents:");
+    crate::say!("agents:");
     for a in &agents {
-        println!(
+        crate::say!(
             "  - {} session={} status={} health={} activity_age={} exit={}{}",
             a.name,
             a.session,
@@ -97,14 +97,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 .unwrap_or_default()
         );
     }
-    println!(
+    crate::say!(
         "operator:  restart_attempts={} cooldown_until={} unhealthy_streak={}",
         op.restart_attempts,
         op.cooldown_until.map(rfc3339).unwrap_or_else(|| "-".into()),
         op.unhealthy_streak
     );
     for g in &guidance {
-        println!(
+        crate::say!(
             "guidance:  #{} {}: {} (answer: metawsm-tick guide {} --answer …)",
             g.id,
             crate::names::or_placeholder(&g.agent),
@@ -113,15 +113,15 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         );
     }
     if let Some(c) = call {
-        println!(
+        crate::say!(
             "llm:       {} {}",
             c.state,
             c.proposal.or(c.error).unwrap_or_default()
         );
     }
-    println!("events:");
+    crate::say!("events:");
     for e in &events {
-        println!(
+        crate::say!(
             "  {} {} {} {}",
             rfc3339(e.at),
             e.kind,

@@ -185,9 +185,12 @@ fn start_locked(
         argv,
     };
     let a = start_agent(&mut st, ctx, policy, &run, spec, now, true)?;
-    println!(
+    crate::say!(
         "started {} agent {} in tmux session {} ({})",
-        run.id, a.name, a.session, a.workdir
+        run.id,
+        a.name,
+        a.session,
+        a.workdir
     );
     let _ = crate::status_cache::refresh(&st);
     crate::schedule::arm_if_stale(&mut st, ctx, policy, now);

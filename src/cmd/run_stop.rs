@@ -94,7 +94,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     match gone {
-        Some(why) => println!("stopped {id} ({why}; nothing left to kill)"),
+        Some(why) => crate::say!("stopped {id} ({why}; nothing left to kill)"),
         None => println!("stopped {id} ({} session(s) killed)", cmds.len()),
     }
     Ok(0)

@@ -27,8 +27,6 @@ Options:
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
-    // A wedged tmux call must never freeze a client's bar: tmux never times out a job.
-    crate::cli::watchdog(3, true);
     let (mut format, mut no_tick) = (Format::Tmux, false);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -52,6 +50,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             other => return Err(other.unexpected().into()),
         }
     }
+    // A wedged tmux call must never freeze a client's bar: tmux never times out a job.
+    // What the watchdog prints is in the asked format (JSON stays JSON).
+    let timeout = marker_only(&Default::default(), format, "metawsm:!timeout");
+    crate::cli::watchdog(3, Some(timeout));
     println!("{}", segment(ctx, format, no_tick));
     Ok(0)
 }

@@ -113,6 +113,7 @@ fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
 }
 
 pub fn print_report(r: &TickReport, json: bool) {
+    use crate::escape::human;
     use std::fmt::Write as _;
     if json {
         println!(
@@ -123,7 +124,7 @@ pub fn print_report(r: &TickReport, json: bool) {
     }
     let mut out = String::new();
     if let Some(e) = &r.tmux_error {
-        let _ = writeln!(out, "{} tmux unknown: {e}", r.at);
+        let _ = writeln!(out, "{}", human(&format!("{} tmux unknown: {e}", r.at)));
     }
     if r.runs.is_empty() {
         let _ = writeln!(out, "{} no active runs", r.at);
@@ -147,7 +148,7 @@ pub fn print_report(r: &TickReport, json: bool) {
             // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");
         }
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", human(&line));
     }
     // One write for the whole report: a line-buffered stdout costs a syscall per run.
     print!("{out}");

@@ -36,7 +36,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             other => return Err(other.unexpected().into()),
         }
     }
-    crate::cli::watchdog(20, false);
+    crate::cli::watchdog(20, None);
     fire(ctx, chain);
     Ok(0)
 }
