@@ -340,7 +340,8 @@ mod tests {
         assert_eq!(sh_quote("a b"), "'a b'");
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
         assert_eq!(sh_quote(""), "''");
-        assert_eq!(escape_format("#(rm) #[fg=red]"), "##(rm) ##[fg=red]");
+        assert_eq!(escape_format("#(rm) #[fg=red]"), "##(rm) #[fg=red]");
+        assert_eq!(escape_drawn("#(rm) #[fg=red]"), "##(rm) ##[fg=red]");
     }
 
     #[test]
