@@ -30,9 +30,20 @@ fn one_line(s: &str) -> String {
         .to_string()
 }
 
+/// The original metawsm's entry (blank line, `## <RFC 3339 local time>`, blank line,
+/// `Operator escalation for run`, `Intent`, `Summary`, `Requested decision`) so people and
+/// scripts that grep for it still find it; our extra bullets follow.
 pub fn format_entry(e: &Entry<'_>) -> String {
+    let decision = if e.intent == "escalate_guidance" {
+        "answer the agent's question with the command below.".to_string()
+    } else {
+        format!(
+            "review `metawsm-tick run show {}` and provide guidance.",
+            e.run_id
+        )
+    };
     let mut s = format!(
-        "\n## {}\n\n- Run: `{}`\n- Intent: `{}`\n- Summary: {}\n",
+        "\n## {}\n\n- Operator escalation for run `{}`\n- Intent: `{}`\n- Summary: {}\n- Requested decision: {decision}\n",
         e.at,
         e.run_id,
         e.intent,
@@ -86,6 +97,36 @@ fn find_named(dir: &Path, ticket: &str, depth: usize) -> Option<PathBuf> {
     None
 }
 
+/// What goes before an entry so its heading never glues to a last line without newline.
+pub fn separator(last_byte: Option<u8>) -> &'static str {
+    match last_byte {
+        Some(b) if b != b'\n' => "\n",
+        _ => "",
+    }
+}
+
+/// Where tickets may live: `<ws>/<doc-home repo>/ttmp` when the repo is named, else
+/// `<ws>/ttmp` and then `<ws>/<dir>/ttmp` for each immediate sub-directory (sorted;
+/// symlinks not followed), as docmgr lays a workspace out.
+pub fn ttmp_roots(ws: &Path, doc_home_repo: Option<&str>) -> Vec<PathBuf> {
+    if let Some(repo) = doc_home_repo.filter(|r| !r.is_empty()) {
+        return vec![ws.join(repo).join("ttmp")];
+    }
+    let mut out = vec![ws.join("ttmp")];
+    let mut subs: Vec<PathBuf> = fs::read_dir(ws)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| e.path().join("ttmp"))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    subs.sort();
+    out.extend(subs);
+    out
+}
+
 /// The ticket directory, resolved and proven to be inside the workspace.
 pub fn ticket_dir(
     workspace: &Path,
@@ -109,13 +150,18 @@ pub fn ticket_dir(
             if !safe_ticket(ticket) {
                 return Err(format!("unsafe ticket name {ticket:?}"));
             }
-            let base = match doc_home_repo.filter(|r| !r.is_empty()) {
-                Some(repo) => ws.join(repo).join("ttmp"),
-                None => ws.join("ttmp"),
-            };
-            find_named(&base, ticket, MAX_DEPTH).ok_or_else(|| {
-                format!("no ticket directory for {ticket} under {}", base.display())
-            })?
+            let roots = ttmp_roots(&ws, doc_home_repo);
+            roots
+                .iter()
+                .find_map(|base| find_named(base, ticket, MAX_DEPTH))
+                .ok_or_else(|| {
+                    let searched = if doc_home_repo.is_some_and(|r| !r.is_empty()) {
+                        roots[0].display().to_string()
+                    } else {
+                        format!("{}/ttmp or {}/*/ttmp", ws.display(), ws.display())
+                    };
+                    format!("no ticket directory for {ticket} under {searched}")
+                })?
         }
     };
     let real = candidate
@@ -146,6 +192,7 @@ pub fn append(workspace: &Path, dir: &Path, text: &str) -> Result<PathBuf, Strin
         }
     }
     let mut f = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o644)
@@ -160,6 +207,15 @@ pub fn append(workspace: &Path, dir: &Path, text: &str) -> Result<PathBuf, Strin
     if !meta.is_file() || std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
         return Err(format!("{} is not a plain file", path.display()));
     }
+    let mut last = [0u8; 1];
+    let last = match meta.len() {
+        0 => None,
+        n => std::os::unix::fs::FileExt::read_at(&f, &mut last, n - 1)
+            .ok()
+            .filter(|r| *r == 1)
+            .map(|_| last[0]),
+    };
+    let text = format!("{}{text}", separator(last));
     f.write_all(text.as_bytes())
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     f.sync_all()
@@ -243,6 +299,9 @@ mod tests {
         };
         let s = format_entry(&e);
         assert_eq!(s.matches("\n## ").count(), 1, "{s}");
+        assert!(s.starts_with(
+            "\n## 2026-11-25T00:00:00Z\n\n- Operator escalation for run `run-1`\n- Intent: `escalate_guidance`\n- Summary: agent asks ## forged\n- Requested decision: "
+        ), "{s}");
         assert!(s.contains("- Question: which db?\n"));
         assert!(!s.contains("Context"));
     }

@@ -8,12 +8,14 @@ mod decide;
 mod escape;
 mod gate;
 mod health;
+mod import;
 mod llm;
 mod lock;
 mod model;
 mod names;
 mod notify;
 mod orphan;
+mod original;
 mod policy;
 mod proc;
 mod reason;
@@ -26,6 +28,7 @@ mod store;
 mod tick;
 mod timeutil;
 mod tmux;
+mod unwritten;
 mod worker;
 
 use cli::{CliError, Globals, EXIT_OK};
@@ -45,6 +48,7 @@ Commands:
   log           Show the audit log
   policy        init | show | check the policy file
   doctor        Check tmux, the server, the database, the policy and the plugin
+  import        Take over the original metawsm's active runs (its database is only read)
   hook          Entry point for tmux hooks (silent, always exits 0)
   tmux-setup    Install the status segment, hooks and timer into the running tmux server
 

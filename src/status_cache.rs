@@ -22,6 +22,9 @@ pub struct StatusCache {
     pub orphaned: i64,
     pub tmux_options: HashMap<String, String>,
     pub tmux_error: String,
+    /// Runs whose escalation could not be written to a changelog.
+    #[serde(default)]
+    pub unwritten: i64,
 }
 
 impl StatusCache {
@@ -59,6 +62,7 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
         "tick_interval",
         "tmux_options",
         "tmux_error",
+        crate::unwritten::META_KEY,
     ])?;
     let mut rows = store.status_rows()?;
     crate::orphan::mark(&mut rows);
@@ -79,6 +83,8 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default(),
         tmux_error: meta.get("tmux_error").cloned().unwrap_or_default(),
+        unwritten: crate::unwritten::parse(meta.get(crate::unwritten::META_KEY).map(String::as_str))
+            .len() as i64,
     };
     let target = path(&store.path);
     let tmp = target.with_extension(format!("status.tmp{}", std::process::id()));

@@ -1,4 +1,4 @@
-//! Unix-second timestamps and UTC RFC 3339 rendering (no local offsets, no extra crate).
+//! Unix-second timestamps and RFC 3339 rendering and parsing (no extra crate).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +36,96 @@ pub fn rfc3339(ts: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
+/// 1970-01-01 + days for a civil date (inverse of civil_from_days).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 (`2026-02-08T09:13:44-08:00`, `…Z`, fractions ignored) → Unix seconds, as
+/// the original metawsm wrote its timestamps. `None` for anything else (its "" = none).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let rb = rest.as_bytes();
+            if rb.len() != 6 || rb[3] != b':' || !matches!(rb[0], b'+' | b'-') {
+                return None;
+            }
+            let oh: i64 = rest[1..3].parse().ok()?;
+            let om: i64 = rest[4..6].parse().ok()?;
+            let o = oh * 3600 + om * 60;
+            if rb[0] == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+    };
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+/// The local UTC offset (seconds east) at `ts`, from the C library's time zone rules.
+pub fn local_offset(ts: i64) -> i64 {
+    let t = ts as nix::libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed tm is valid.
+    unsafe {
+        let mut tm: nix::libc::tm = std::mem::zeroed();
+        if nix::libc::localtime_r(&t, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff
+    }
+}
+
+/// `2026-02-08T09:13:44-08:00`: RFC 3339 with the local offset, as the original wrote
+/// its changelog headings (`Z` when local time is UTC).
+pub fn rfc3339_local(ts: i64) -> String {
+    let off = local_offset(ts);
+    if off == 0 {
+        return rfc3339(ts);
+    }
+    let (y, m, d, hh, mm, ss) = parts(ts + off);
+    let sign = if off < 0 { '-' } else { '+' };
+    let a = off.abs();
+    format!(
+        "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{sign}{:02}:{:02}",
+        a / 3600,
+        (a % 3600) / 60
+    )
+}
+
 /// `20261125-184920`, used for default run ids.
 pub fn compact(ts: i64) -> String {
     let (y, m, d, hh, mm, ss) = parts(ts);
@@ -67,6 +157,32 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(compact(1_795_480_681), "20261124-003801");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn parses_the_originals_timestamps() {
+        assert_eq!(parse_rfc3339("2026-11-24T00:38:01Z"), Some(1_795_480_681));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T16:38:01-08:00"),
+            Some(1_795_480_681)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T05:38:01.250+05:00"),
+            Some(1_795_480_681)
+        );
+        for bad in [
+            "",
+            "x",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T00:38:01",
+            "2026-11-24T00:38:01+0800",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        for ts in [0, 951_782_400, 1_795_480_681] {
+            assert_eq!(parse_rfc3339(&rfc3339(ts)), Some(ts));
+            assert_eq!(parse_rfc3339(&rfc3339_local(ts)), Some(ts));
+        }
     }
 
     #[test]

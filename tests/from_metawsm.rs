@@ -122,3 +122,275 @@ fn custom_llm_command_is_called_as_the_original_did() {
     let policy: Value = serde_json::from_str(&env.ok(&["policy", "show"])).expect("json");
     assert_eq!(policy["operator"]["llm"]["provider"], "metawsm");
 }
+
+fn file_state(p: &std::path::Path) -> (Vec<u8>, std::time::SystemTime) {
+    let bytes = fs::read(p).expect("read original db");
+    let mtime = fs::metadata(p).and_then(|m| m.modified()).expect("mtime");
+    (bytes, mtime)
+}
+
+/// `import` takes over the original's active runs from a database in its schema: the
+/// original is never modified, sessions are adopted as they are (not restarted), restart
+/// state and pending questions come along, a second import changes nothing, and a pane
+/// whose agent returned to the wrapper's shell is judged by its exit marker.
+#[test]
+fn import_takes_over_the_original_database() {
+    use common::original::{workspace_config, wrapped, OriginalDb};
+    let env = Env::new();
+    let config = env.path("config");
+    let proj = env.path("proj");
+    let ws = env.path("workspaces/mw-7-20260207-075350");
+    fs::create_dir_all(ws.join("app/.metawsm")).expect("mkdir");
+    workspace_config(&config, "mw-7-20260207-075350", &ws);
+    let db_path = proj.join(".metawsm/metawsm.db");
+    {
+        let db = OriginalDb::create(&db_path);
+        db.run(
+            "run-20260207-075350",
+            "awaiting_guidance",
+            &["MW-7"],
+            json!({"doc_home_repo": "app"}),
+            &[
+                ("coder", "mw-7-20260207-075350", "coder-mw-7", "sleep 600"),
+                (
+                    "planner",
+                    "mw-7-20260207-075350",
+                    "planner-mw-7",
+                    "(exit 3)",
+                ),
+            ],
+        );
+        db.op_state(
+            "run-20260207-075350",
+            2,
+            "2026-02-07T08:00:00-08:00",
+            "2099-01-01T00:00:00-08:00",
+        );
+        db.guidance(
+            "run-20260207-075350",
+            "mw-7-20260207-075350",
+            "planner",
+            "Which database?",
+            "pending",
+        );
+        db.guidance(
+            "run-20260207-075350",
+            "mw-7-20260207-075350",
+            "planner",
+            "Old one?",
+            "answered",
+        );
+        db.run(
+            "run-done",
+            "completed",
+            &["MW-1"],
+            json!({}),
+            &[("a", "mw-7-20260207-075350", "a-done", "true")],
+        );
+        db.run(
+            "run-lost",
+            "running",
+            &["MW-9"],
+            json!({}),
+            &[("a", "nowhere", "a-lost", "true")],
+        );
+    }
+    // The original's panes: its wrapper keeps a shell after the agent ends.
+    let app = ws.join("app");
+    for (session, cmd) in [("coder-mw-7", "sleep 600"), ("planner-mw-7", "(exit 3)")] {
+        let out = env.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-c",
+            &app.to_string_lossy(),
+            &wrapped(cmd),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let pid = |s: &str| {
+        env.tmux_out(&[
+            "display-message",
+            "-p",
+            "-t",
+            &format!("={s}:"),
+            "#{pane_pid}",
+        ])
+    };
+    let coder_pid = pid("coder-mw-7");
+    let before = file_state(&db_path);
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import"];
+        args.extend_from_slice(extra);
+        let out = env
+            .cmd(&args)
+            .current_dir(&proj)
+            .env("XDG_CONFIG_HOME", &config)
+            .output()
+            .expect("import");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    let (code, out) = import(&["--dry-run"]);
+    assert_eq!(code, Some(1), "run-lost cannot be resolved: {out}");
+    assert!(
+        out.contains("run run-20260207-075350: would import (awaiting_guidance; tickets MW-7"),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing written"), "{out}");
+    assert!(!env.db.exists(), "a dry run creates nothing");
+
+    let (code, out) = import(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("run run-20260207-075350: imported"), "{out}");
+    assert!(out.contains("coder (session coder-mw-7, present)"), "{out}");
+    assert!(
+        out.contains("run run-lost: not imported: read workspace config"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("run-done"),
+        "completed runs are not active: {out}"
+    );
+
+    let show = env.show("run-20260207-075350");
+    assert_eq!(show["status"], "awaiting_guidance");
+    assert_eq!(show["tickets"], json!(["MW-7"]));
+    assert_eq!(show["workspace"], ws.to_string_lossy().as_ref());
+    assert_eq!(show["doc_home_repo"], "app");
+    assert_eq!(show["operator"]["restart_attempts"], 2);
+    assert!(show["operator"]["cooldown_until"].as_i64().unwrap_or(0) > 4_000_000_000);
+    let guidance = show["guidance"].as_array().cloned().unwrap_or_default();
+    assert_eq!(guidance.len(), 1, "{show}");
+    assert_eq!(guidance[0]["question"], "Which database?");
+    assert_eq!(guidance[0]["agent"], "planner");
+
+    // Idempotent: a second import reports and skips, and changes nothing.
+    let rows = |env: &Env| env.sql("SELECT count(*) FROM events").concat();
+    let n = rows(&env);
+    let (_, out) = import(&["--from", &db_path.to_string_lossy()]);
+    assert!(
+        out.contains("run run-20260207-075350: skipped: already exists"),
+        "{out}"
+    );
+    assert_eq!(rows(&env), n);
+
+    // The original's file is never modified, and nothing is left beside it.
+    assert!(before == file_state(&db_path), "original database changed");
+    let beside: Vec<_> = fs::read_dir(proj.join(".metawsm"))
+        .expect("ls")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("metawsm.db")]);
+
+    // Adopted, not restarted; the returned-to-shell pane is judged by its marker.
+    wait_for("planner marker", Duration::from_secs(15), || {
+        env.tick();
+        (env.health("run-20260207-075350", "planner") == "dead").then_some(())
+    });
+    assert_eq!(pid("coder-mw-7"), coder_pid, "coder was restarted");
+    let show = env.show("run-20260207-075350");
+    let planner = show["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "planner").cloned())
+        .expect("planner");
+    assert_eq!(planner["exit_status"], 3, "{planner}");
+    assert_ne!(env.health("run-20260207-075350", "coder"), "dead");
+}
+
+/// The original's changelog entry, found in a docmgr layout without --doc-home-repo
+/// (`<ws>/<repo>/ttmp/YYYY/MM/DD/TICKET--slug/`), never glued to a last line that lacks
+/// its newline; the guidance response names the agent as the original did.
+#[test]
+fn changelog_entry_as_the_original_in_a_docmgr_tree() {
+    let env = Env::new();
+    let ticket = env
+        .ws
+        .join("metawsm/ttmp/2026/02/07/T-1--bootstrap-context");
+    fs::create_dir_all(&ticket).expect("ticket dir");
+    fs::create_dir_all(env.ws.join("other/ttmp/2026/02/07/T-2--x")).expect("decoy");
+    let log = ticket.join("changelog.md");
+    fs::write(&log, "# Changelog\n\n- earlier work").expect("changelog");
+    sleeper(&env, "r1");
+    let sig = env.ws.join(".metawsm");
+    fs::create_dir_all(&sig).expect("mkdir");
+    // No "agent" key: the run's only agent asked.
+    fs::write(
+        sig.join("guidance-request.json"),
+        r#"{"question":"Which database?","context":{"options":["pg","sqlite"]}}"#,
+    )
+    .expect("request");
+    // The heading carries the local offset, as the original's did.
+    let out = env
+        .cmd(&["tick"])
+        .env("TZ", "PST+8")
+        .output()
+        .expect("tick");
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.contains("not-written"), "{out}");
+    let text = fs::read_to_string(&log).expect("read");
+    let (before, entry) = text.split_once("\n## ").expect("an entry");
+    assert_eq!(before, "# Changelog\n\n- earlier work\n", "{text}");
+    let lines: Vec<&str> = entry.lines().collect();
+    assert!(
+        lines[0].len() == 25 && lines[0].ends_with("-08:00"),
+        "{text}"
+    );
+    assert_eq!(
+        &lines[1..4],
+        &[
+            "",
+            "- Operator escalation for run `r1`",
+            "- Intent: `escalate_guidance`",
+        ],
+        "{text}"
+    );
+    assert!(lines[4].starts_with("- Summary: ") && lines[4].ends_with("Which database?"));
+    assert_eq!(
+        &lines[5..7],
+        &[
+            "- Requested decision: answer the agent's question with the command below.",
+            "- Question: Which database?",
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some("- Answer with: `metawsm-tick guide r1 --answer '…'`"),
+        "{text}"
+    );
+    env.ok(&["guide", "r1", "--answer", "sqlite"]);
+    let resp: Value = serde_json::from_str(
+        &fs::read_to_string(sig.join("guidance-response.json")).expect("response"),
+    )
+    .expect("json");
+    assert_eq!(resp["agent"], "agent", "{resp}");
+    assert_eq!(resp["answer"], "sqlite");
+}
+
+/// No ticket directory: the tick line and the status bar say so, not only the log.
+#[test]
+fn unwritten_escalation_is_shown() {
+    let env = Env::new();
+    sleeper(&env, "r1");
+    ask(&env, "Which database?");
+    let out = env.tick();
+    assert!(
+        out.contains("escalation=not-written (ticket T-1: no ticket directory for T-1"),
+        "{out}"
+    );
+    let bar = env.ok(&["status", "--format", "plain", "--no-tick"]);
+    assert!(bar.contains("metawsm:!changelog"), "{bar}");
+    // The ticket appears: the next escalation episode is written and the mark goes.
+    fs::create_dir_all(env.ws.join("ttmp/T-1--demo")).expect("ticket");
+    env.ok(&["guide", "r1", "--answer", "pg"]);
+    ask(&env, "And the schema?");
+    let out = env.tick();
+    assert!(!out.contains("not-written"), "{out}");
+    let bar = env.ok(&["status", "--format", "plain", "--no-tick"]);
+    assert!(!bar.contains("metawsm:!changelog"), "{bar}");
+}

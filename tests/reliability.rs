@@ -268,7 +268,8 @@ fn sixteen_processes_hundred_rounds_mixed_commands() {
 
 // ---- crash safety ---------------------------------------------------------------------
 
-/// Every entry: `\n## <time>\n\n` then the bullets, in order, each on one line.
+/// Every entry: `\n## <time>\n\n` then the bullets (the original metawsm's four, then
+/// ours), in order, each on one line.
 fn check_changelog(log: &str) -> Vec<(String, String, String)> {
     assert!(
         log.is_empty() || log.starts_with("\n## "),
@@ -278,15 +279,16 @@ fn check_changelog(log: &str) -> Vec<(String, String, String)> {
     for chunk in log.split("\n## ").skip(1) {
         let lines: Vec<&str> = chunk.split('\n').collect();
         let torn = || format!("torn entry: {chunk:?}\nin:\n{log}");
-        assert!(lines.len() >= 8, "{}", torn());
+        assert!(lines.len() >= 9, "{}", torn());
+        // RFC 3339 with the local offset (`Z` or `±HH:MM`).
         assert!(
-            lines[0].ends_with('Z') && lines[0].len() == 20,
+            (lines[0].ends_with('Z') && lines[0].len() == 20) || lines[0].len() == 25,
             "{}",
             torn()
         );
         assert_eq!(lines[1], "", "{}", torn());
         let run = lines[2]
-            .strip_prefix("- Run: `")
+            .strip_prefix("- Operator escalation for run `")
             .and_then(|s| s.strip_suffix('`'))
             .unwrap_or_else(|| panic!("{}", torn()));
         let intent = lines[3]
@@ -296,7 +298,8 @@ fn check_changelog(log: &str) -> Vec<(String, String, String)> {
         let summary = lines[4]
             .strip_prefix("- Summary: ")
             .unwrap_or_else(|| panic!("{}", torn()));
-        let mut i = 5;
+        assert!(lines[5].starts_with("- Requested decision: "), "{}", torn());
+        let mut i = 6;
         for optional in ["- Question: ", "- Context: "] {
             if lines[i].starts_with(optional) {
                 i += 1;

@@ -45,14 +45,27 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         )));
     };
     let now = now_unix();
-    let body = json!({
+    // As the original: the asking agent, which a request without one means the run's
+    // only agent; the key is left out (never null) when it cannot be known.
+    let agent = if req.agent.is_empty() {
+        let agents = st.agents(Some(&id))?;
+        match agents.as_slice() {
+            [only] => only.name.clone(),
+            _ => String::new(),
+        }
+    } else {
+        req.agent.clone()
+    };
+    let mut body = json!({
         "guidance_id": req.id,
         "run_id": id,
-        "agent": if req.agent.is_empty() { None } else { Some(&req.agent) },
         "question": req.question,
         "answer": answer,
         "answered_at": rfc3339(now),
     });
+    if !agent.is_empty() {
+        body["agent"] = json!(agent);
+    }
     let path = signals::write_response(&PathBuf::from(&req.root), Path::new(&run.workspace), &body)
         .map_err(|e| CliError::Failure(format!("write guidance response in {}: {e}", req.root)))?;
     signals::remove_requests(

@@ -3,6 +3,7 @@
 pub mod doctor;
 pub mod guide;
 pub mod hook;
+pub mod import;
 pub mod llm_worker;
 pub mod log;
 pub mod notify_run;
@@ -37,6 +38,7 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "policy" => policy::main(parser, &ctx),
         "doctor" => doctor::main(parser, &ctx),
         "hook" => hook::main(parser, &ctx),
+        "import" => import::main(parser, &ctx),
         "timer" => timer::main(parser, &ctx),
         "tmux-setup" => tmux_setup::main(parser, &ctx),
         "__llm-worker" => llm_worker::main(parser, &ctx),

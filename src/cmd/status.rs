@@ -126,7 +126,11 @@ fn marker_only(p: &StatusPolicy, format: Format, marker: &str) -> String {
 }
 
 fn from_cache(c: &StatusCache, p: &StatusPolicy, format: Format) -> String {
-    let marker = (!c.tmux_error.is_empty()).then_some("metawsm:!tmux");
+    let marker = if !c.tmux_error.is_empty() {
+        Some("metawsm:!tmux")
+    } else {
+        (c.unwritten > 0).then_some(crate::unwritten::MARKER)
+    };
     render::render(
         &c.counts(),
         &render::style(p, &c.tmux_options),

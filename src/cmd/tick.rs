@@ -148,6 +148,9 @@ pub fn print_report(r: &TickReport, json: bool) {
             // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");
         }
+        if let Some(why) = &run.escalation_unwritten {
+            line.push_str(&format!(" escalation=not-written ({why})"));
+        }
         let _ = writeln!(out, "{}", human(&line));
     }
     // One write for the whole report: a line-buffered stdout costs a syscall per run.

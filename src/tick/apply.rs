@@ -383,6 +383,7 @@ fn event_name(intent: Intent) -> &'static str {
 
 /// Side effects of new alerts, after the state commit (at most once per alert):
 /// changelog entry, notify command, tmux message and bell.
+#[allow(clippy::too_many_arguments)]
 pub fn escalate(
     store: &mut Store,
     ctx: &Ctx,
@@ -391,8 +392,10 @@ pub fn escalate(
     obs: &Observation,
     now: i64,
     outcomes: &HashMap<String, String>,
+    unwritten: &mut HashMap<String, String>,
 ) -> Result<(), CliError> {
     let mut events: Vec<(String, &'static str, String)> = Vec::new();
+    let mut entries: Vec<(String, Option<String>)> = Vec::new();
     let mut messages: Vec<String> = Vec::new();
     for p in plans {
         let completed = p.decision.complete && p.run.status == RunStatus::Running;
@@ -415,7 +418,18 @@ pub fn escalate(
             (event_name(p.alert_intent), p.gated.reason.clone())
         };
         if p.alert && p.alert_intent.is_escalation() {
-            for (kind, msg) in write_changelog(p, policy, now) {
+            let results = write_changelog(p, policy, now);
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|(k, _)| *k == "escalation_unwritten")
+                .map(|(_, m)| m.as_str())
+                .collect();
+            let why = (!failed.is_empty()).then(|| failed.join("; "));
+            if let Some(w) = &why {
+                unwritten.insert(run_id.to_string(), w.clone());
+            }
+            entries.push((run_id.to_string(), why));
+            for (kind, msg) in results {
                 events.push((run_id.to_string(), kind, msg));
             }
         }
@@ -466,6 +480,11 @@ pub fn escalate(
             }
         }
     }
+    let ticked: Vec<(String, bool)> = plans
+        .iter()
+        .map(|p| (p.run.id.clone(), p.state.last_alert.is_some()))
+        .collect();
+    crate::unwritten::after_escalations(store, &ticked, &entries)?;
     if !events.is_empty() {
         let tx = store.write()?;
         for (run_id, kind, msg) in &events {
@@ -494,7 +513,7 @@ fn write_changelog(p: &Planned, policy: &Policy, now: i64) -> Vec<(&'static str,
     } else {
         format!("metawsm-tick run show {}", run.id)
     };
-    let at = rfc3339(now);
+    let at = crate::timeutil::rfc3339_local(now);
     let entry = changelog::format_entry(&changelog::Entry {
         at: &at,
         run_id: &run.id,

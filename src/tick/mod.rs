@@ -43,6 +43,9 @@ pub struct RunOutcome {
     pub execute: bool,
     /// Outcome of the action when one ran: "ok" or the error.
     pub outcome: Option<String>,
+    /// Why this tick's escalation entry could not be written (no ticket directory…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation_unwritten: Option<String>,
     pub alert: bool,
     pub targets: Vec<String>,
     pub agents: Vec<AgentLine>,
@@ -83,6 +86,7 @@ pub fn run(
     let plans = plan::plan(&input, policy, mode, opts.dry_run, now);
 
     let mut outcomes: HashMap<String, String> = HashMap::new();
+    let mut unwritten: HashMap<String, String> = HashMap::new();
     if !opts.dry_run {
         apply::record(
             store,
@@ -94,7 +98,16 @@ pub fn run(
             opts.run.is_none(),
         )?;
         apply::act(store, ctx, policy, &plans, &input.obs, now, &mut outcomes)?;
-        apply::escalate(store, ctx, policy, &plans, &input.obs, now, &outcomes)?;
+        apply::escalate(
+            store,
+            ctx,
+            policy,
+            &plans,
+            &input.obs,
+            now,
+            &outcomes,
+            &mut unwritten,
+        )?;
         if mode != LlmMode::Off {
             ask::ask_llm(store, ctx, policy, mode, &plans, &input.calls, now)?;
         }
@@ -121,6 +134,7 @@ pub fn run(
                 llm: p.gated.llm_note.clone(),
                 execute: p.gated.execute,
                 outcome: outcomes.get(&p.run.id).cloned(),
+                escalation_unwritten: unwritten.get(&p.run.id).cloned(),
                 alert: p.alert,
                 targets: p.decision.targets.clone(),
                 agents: p

@@ -19,6 +19,8 @@ pub struct TickInput {
     /// Screens of quiet interactive agents, by (run id, agent name): filled in by the
     /// tick after the observation, in one tmux spawn.
     pub screens: HashMap<(String, String), crate::screen::Screen>,
+    /// Exit statuses read from the original metawsm's wrapper panes, by session.
+    pub markers: HashMap<String, i64>,
 }
 
 /// One run as read from the database and its workspace.
@@ -114,6 +116,13 @@ pub fn observe(
         alive,
         rows,
     };
+    // Agents of the original metawsm's wrapper never leave a dead pane: read its marker.
+    let markers = crate::original::exit_markers(
+        &ctx.tmux,
+        &obs,
+        runs.iter()
+            .flat_map(|r| agents_by_run.get(&r.id).into_iter().flatten()),
+    );
     let runs = runs
         .into_iter()
         .map(|run| {
@@ -145,6 +154,7 @@ pub fn observe(
         tmux_error,
         calls,
         screens: HashMap::new(),
+        markers,
     })
 }
 

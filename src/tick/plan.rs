@@ -168,7 +168,12 @@ fn plan_run(
         .iter()
         .zip(&readings)
         .map(|(a, reading)| {
-            let j = judge(a, obs, th, now);
+            let mut j = judge(a, obs, th, now);
+            // The original metawsm's wrapper keeps a shell: its exit marker tells.
+            if let Some(&status) = input.markers.get(&a.session) {
+                crate::original::judge_marker(&mut j, status);
+                return j;
+            }
             match reading {
                 Some(r) => health::with_screen(j, r, now),
                 None => j,

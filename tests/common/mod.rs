@@ -2,6 +2,8 @@
 //! a temp state DB and policy, and the real binary. Only ever kills the server it started.
 #![allow(dead_code)]
 
+pub mod original;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
