@@ -74,7 +74,9 @@ pub fn judge_marker(j: &mut Judgement, status: i64) {
     }
 }
 
-/// Shells the wrapper's `exec bash` leaves in the pane once the agent has returned.
+/// Shells the wrapper's `exec bash` leaves in the pane once the agent has returned. (A
+/// non-interactive `bash -lc` running the agent is reported as `bash` too, so this only
+/// skips panes whose foreground program took the terminal for itself.)
 fn at_shell(current_command: &str) -> bool {
     matches!(
         current_command.trim_start_matches('-'),

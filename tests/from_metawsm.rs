@@ -197,10 +197,14 @@ fn import_takes_over_the_original_database() {
     }
     // The original's panes: its wrapper keeps a shell after the agent ends.
     let app = ws.join("app");
+    // HOME: the login shell must not read this machine's own profile.
+    let home = format!("HOME={}", env.dir.path().display());
     for (session, cmd) in [("coder-mw-7", "sleep 600"), ("planner-mw-7", "(exit 3)")] {
         let out = env.tmux(&[
             "new-session",
             "-d",
+            "-e",
+            &home,
             "-s",
             session,
             "-c",
