@@ -5,7 +5,7 @@
 
 use crate::model::{Health, RunStatus};
 use crate::original;
-use crate::store::{self, AgentRow, NewEvent, OpState, RunRow, StoreError};
+use crate::store::{AgentRow, NewEvent, OpState, RunRow, StoreError, Tx};
 use crate::timeutil::parse_rfc3339;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
@@ -450,22 +450,21 @@ fn doc_repo_path(ws: &Path, doc_home: Option<&str>, _repos: usize) -> PathBuf {
 /// its pending questions, in the caller's transaction. Shared registration for runs
 /// whose tmux sessions already exist.
 pub fn register(
-    tx: &Connection,
+    tx: &Tx<'_>,
     imp: &Imported,
     source: &str,
     from: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    store::insert_run(tx, &imp.run)?;
+    tx.insert_run(&imp.run)?;
     for a in &imp.agents {
-        store::insert_agent(tx, a, now)?;
+        tx.insert_agent(a, now)?;
     }
     if imp.state != OpState::default() {
-        store::put_op_state(tx, &imp.run.id, &imp.state, now)?;
+        tx.put_op_state(&imp.run.id, &imp.state, now)?;
     }
     for q in &imp.questions {
-        store::add_guidance(
-            tx,
+        tx.add_guidance(
             &imp.run.id,
             &q.agent,
             &q.root,
@@ -474,8 +473,7 @@ pub fn register(
             q.created_at,
         )?;
     }
-    store::add_event(
-        tx,
+    tx.add_event(
         now,
         &NewEvent {
             run_id: Some(&imp.run.id),

@@ -2,8 +2,7 @@
 //! kept per run in one meta key so the tick output and the status bar can say so, not
 //! only an event. An entry lasts while the run's alert episode lasts.
 
-use crate::store::{self, Result};
-use rusqlite::Connection;
+use crate::store::Result;
 use std::collections::{BTreeMap, HashSet};
 
 pub const META_KEY: &str = "escalation_unwritten";
@@ -38,27 +37,6 @@ pub fn update(
     m
 }
 
-/// Applies `updates` in the caller's transaction; `alerting` = the runs whose alert
-/// episode is still open.
-pub fn record(
-    tx: &Connection,
-    updates: &[(String, Option<String>)],
-    alerting: &HashSet<String>,
-) -> Result<()> {
-    let old_text: Option<String> = rusqlite::OptionalExtension::optional(tx.query_row(
-        "SELECT value FROM meta WHERE key = ?1",
-        [META_KEY],
-        |r| r.get(0),
-    ))?;
-    let old = parse(old_text.as_deref());
-    let new = update(old.clone(), updates, |r| alerting.contains(r));
-    if new != old {
-        let text = serde_json::to_string(&new).unwrap_or_else(|_| "{}".into());
-        store::meta_set(tx, META_KEY, &text)?;
-    }
-    Ok(())
-}
-
 /// After a tick's escalations: records which entries were (not) written, and drops the
 /// marks of runs whose alert episode ended. Nothing is written when there is nothing to do.
 pub fn after_escalations(
@@ -66,10 +44,8 @@ pub fn after_escalations(
     ticked: &[(String, bool)],
     entries: &[(String, Option<String>)],
 ) -> Result<()> {
-    let marked = store
-        .meta_get(META_KEY)?
-        .is_some_and(|m| !parse(Some(&m)).is_empty());
-    if entries.is_empty() && !marked {
+    let old = parse(store.meta_get(META_KEY)?.as_deref());
+    if entries.is_empty() && old.is_empty() {
         return Ok(());
     }
     // `ticked` = (run, its alert episode is open); runs this tick did not look at keep theirs.
@@ -85,9 +61,13 @@ pub fn after_escalations(
                 .filter(|id| !ticked.iter().any(|(t, _)| t == id)),
         )
         .collect();
-    let tx = store.write()?;
-    record(&tx, entries, &alerting)?;
-    tx.commit()?;
+    let new = update(old.clone(), entries, |r| alerting.contains(r));
+    if new != old {
+        let text = serde_json::to_string(&new).unwrap_or_else(|_| "{}".into());
+        let tx = store.write()?;
+        tx.meta_set(META_KEY, &text)?;
+        tx.commit()?;
+    }
     Ok(())
 }
 
