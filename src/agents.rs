@@ -104,6 +104,8 @@ pub fn start_agent(
         started_at: now,
         signal: None,
         signal_at: None,
+        adopted: false,
+        keep_dead_pane: true,
     };
     let mut cmds = agent_start_cmds(ctx, policy, &agent);
     cmds.push(

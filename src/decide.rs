@@ -25,6 +25,8 @@ pub struct AgentView {
     pub reported_done: bool,
     /// Set for interactive agents (adopted, or an interactive CLI's start command).
     pub interactive: Option<Interactive>,
+    /// A restart command is known (an adopted pane may have none: then escalate).
+    pub restartable: bool,
 }
 
 /// What is known of an interactive agent beyond tmux's pane row.
@@ -253,10 +255,11 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         );
     }
 
+    // An agent a completion file covers has finished: its exit is not a fault.
     let unhealthy: Vec<&AgentView> = run
         .agents
         .iter()
-        .filter(|a| a.health.is_unhealthy())
+        .filter(|a| a.health.is_unhealthy() && !a.complete)
         .collect();
 
     // Streak and healthy window: persisted, so a per-call process corroborates across calls.
@@ -281,6 +284,15 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
             state.unhealthy_streak += 1;
             state.last_observation_at = Some(now);
         }
+    }
+
+    // 0. A completion file covering every agent completes the run by itself, whatever the
+    // agents do now: an interactive agent that finished stays at its prompt (alive, quiet,
+    // maybe "waiting") and must never be restarted for it.
+    if !run.agents.is_empty() && run.agents.iter().all(|a| a.complete) {
+        let mut d = mk(Intent::Noop, Reason::Completed, vec![], state, notes);
+        d.complete = true;
+        return d;
     }
 
     // 1. A pending question is always for a human.
@@ -412,6 +424,20 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
                 notes,
             );
         }
+        // Nothing to restart with (an adopted pane tmux knows no start command for): a
+        // human decides, rather than a restart that cannot happen.
+        if let Some(a) = unhealthy.iter().find(|a| !a.restartable) {
+            return mk(
+                Intent::EscalateBlocked,
+                Reason::NoRestartCommand {
+                    agent: a.name.clone(),
+                    detail: a.reason.clone(),
+                },
+                vec![],
+                state,
+                notes,
+            );
+        }
         if state.restart_attempts >= op.restart_budget {
             let detail = unhealthy
                 .iter()
@@ -458,20 +484,12 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
         );
     }
 
-    // 4. Finished agents: completion needs the signal; a silent exit 0 is a blocker.
+    // 4. Finished agents (full completion was rule 0): a silent exit 0 is a blocker.
     let exited: Vec<&AgentView> = run
         .agents
         .iter()
         .filter(|a| a.health == Health::Exited)
         .collect();
-    if !run.agents.is_empty()
-        && exited.len() == run.agents.len()
-        && exited.iter().all(|a| a.complete)
-    {
-        let mut d = mk(Intent::Noop, Reason::Completed, vec![], state, notes);
-        d.complete = true;
-        return d;
-    }
     if let Some(a) = exited.iter().find(|a| !a.complete) {
         return mk(
             Intent::EscalateBlocked,
@@ -514,6 +532,7 @@ mod tests {
             complete: false,
             reported_done: false,
             interactive: None,
+            restartable: true,
         }
     }
 
@@ -746,6 +765,19 @@ mod tests {
         done.agents.iter_mut().for_each(|a| a.complete = true);
         let mut half_done = done.clone();
         half_done.agents[1].complete = false;
+        // An interactive agent that wrote its completion file and sits at its prompt.
+        let mut live_complete = run(RunStatus::Running, vec![agent("a", Health::Idle)]);
+        live_complete.agents[0].complete = true;
+        live_complete.guidance = guidance.clone();
+        let mut gone_complete = run(RunStatus::Running, vec![agent("a", Health::Dead)]);
+        gone_complete.agents[0].complete = true;
+        let mut unrestartable = run(
+            RunStatus::Running,
+            vec![agent("a", Health::Healthy), agent("b", Health::Dead)],
+        );
+        unrestartable.agents[1].restartable = false;
+        let mut unrestartable_healthy = run(RunStatus::Running, vec![agent("a", Health::Idle)]);
+        unrestartable_healthy.agents[0].restartable = false;
 
         let cases = vec![
             Case {
@@ -908,6 +940,38 @@ mod tests {
                 state: OpState::default(),
                 intent: Intent::Noop,
                 reason_has: "completion signal detected",
+                targets: vec![],
+            },
+            Case {
+                name: "a live agent's completion file completes the run, before its question",
+                run: live_complete,
+                state: streak(0),
+                intent: Intent::Noop,
+                reason_has: "completion signal detected",
+                targets: vec![],
+            },
+            Case {
+                name: "a completed agent whose pane is gone is not restarted",
+                run: gone_complete,
+                state: streak(5),
+                intent: Intent::Noop,
+                reason_has: "completion signal detected",
+                targets: vec![],
+            },
+            Case {
+                name: "no restart command escalates instead of restarting",
+                run: unrestartable,
+                state: streak(5),
+                intent: Intent::EscalateBlocked,
+                reason_has: "agent b has no restart command",
+                targets: vec![],
+            },
+            Case {
+                name: "no restart command is no problem while healthy",
+                run: unrestartable_healthy,
+                state: streak(0),
+                intent: Intent::Noop,
+                reason_has: "no deterministic action",
                 targets: vec![],
             },
             Case {

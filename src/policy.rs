@@ -54,7 +54,9 @@ const HEALTH_KEYS: [&str; 5] = [
     "restart_quiet_interactive",
     "screen_patterns",
 ];
-const OPERATOR_KEYS: [&str; 10] = [
+const OPERATOR_KEYS: [&str; 12] = [
+    "on_complete",
+    "agent_names",
     "unhealthy_confirmations",
     "restart_budget",
     "restart_cooldown_seconds",
@@ -127,6 +129,30 @@ pub struct OperatorPolicy {
     pub tick_interval_seconds: i64,
     pub llm: LlmPolicy,
     pub notify: NotifyPolicy,
+    /// What happens to still-live agents when a completion file completes their run.
+    pub on_complete: OnComplete,
+    /// Agent CLI names `run adopt --scan` recognises, besides the built-in ones.
+    pub agent_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnComplete {
+    /// Leave them at their prompt (the run is completed and no longer supervised).
+    Keep,
+    /// Kill their panes/sessions.
+    Stop,
+}
+
+impl FromStr for OnComplete {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(OnComplete::Keep),
+            "stop" => Ok(OnComplete::Stop),
+            _ => Err(format!("unknown value {s:?} (expected keep|stop)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -323,6 +349,8 @@ impl Default for OperatorPolicy {
             tick_interval_seconds: 15,
             llm: LlmPolicy::default(),
             notify: NotifyPolicy::default(),
+            on_complete: OnComplete::Keep,
+            agent_names: Vec::new(),
         }
     }
 }
@@ -626,6 +654,8 @@ fn parse_text(text: &str) -> Result<Policy, String> {
         )?;
         b.int("healthy_reset_seconds", &mut o.healthy_reset_seconds)?;
         b.int("tick_interval_seconds", &mut o.tick_interval_seconds)?;
+        b.parsed("on_complete", &mut o.on_complete)?;
+        b.string_array("agent_names", &mut o.agent_names)?;
 
         if let Some(l) = b.block("llm", &LLM_KEYS)? {
             let llm = &mut o.llm;

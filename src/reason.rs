@@ -45,6 +45,8 @@ pub enum Reason {
     AwaitingCorroboration { streak: i64, need: i64 },
     /// Only quiet interactive agents are unhealthy, and nothing says they hang.
     QuietInteractive { detail: String },
+    /// Unhealthy, and nothing to restart it with (adopted without a start command).
+    NoRestartCommand { agent: String, detail: String },
     /// Unhealthy and out of restarts: a human must look.
     BudgetExhausted {
         attempts: i64,
@@ -133,6 +135,10 @@ impl fmt::Display for Reason {
                 f,
                 "quiet interactive agent not restarted (screen not recognised, no hook \
                  evidence of a hang, health.restart_quiet_interactive off); {detail}"
+            ),
+            Reason::NoRestartCommand { agent, detail } => write!(
+                f,
+                "agent {agent} has no restart command (adopted without one): {detail}"
             ),
             Reason::BudgetExhausted {
                 attempts,

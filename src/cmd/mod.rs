@@ -10,6 +10,7 @@ pub mod notify_run;
 pub mod policy;
 pub mod run;
 pub mod run_add_agent;
+pub mod run_adopt;
 pub mod run_forget;
 pub mod run_list;
 pub mod run_restart;

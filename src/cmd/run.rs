@@ -8,6 +8,7 @@ Usage: metawsm-tick run <COMMAND>
 
 Commands:
   start       Register a run and start its agent in its own tmux session
+  adopt       Supervise agents already running in tmux panes (or --scan for them)
   add-agent   Add another agent (its own session) to a run
   list        List runs (active ones unless --all)
   show        Show one run: agents, operator state, guidance, recent events
@@ -22,7 +23,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let Some(arg) = parser.next()? else {
         cli::print_help(HELP);
         return Err(CliError::Usage(
-            "run: missing command (start|add-agent|list|show|stop|restart|forget)".into(),
+            "run: missing command (start|adopt|add-agent|list|show|stop|restart|forget)".into(),
         ));
     };
     match arg {
@@ -32,6 +33,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
         Value(v) => match cli::os_to_string(v, "run command")?.as_str() {
             "start" => super::run_start::main(parser, ctx),
+            "adopt" => super::run_adopt::main(parser, ctx),
             "add-agent" => super::run_add_agent::main(parser, ctx),
             "list" => super::run_list::main(parser, ctx),
             "show" => super::run_show::main(parser, ctx),
@@ -39,7 +41,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             "restart" => super::run_restart::main(parser, ctx),
             "forget" => super::run_forget::main(parser, ctx),
             other => Err(CliError::Usage(format!(
-                "run: unknown command '{other}' (start|add-agent|list|show|stop|restart|forget)"
+                "run: unknown command '{other}' (start|adopt|add-agent|list|show|stop|restart|forget)"
             ))),
         },
         other => Err(other.unexpected().into()),

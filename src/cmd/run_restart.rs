@@ -58,11 +58,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let now = now_unix();
     let mut cmds = Vec::new();
+    let mut in_place = Vec::new();
     for a in &agents {
-        if matches!(obs.panes(&a.session), SessionState::Present(_)) {
-            cmds.push(tmux::kill_session_cmd(&a.session));
-        }
-        cmds.extend(crate::agents::agent_start_cmds(ctx, &policy, a));
+        let present = matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_));
+        in_place.push(a.adopted && present);
+        cmds.extend(
+            crate::adopt::restart_cmds(ctx, &policy, a, present)
+                .map_err(|e| CliError::Failure(format!("run {id}: {e}")))?,
+        );
     }
     rctx.tmux
         .run(&cmds)
@@ -81,8 +84,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             "cli",
         )?;
     }
-    for a in &agents {
-        tx.mark_agent_started(&id, &a.name, now)?;
+    for (a, in_place) in agents.iter().zip(&in_place) {
+        tx.mark_agent_started(&id, &a.name, now, *in_place)?;
     }
     // A human decided: budget, cooldown and corroboration start over; the alert episode
     // (and so the one changelog entry per question) does not.

@@ -50,6 +50,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 "status": a.status, "health": a.health.as_str(), "last_activity_at": a.last_activity_at,
                 "exit_status": a.exit_status, "exit_signal": a.exit_signal, "pane_id": a.pane_id,
                 "signal": a.signal.map(|s| s.as_str()),
+                "adopted": a.adopted, "keep_dead_pane": a.keep_dead_pane,
+                "observability": crate::adopt::observability(a),
             })).collect::<Vec<_>>(),
             "operator": {
                 "restart_attempts": op.restart_attempts, "last_restart_at": op.last_restart_at,
@@ -96,6 +98,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 .map(|s| format!(" signal={}", s.as_str()))
                 .unwrap_or_default()
         );
+        for line in crate::adopt::observability(a) {
+            println!("      {line}");
+        }
     }
     crate::say!(
         "operator:  restart_attempts={} cooldown_until={} unhealthy_streak={}",

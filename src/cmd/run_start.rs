@@ -197,7 +197,7 @@ fn start_locked(
     Ok(0)
 }
 
-fn unique_id(st: &Store, now: i64) -> String {
+pub fn unique_id(st: &Store, now: i64) -> String {
     let base = format!("run-{}", compact(now));
     let mut id = base.clone();
     let mut n = 2;

@@ -66,10 +66,13 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         },
         tmux::Observation::Known(_) => None,
     };
+    // An adopted agent's pane only: the user's session around it stays.
     let cmds: Vec<_> = agents
         .iter()
-        .filter(|a| matches!(obs.panes(&a.session), SessionState::Present(_)))
-        .map(|a| tmux::kill_session_cmd(&a.session))
+        .flat_map(|a| {
+            let present = matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_));
+            crate::adopt::stop_cmds(a, present)
+        })
         .collect();
     if !cmds.is_empty() {
         rctx.tmux

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_runs_tmux_socket.sql"),
     include_str!("migrations/0003_llm_calls_reaped.sql"),
+    include_str!("migrations/0004_adopted_agents_questions_approvals.sql"),
 ];
 
 /// What went wrong, by kind (from SQLite's result codes, never from message text); the
@@ -218,7 +219,7 @@ impl Store {
         };
         let foreign: i64 = self.conn.query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN
-             ('runs','agents','events','operator_run_states','guidance_requests','meta','inbox','llm_calls','sqlite_sequence')",
+             ('runs','agents','events','operator_run_states','guidance_requests','meta','inbox','llm_calls','approvals','sqlite_sequence')",
             [],
             |r| r.get(0),
         )?;

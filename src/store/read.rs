@@ -65,7 +65,7 @@ impl Store {
     pub fn agents(&self, run_id: Option<&str>) -> Result<Vec<AgentRow>> {
         let sql = "SELECT run_id, name, session, argv, workdir, status, health, last_activity_at,
                           last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
-                          signal_at FROM agents";
+                          signal_at, adopted, keep_dead_pane FROM agents";
         let mut out = Vec::new();
         match run_id {
             Some(id) => {
@@ -120,7 +120,7 @@ impl Store {
 
     pub fn pending_guidance(&self, run_id: &str) -> Result<Vec<GuidanceRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, run_id, agent, root, question, context, created_at FROM guidance_requests
+            "SELECT id, run_id, agent, root, question, context, created_at, source FROM guidance_requests
              WHERE run_id = ?1 AND status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map([run_id], guidance_from_row)?;
@@ -179,7 +179,7 @@ impl Store {
 
     pub fn all_pending_guidance(&self) -> Result<HashMap<String, Vec<GuidanceRow>>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, run_id, agent, root, question, context, created_at FROM guidance_requests
+            "SELECT id, run_id, agent, root, question, context, created_at, source FROM guidance_requests
              WHERE status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map([], guidance_from_row)?;
@@ -296,6 +296,7 @@ fn guidance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GuidanceRow> {
         question: r.get(4)?,
         context: r.get(5)?,
         created_at: r.get(6)?,
+        source: r.get(7)?,
     })
 }
 
@@ -352,6 +353,8 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
         started_at: r.get(12)?,
         signal: signal.and_then(|s| s.parse().ok()),
         signal_at: r.get(14)?,
+        adopted: r.get::<_, i64>(15)? != 0,
+        keep_dead_pane: r.get::<_, i64>(16)? != 0,
     })
 }
 

@@ -35,6 +35,10 @@ pub struct AgentRow {
     pub started_at: i64,
     pub signal: Option<AgentSignal>,
     pub signal_at: Option<i64>,
+    /// Registered by `run adopt`: a pane we did not start (never killed as a session).
+    pub adopted: bool,
+    /// The pane keeps `remain-on-exit` (exit status observable).
+    pub keep_dead_pane: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,6 +64,8 @@ pub struct GuidanceRow {
     pub question: String,
     pub context: String,
     pub created_at: i64,
+    /// file | signal | screen: a file request is answered by file, the others in the pane.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -126,8 +126,8 @@ impl Tx<'_> {
         self.tx.execute(
             "INSERT INTO agents(run_id, name, session, argv, workdir, status, health, last_activity_at,
                                 last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
-                                signal_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, ?10, ?11, NULL, NULL, ?12)",
+                                signal_at, updated_at, adopted, keep_dead_pane)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, ?10, ?11, NULL, NULL, ?12, ?13, ?14)",
             params![
                 a.run_id,
                 a.name,
@@ -140,7 +140,9 @@ impl Tx<'_> {
                 a.last_progress_at,
                 a.pane_id,
                 a.started_at,
-                now
+                now,
+                a.adopted,
+                a.keep_dead_pane
             ],
         )
         .map_err(|e| match e {
@@ -231,13 +233,25 @@ impl Tx<'_> {
     }
 
     /// A (re)start: fresh pane, activity reset, exit and signal cleared.
-    pub fn mark_agent_started(&self, run_id: &str, name: &str, now: i64) -> Result<()> {
+    /// A (re)start: fresh pane, activity reset, exit and signal cleared. An adopted pane
+    /// respawned `in_place` keeps its pane id; one restarted elsewhere now runs in a session
+    /// of our own (ours to kill, with remain-on-exit).
+    pub fn mark_agent_started(
+        &self,
+        run_id: &str,
+        name: &str,
+        now: i64,
+        in_place: bool,
+    ) -> Result<()> {
         self.tx.execute(
             "UPDATE agents SET status = 'running', health = 'healthy', last_activity_at = ?1,
-                    last_progress_at = ?1, exit_status = NULL, exit_signal = NULL, pane_id = NULL,
+                    last_progress_at = ?1, exit_status = NULL, exit_signal = NULL,
+                    pane_id = CASE WHEN ?4 THEN pane_id ELSE NULL END,
+                    adopted = CASE WHEN ?4 THEN adopted ELSE 0 END,
+                    keep_dead_pane = CASE WHEN ?4 THEN keep_dead_pane ELSE 1 END,
                     started_at = ?1, signal = NULL, signal_at = ?1, updated_at = ?1
              WHERE run_id = ?2 AND name = ?3",
-            params![now, run_id, name],
+            params![now, run_id, name, in_place],
         )?;
         Ok(())
     }

@@ -3,13 +3,12 @@
 //! bell), each at most once.
 
 use super::plan::Planned;
-use crate::agents::agent_start_cmds;
 use crate::changelog;
 use crate::cli::{CliError, Ctx};
 use crate::decide;
 use crate::model::{AgentSignal, Intent, RunStatus};
 use crate::notify;
-use crate::policy::Policy;
+use crate::policy::{OnComplete, Policy};
 use crate::store::{AgentRow, AgentUpdate, NewEvent, Store};
 use crate::timeutil::rfc3339;
 use crate::tmux::{self, Cmd, Observation, SessionState};
@@ -267,8 +266,13 @@ pub fn act(
     }
     for p in plans {
         let restart = p.gated.execute && p.gated.intent == Intent::AutoRestart;
+        // operator.on_complete = stop: a completion file ends the still-live agents too.
+        let finished = p.decision.complete
+            && p.run.status == RunStatus::Running
+            && policy.operator.on_complete == OnComplete::Stop;
         let stop = (p.gated.execute && p.gated.intent == Intent::AutoStopStale)
-            || p.run.status == RunStatus::Stopping;
+            || p.run.status == RunStatus::Stopping
+            || finished;
         if !restart && !stop {
             continue;
         }
@@ -279,15 +283,22 @@ pub fn act(
             .filter(|a| stop || p.decision.targets.contains(&a.name))
             .collect();
         let mut cmds = Vec::new();
+        let mut refused = Vec::new();
         for a in &targets {
-            if matches!(obs.panes(&a.session), SessionState::Present(_)) {
-                cmds.push(tmux::kill_session_cmd(&a.session));
-            }
+            // An adopted agent's own pane only, never the user's session around it.
+            let present = matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_));
             if restart {
-                cmds.extend(agent_start_cmds(ctx, policy, a));
+                match crate::adopt::restart_cmds(ctx, policy, a, present) {
+                    Ok(c) => cmds.extend(c),
+                    Err(e) => refused.push(e),
+                }
+            } else {
+                cmds.extend(crate::adopt::stop_cmds(a, present));
             }
         }
-        let result = if cmds.is_empty() {
+        let result = if !refused.is_empty() {
+            Err(tmux::TmuxError::Failed(refused.join("; ")))
+        } else if cmds.is_empty() {
             Ok(String::new())
         } else {
             ctx.tmux.run(&cmds)
@@ -305,7 +316,9 @@ pub fn act(
         if restart {
             if result.is_ok() {
                 for a in &targets {
-                    tx.mark_agent_started(run_id, &a.name, now)?;
+                    let in_place = a.adopted
+                        && matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_));
+                    tx.mark_agent_started(run_id, &a.name, now, in_place)?;
                 }
             }
             let st = tx.op_state_tx(run_id)?;

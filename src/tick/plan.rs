@@ -87,7 +87,7 @@ fn judge(a: &AgentRow, obs: &Observation, th: &Thresholds, now: i64) -> Judgemen
         exit_signal: a.exit_signal,
         health: Some(a.health),
     };
-    health::judge(obs.panes(&a.session), &prior, now, th)
+    health::judge(crate::adopt::agent_panes(obs, a), &prior, now, th)
 }
 
 /// The panes whose screens this tick reads: live, quiet, interactive agents of active
@@ -104,7 +104,7 @@ pub fn screens_to_read(
             continue;
         }
         for a in &r.agents {
-            if screen::interactive_kind(&a.argv, false).is_none() {
+            if screen::interactive_kind(&a.argv, a.adopted).is_none() {
                 continue;
             }
             let j = judge(a, &input.obs, &th, now);
@@ -159,7 +159,7 @@ fn plan_run(
     let readings: Vec<Option<Reading>> = agents
         .iter()
         .map(|a| {
-            let kind = screen::interactive_kind(&a.argv, false)?;
+            let kind = screen::interactive_kind(&a.argv, a.adopted)?;
             let s = input.screens.get(&(run.id.clone(), a.name.clone()))?;
             Some(screen::classify(kind, &s.text, &s.title, &pats))
         })
@@ -224,12 +224,13 @@ fn plan_run(
                 stored_activity_at: a.last_activity_at,
                 reason: j.reason.clone(),
                 reported_done: a.signal == Some(AgentSignal::Done),
-                interactive: screen::interactive_kind(&a.argv, false).map(|_| {
+                interactive: screen::interactive_kind(&a.argv, a.adopted).map(|_| {
                     decide::Interactive {
                         hook_busy: a.signal == Some(AgentSignal::Working),
                         screen: reading.as_ref().map(|r| r.state),
                     }
                 }),
+                restartable: !a.argv.is_empty(),
                 complete: completions
                     .iter()
                     .any(|c| c.agent.as_deref().is_none_or(|n| n == a.name)),
