@@ -74,6 +74,10 @@ fn adopt_keeps_the_session_untouched_and_escalates_without_a_restart_command() {
     // A shell pane: tmux knows no start command, so nothing to restart with.
     env.tmux(&["new-session", "-d", "-s", "bare", "-c", &ws]);
     let (bare, bare_pid) = pane_of(&env, "=bare:");
+    wait_for("the shell's cwd", Duration::from_secs(10), || {
+        let p = env.tmux_out(&["display-message", "-p", "-t", &bare, "#{pane_current_path}"]);
+        (!p.trim().is_empty()).then_some(())
+    });
     let out = env.ok(&[
         "run", "adopt", "--ticket", "T-2", "--id", "r2", "--agent", "shell", &bare,
     ]);

@@ -232,6 +232,12 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
     let ws_given = a.workspace.clone();
     let ws_raw = match &ws_given {
         Some(w) => w.clone(),
+        None if panes[0].path.is_empty() => {
+            return Err(CliError::Usage(format!(
+                "run adopt: tmux does not know pane {}'s current directory; pass --workspace DIR",
+                panes[0].pane_id
+            )))
+        }
         None => PathBuf::from(&panes[0].path),
     };
     let ws = ws_raw
