@@ -380,7 +380,7 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
             },
         )?;
     }
-    tx.commit().map_err(store::StoreError::from)?;
+    tx.commit()?;
     for ag in &agents {
         println!(
             "adopted {} (session {}) as agent {} of {}; restart command: {}",
