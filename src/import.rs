@@ -333,6 +333,8 @@ fn one_run(
             started_at: activity.unwrap_or(now),
             signal: None,
             signal_at: None,
+            adopted: false,
+            keep_dead_pane: true,
         });
     }
     let (_, workspace) = workspaces
