@@ -398,3 +398,39 @@ fn unwritten_escalation_is_shown() {
     let bar = env.ok(&["status", "--format", "plain", "--no-tick"]);
     assert!(!bar.contains("metawsm:!changelog"), "{bar}");
 }
+
+/// `--ticket T` as the original accepted it: the ticket's one active run; two → exit 2
+/// listing them; none → exit 1.
+#[test]
+fn ticket_selects_its_one_active_run() {
+    let env = Env::new();
+    sleeper(&env, "r1");
+    let show: Value = serde_json::from_str(&env.ok(&["run", "show", "--ticket", "T-1", "--json"]))
+        .expect("json");
+    assert_eq!(show["id"], "r1");
+    let out = env.ok(&["tick", "--ticket", "T-1"]);
+    assert!(out.contains(" r1 "), "{out}");
+    ask(&env, "Which database?");
+    env.tick();
+    env.ok(&["guide", "--ticket", "T-1", "--answer", "pg"]);
+    sleeper(&env, "r2");
+    for args in [
+        &["run", "show", "--ticket", "T-1"][..],
+        &["run", "stop", "--ticket", "T-1"],
+        &["run", "restart", "--ticket", "T-1"],
+        &["tick", "--ticket", "T-1"],
+        &["guide", "--ticket", "T-1", "--answer", "x"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("ticket T-1 has 2 active runs: r1 (running), r2 (running)"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(env.run(&["run", "stop", "--ticket", "NOPE"]).status.code(), Some(1));
+    env.ok(&["run", "stop", "r2"]);
+    env.ok(&["run", "stop", "--ticket", "T-1"]);
+    assert_eq!(env.show("r1")["status"], "stopped");
+}

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 const HELP: &str = "\
-Usage: metawsm-tick guide RUN --answer TEXT
+Usage: metawsm-tick guide RUN|--ticket T --answer TEXT
 
 Answers the run's oldest pending guidance request: writes .metawsm/guidance-response.json
 beside the request (guidance_id, run_id, agent, question, answer, answered_at), removes
@@ -18,6 +18,7 @@ the request files, and moves the run back to running. Resets the restart budget.
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut ticket = None;
     let (mut id, mut answer) = (None, None);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -27,10 +28,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 return Ok(0);
             }
             Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            Long("ticket") => ticket = Some(cli::os_to_string(parser.value()?, "--ticket")?),
             other => return Err(other.unexpected().into()),
         }
     }
-    let id = id.ok_or_else(|| CliError::Usage("guide: RUN is required".into()))?;
+    let id = super::select::run_id(ctx, "guide", id, ticket)?;
     let answer = answer
         .filter(|a| !a.trim().is_empty())
         .ok_or_else(|| CliError::Usage("guide: --answer TEXT is required".into()))?;

@@ -17,6 +17,7 @@ pub mod run_restart;
 pub mod run_show;
 pub mod run_start;
 pub mod run_stop;
+pub mod select;
 pub mod signal;
 pub mod status;
 pub mod tick;

@@ -8,7 +8,7 @@ use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
 
 const HELP: &str = "\
-Usage: metawsm-tick run restart RUN [--agent NAME]
+Usage: metawsm-tick run restart RUN|--ticket T [--agent NAME]
 
 Kills and starts again the run's agents (or only NAME) with their stored argv and working
 directory. A stopped, failed or completed run becomes running. Resets restart attempts,
@@ -16,6 +16,7 @@ cooldown and corroboration: a human decided.
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut ticket = None;
     let (mut id, mut only) = (None, None);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -25,10 +26,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 return Ok(0);
             }
             Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            Long("ticket") => ticket = Some(cli::os_to_string(parser.value()?, "--ticket")?),
             other => return Err(other.unexpected().into()),
         }
     }
-    let id = id.ok_or_else(|| CliError::Usage("run restart: RUN is required".into()))?;
+    let id = super::select::run_id(ctx, "run restart", id, ticket)?;
     let policy = ctx.policy()?;
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;

@@ -1,19 +1,20 @@
 //! `metawsm-tick run show`: one run in full.
 
-use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::cli::{self, CliResult, Ctx};
 use crate::store::OpenMode;
 use crate::timeutil::{age, now_unix, rfc3339};
 use lexopt::prelude::*;
 use serde_json::json;
 
 const HELP: &str = "\
-Usage: metawsm-tick run show RUN [--json]
+Usage: metawsm-tick run show RUN|--ticket T [--json]
 
 Shows the run, its agents, operator state (restart budget, cooldown), pending guidance,
 the latest LLM proposal and the last 10 events.
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut ticket = None;
     let (mut id, mut as_json) = (None, false);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -23,10 +24,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 return Ok(0);
             }
             Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            Long("ticket") => ticket = Some(cli::os_to_string(parser.value()?, "--ticket")?),
             other => return Err(other.unexpected().into()),
         }
     }
-    let id = id.ok_or_else(|| CliError::Usage("run show: RUN is required".into()))?;
+    let id = super::select::run_id(ctx, "run show", id, ticket)?;
     let st = ctx.open(OpenMode::Existing, false)?;
     let run = st.run(&id)?;
     let agents = st.agents(Some(&id))?;

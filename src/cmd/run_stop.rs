@@ -8,12 +8,13 @@ use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
 
 const HELP: &str = "\
-Usage: metawsm-tick run stop RUN
+Usage: metawsm-tick run stop RUN|--ticket T
 
 Moves the run to stopping, kills each agent's tmux session (exact target), then stopped.
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
+    let mut ticket = None;
     let mut id = None;
     while let Some(arg) = parser.next()? {
         match arg {
@@ -22,10 +23,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 return Ok(0);
             }
             Value(v) if id.is_none() => id = Some(cli::os_to_string(v, "RUN")?),
+            Long("ticket") => ticket = Some(cli::os_to_string(parser.value()?, "--ticket")?),
             other => return Err(other.unexpected().into()),
         }
     }
-    let id = id.ok_or_else(|| CliError::Usage("run stop: RUN is required".into()))?;
+    let id = super::select::run_id(ctx, "run stop", id, ticket)?;
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;

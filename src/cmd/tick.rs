@@ -9,7 +9,7 @@ use lexopt::prelude::*;
 use std::time::{Duration, Instant};
 
 const HELP: &str = "\
-Usage: metawsm-tick tick [--run ID] [--json] [--dry-run] [--llm-mode off|assist|auto] [--wait-llm]
+Usage: metawsm-tick tick [--run ID|--ticket T] [--json] [--dry-run] [--llm-mode off|assist|auto] [--wait-llm]
 
 Observe every active run with one tmux call, decide with the deterministic rules, act
 (restart/stop), write escalations, notify, and start LLM proposals in the background.
@@ -17,6 +17,7 @@ Prints one line per run: <UTC time> <run> <intent> <reason> decision_source=rule
 
 Options:
   --run ID          Only this run
+  --ticket T        Only the ticket's one active run
   --json            Print the decisions as JSON
   --dry-run         Observe only: no tmux change, no file written, no notify, no state saved
   --llm-mode MODE   Override operator.llm.mode for this tick
@@ -32,9 +33,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         source: "tick",
     };
     let (mut json, mut wait_llm) = (false, false);
+    let mut ticket = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("run") => opts.run = Some(cli::os_to_string(parser.value()?, "--run")?),
+            Long("ticket") => ticket = Some(cli::os_to_string(parser.value()?, "--ticket")?),
             Long("json") => json = true,
             Long("dry-run") => opts.dry_run = true,
             Long("wait-llm") => wait_llm = true,
@@ -52,6 +55,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             }
             other => return Err(other.unexpected().into()),
         }
+    }
+    if ticket.is_some() {
+        opts.run = Some(super::select::run_id(ctx, "tick", opts.run.take(), ticket)?);
     }
     let policy = ctx.policy()?;
     let mut report = run_locked(ctx, &policy, &opts)?;
