@@ -113,6 +113,23 @@ pub struct Decision {
     pub notes: Vec<String>,
 }
 
+/// What the rules will do once corroboration completes, for a dry run (which never
+/// advances the streak): the decision the same situation gets after the missing
+/// observations, and how many are missing. `None` unless the decision waits on them.
+pub fn preview(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Option<(Intent, i64)> {
+    let d = decide(run, prev, policy, now);
+    let Reason::AwaitingCorroboration { streak, need } = d.reason else {
+        return None;
+    };
+    let ahead = OpState {
+        unhealthy_streak: need - 1,
+        last_observation_at: None,
+        ..prev.clone()
+    };
+    let later = decide(run, &ahead, policy, now);
+    (later.intent != Intent::Noop).then_some((later.intent, (need - streak).max(1)))
+}
+
 /// Cooldown after the n-th attempt (1-based): base × 2^(n−1), capped.
 pub fn cooldown_for(attempt: i64, policy: &Policy) -> i64 {
     let base = policy.operator.restart_cooldown_seconds.max(1);

@@ -405,8 +405,8 @@ fn unwritten_escalation_is_shown() {
 fn ticket_selects_its_one_active_run() {
     let env = Env::new();
     sleeper(&env, "r1");
-    let show: Value = serde_json::from_str(&env.ok(&["run", "show", "--ticket", "T-1", "--json"]))
-        .expect("json");
+    let show: Value =
+        serde_json::from_str(&env.ok(&["run", "show", "--ticket", "T-1", "--json"])).expect("json");
     assert_eq!(show["id"], "r1");
     let out = env.ok(&["tick", "--ticket", "T-1"]);
     assert!(out.contains(" r1 "), "{out}");
@@ -429,8 +429,38 @@ fn ticket_selects_its_one_active_run() {
             "{args:?}: {err}"
         );
     }
-    assert_eq!(env.run(&["run", "stop", "--ticket", "NOPE"]).status.code(), Some(1));
+    assert_eq!(
+        env.run(&["run", "stop", "--ticket", "NOPE"]).status.code(),
+        Some(1)
+    );
     env.ok(&["run", "stop", "r2"]);
     env.ok(&["run", "stop", "--ticket", "T-1"]);
     assert_eq!(env.show("r1")["status"], "stopped");
+}
+
+/// `tick --dry-run` previews the action corroboration will lead to (the original's dry
+/// run showed the restart), and writes nothing: repeated dry runs show the same preview.
+#[test]
+fn dry_run_previews_the_restart() {
+    let env = Env::new();
+    env.start("r1", &["sh", "-c", "exit 1"]);
+    wait_for("pane dead", Duration::from_secs(15), || {
+        env.tmux_out(&["display-message", "-p", "-t", "=r1:", "#{pane_dead}"])
+            .trim()
+            .eq("1")
+            .then_some(())
+    });
+    let before = env.sql("SELECT count(*) FROM events").concat();
+    for _ in 0..2 {
+        let out = env.ok(&["tick", "--dry-run"]);
+        assert!(
+            out.contains("awaiting corroboration")
+                && out.contains("; would auto_restart after 1 more unhealthy observation"),
+            "{out}"
+        );
+    }
+    assert_eq!(env.sql("SELECT count(*) FROM events").concat(), before);
+    let show = env.show("r1");
+    assert_eq!(show["operator"]["unhealthy_streak"], 0);
+    assert_eq!(show["operator"]["restart_attempts"], 0);
 }

@@ -154,6 +154,9 @@ pub fn print_report(r: &TickReport, json: bool) {
             // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");
         }
+        if let Some(p) = &run.preview {
+            line.push_str(&format!("; {p}"));
+        }
         if let Some(why) = &run.escalation_unwritten {
             line.push_str(&format!(" escalation=not-written ({why})"));
         }

@@ -46,6 +46,9 @@ pub struct RunOutcome {
     /// Why this tick's escalation entry could not be written (no ticket directory…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation_unwritten: Option<String>,
+    /// Dry run: what the rules will do once corroboration completes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
     pub alert: bool,
     pub targets: Vec<String>,
     pub agents: Vec<AgentLine>,
@@ -135,6 +138,7 @@ pub fn run(
                 execute: p.gated.execute,
                 outcome: outcomes.get(&p.run.id).cloned(),
                 escalation_unwritten: unwritten.get(&p.run.id).cloned(),
+                preview: p.preview.clone(),
                 alert: p.alert,
                 targets: p.decision.targets.clone(),
                 agents: p

@@ -34,6 +34,8 @@ pub struct Planned {
     pub log_decision: bool,
     pub fingerprint: String,
     pub prev_state: OpState,
+    /// Dry run: what the rules will do once corroboration completes.
+    pub preview: Option<String>,
 }
 
 fn thresholds(p: &Policy) -> Thresholds {
@@ -240,6 +242,16 @@ fn plan_run(
         tmux_unknown: tmux_error.clone(),
     };
     let decision = decide::decide(&view, &prev, policy, now);
+    let preview = if dry_run {
+        decide::preview(&view, &prev, policy, now).map(|(intent, n)| {
+            format!(
+                "would {intent} after {n} more unhealthy observation{}",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+    } else {
+        None
+    };
     let fingerprint = fnv(&format!(
         "{}|{}|{}|{}|{}",
         run.status,
@@ -335,5 +347,6 @@ fn plan_run(
         log_decision,
         fingerprint,
         prev_state: prev,
+        preview,
     }
 }
