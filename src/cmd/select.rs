@@ -24,7 +24,7 @@ pub fn run_id(
             let runs: Vec<_> = st
                 .runs(false)?
                 .into_iter()
-                .filter(|r| r.tickets.iter().any(|x| *x == t))
+                .filter(|r| r.tickets.contains(&t))
                 .collect();
             match runs.as_slice() {
                 [one] => Ok(one.id.clone()),
