@@ -333,6 +333,8 @@ fn one_run(
             started_at: activity.unwrap_or(now),
             signal: None,
             signal_at: None,
+            // The original created these sessions for the agent: they are the agent's own
+            // (a restart replaces the session, as the original's did).
             adopted: false,
             keep_dead_pane: true,
         });
