@@ -334,8 +334,17 @@ mod props {
     fn random_cwd_and_argv_arrive_byte_for_byte() {
         let c = Case::new();
         let root = c.env.path("wsroot");
-        let component = "[^/\u{0}]{1,40}".prop_filter("not . or ..", |s| s != "." && s != "..");
-        let argv = proptest::collection::vec("[^\u{0}]{0,30}", 0..4);
+        // Any character, but often the ones tmux and sh give a meaning to (each branch of
+        // the alternation is about equally likely).
+        const HOSTILE: &str = r#"#[(S{\[]?|;|[()$`'"\\\n\t]"#;
+        let component = proptest::string::string_regex(&format!("({HOSTILE}|[^/\\x00]){{1,30}}"))
+            .expect("regex")
+            .prop_filter("not . or ..", |s| s != "." && s != "..");
+        let argv = proptest::collection::vec(
+            proptest::string::string_regex(&format!("({HOSTILE}|[^\\x00]){{0,20}}"))
+                .expect("regex"),
+            0..4,
+        );
         let mut runner = TestRunner::new(Config {
             cases: 8,
             failure_persistence: None,
