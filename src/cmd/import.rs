@@ -83,7 +83,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     drop(orig);
 
     let verb = if dry_run { "would import" } else { "imported" };
-    println!("import from {} (read-only)", from.display());
+    crate::say!("import from {} (read-only)", from.display());
     let from_s = from.to_string_lossy().into_owned();
     let mut st = st;
     let mut failed = plan.failed.len();
@@ -98,7 +98,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 Ok(())
             })();
             if let Err(e) = saved {
-                println!("run {}: failed: {e}", imp.run.id);
+                crate::say!("run {}: failed: {e}", imp.run.id);
                 failed += 1;
                 continue;
             }
@@ -116,7 +116,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 format!("{} (session {}, {here})", a.name, a.session)
             })
             .collect();
-        println!(
+        crate::say!(
             "run {}: {verb} ({}; tickets {}; workspace {}{}; agents {}; restart attempts {}{}; {} pending question(s))",
             imp.run.id,
             imp.run.status,
@@ -136,16 +136,16 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             imp.questions.len()
         );
         for n in &imp.notes {
-            println!("  note: {n}");
+            crate::say!("  note: {n}");
         }
     }
     for (id, why) in &plan.skipped {
-        println!("run {id}: skipped: {why}");
+        crate::say!("run {id}: skipped: {why}");
     }
     for (id, why) in &plan.failed {
-        println!("run {id}: not imported: {why}");
+        crate::say!("run {id}: not imported: {why}");
     }
-    println!(
+    crate::say!(
         "{} {done}, skipped {}, failed {failed}{}",
         if dry_run { "would import" } else { "imported" },
         plan.skipped.len(),
