@@ -31,7 +31,10 @@ struct Case {
 
 impl Case {
     fn new() -> Case {
-        let env = Env::new();
+        Case::with(Env::new())
+    }
+
+    fn with(env: Env) -> Case {
         let agent = env.path("agent");
         write_exec(&agent, AGENT);
         let marker = env.path("pwned");
@@ -281,9 +284,15 @@ fn non_utf8_workspace_and_argv_are_refused_with_a_clear_error() {
     assert!(!c.env.db.exists() || c.env.sql("SELECT id FROM runs").is_empty());
 }
 
+/// Questions from an agent's request file: JSON keeps them exact, human output shows
+/// control characters escaped (no forged tick line, no OSC 52 or CSI reaching the
+/// terminal), and the tmux message to an attached client runs nothing.
 #[test]
 fn hostile_questions_are_exact_in_json_and_escaped_for_humans() {
-    let c = Case::new();
+    let policy =
+        common::fast_policy(serde_json::json!({"operator": {"notify": {"tmux_message": true}}}));
+    let c = Case::with(Env::with_policy(policy));
+    let client = c.env.attach_client();
     let id = c.next_id();
     let out = c.env.path("q-out");
     let ws = c.env.ws.clone();
@@ -292,36 +301,51 @@ fn hostile_questions_are_exact_in_json_and_escaped_for_humans() {
     c.report(&out);
     let m = c.marker.display().to_string();
     let forged = "2026-01-01T00:00:00Z other-run auto_restart forged";
-    let question = format!(
+    let crafted = format!(
         "Which db? #(touch {m}) $(touch {m});\n{forged}\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J\r\ttab"
     );
     let sig = ws.join(".metawsm");
     fs::create_dir_all(&sig).expect("mkdir");
-    let req = serde_json::json!({"agent": "agent", "question": question});
-    fs::write(sig.join("guidance-request.json"), req.to_string()).expect("request");
-    let tick = c.env.ok(&["tick"]);
-    assert!(!tick.lines().any(|l| l.starts_with(forged)), "{tick}");
-    assert!(
-        !tick.chars().any(|ch| ch.is_control() && ch != '\n'),
-        "raw control characters in tick output: {tick:?}"
-    );
-    assert!(tick.contains("\\n2026-01-01T00:00:00Z other-run"), "{tick}");
-    assert!(tick.contains("\\u{1b}]52;"), "{tick}");
-    let show = c.env.show(&id);
-    assert_eq!(show["guidance"][0]["question"], question.trim());
-    let human = c.env.ok(&["run", "show", &id]);
-    assert!(
-        !human.chars().any(|ch| ch.is_control() && ch != '\n'),
-        "{human:?}"
-    );
-    assert!(!human.lines().any(|l| l.starts_with(forged)), "{human}");
-    let log = c.env.ok(&["log", "--run", &id]);
-    assert!(
-        !log.chars().any(|ch| ch.is_control() && ch != '\n'),
-        "{log:?}"
-    );
+    let no_controls = |what: &str, text: &str| {
+        assert!(
+            !text.chars().any(|ch| ch.is_control() && ch != '\n'),
+            "{what}: raw control characters: {text:?}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with(forged)),
+            "{what}: {text}"
+        );
+    };
+    let mut questions = vec![crafted.clone()];
+    questions.extend(c.hostile());
+    for (i, question) in questions.iter().enumerate() {
+        let req = serde_json::json!({"agent": "agent", "question": question});
+        fs::write(sig.join("guidance-request.json"), req.to_string()).expect("request");
+        let tick = c.env.ok(&["tick"]);
+        no_controls("tick", &tick);
+        if i == 0 {
+            assert!(tick.contains("\\n2026-01-01T00:00:00Z other-run"), "{tick}");
+            assert!(tick.contains("\\u{1b}]52;"), "{tick}");
+            // The escalation reached the client as a tmux message, shown as text.
+            wait_for("the message on the client", Duration::from_secs(20), || {
+                let screen = client.tmux_out(&["capture-pane", "-p", "-t", "=view:"]);
+                screen.contains("Which db? #(touch").then_some(())
+            });
+        }
+        let show = c.env.show(&id);
+        assert_eq!(
+            show["guidance"][0]["question"],
+            question.trim(),
+            "{question:?}: stored exactly"
+        );
+        no_controls("run show", &c.env.ok(&["run", "show", &id]));
+        no_controls("log", &c.env.ok(&["log", "--run", &id]));
+        c.env.ok(&["guide", &id, "--answer", "ok"]);
+        c.assert_no_marker(&format!("question {question:?}"));
+    }
     c.stop(&id);
-    c.only_keepalive("after the question");
+    c.only_keepalive("after the questions");
+    std::thread::sleep(Duration::from_millis(300));
     c.assert_no_marker("question text");
 }
 
