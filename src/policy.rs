@@ -7,8 +7,6 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -550,33 +548,24 @@ fn too_large(len: u64) -> String {
     format!("file is too large ({len} bytes, limit {MAX_POLICY_BYTES})")
 }
 
-/// Reads at most MAX_POLICY_BYTES. `Ok(None)` means the file does not exist.
+/// Reads at most MAX_POLICY_BYTES, never blocking (a FIFO is refused, not waited on).
+/// `Ok(None)` means the file does not exist.
 fn read_capped(path: &Path) -> Result<Option<String>, String> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read file: {e}")),
+    use crate::fsio::{read_bounded, ReadError};
+    let bytes = match read_bounded(path, MAX_POLICY_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(ReadError::NotRegular(_, kind)) => {
+            return Err(format!("is {kind}, not a regular file"))
+        }
+        Err(ReadError::TooLarge(_, _, Some(len))) => return Err(too_large(len)),
+        Err(ReadError::TooLarge(_, _, None)) => {
+            return Err(format!(
+                "file is too large (over {MAX_POLICY_BYTES} bytes, limit {MAX_POLICY_BYTES})"
+            ))
+        }
+        Err(ReadError::Io(_, e)) => return Err(format!("cannot read file: {e}")),
     };
-    // fstat on the open handle, so the size belongs to the file we are about to read.
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read file: {e}"))?;
-    if meta.is_dir() {
-        return Err("is a directory, not a file".to_owned());
-    }
-    if meta.len() > MAX_POLICY_BYTES {
-        return Err(too_large(meta.len()));
-    }
-    // The file may grow after fstat, and pipes and devices report size 0: cap the read too.
-    let mut bytes = Vec::new();
-    file.take(MAX_POLICY_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read file: {e}"))?;
-    if bytes.len() as u64 > MAX_POLICY_BYTES {
-        return Err(format!(
-            "file is too large (over {MAX_POLICY_BYTES} bytes, limit {MAX_POLICY_BYTES})"
-        ));
-    }
     String::from_utf8(bytes).map(Some).map_err(|e| {
         format!(
             "file is not valid UTF-8 (at byte {})",
@@ -610,6 +599,7 @@ fn parse_text(text: &str) -> Result<Policy, String> {
         return Err("file is empty".to_owned());
     }
     let value: Value = serde_json::from_str(text).map_err(|e| json_error(&e))?;
+    crate::json_dups::check(text)?;
     let Value::Object(root) = &value else {
         return Err("top level must be a JSON object".to_owned());
     };
@@ -850,6 +840,7 @@ fn quote_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     const REPO_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/policy/");
@@ -910,6 +901,10 @@ mod tests {
             ("{\n  \"version\": 2,\n}", "invalid JSON at line 3 column 1: trailing comma"),
             ("{} x", "invalid JSON at line 1 column 4: trailing characters"),
             ("[1]", "top level must be a JSON object"),
+            (
+                r#"{"operator":{"restart_budget":1,"restart_budget":9}}"#,
+                "duplicate key operator.restart_budget",
+            ),
             ("null", "top level must be a JSON object"),
             ("42", "top level must be a JSON object"),
             // Unknown keys at every level; keys are case-sensitive.
@@ -1223,7 +1218,7 @@ mod tests {
         assert_eq!(e.message, "file is not valid UTF-8 (at byte 12)");
 
         let e = Policy::load(dir.path()).expect_err("directory");
-        assert_eq!(e.message, "is a directory, not a file");
+        assert_eq!(e.message, "is a directory, not a regular file");
     }
 
     #[test]
@@ -1255,13 +1250,16 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn load_caps_reads_when_size_is_unknown() {
-        // /dev/zero reports size 0 but never ends: only the capped read stops it.
+    fn load_refuses_devices_and_fifos_without_reading() {
+        // /dev/zero never ends and a FIFO with no writer blocks any blocking open.
         let e = Policy::load(Path::new("/dev/zero")).expect_err("endless");
-        assert_eq!(
-            e.message,
-            "file is too large (over 1048576 bytes, limit 1048576)"
-        );
+        assert_eq!(e.message, "is a character device, not a regular file");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("policy.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let e = Policy::load(&fifo).expect_err("fifo");
+        assert_eq!(e.message, "is a FIFO, not a regular file");
     }
 
     #[test]

@@ -104,6 +104,75 @@ pub fn kill_groups(groups: &[i32], grace: Duration) {
     }
 }
 
+/// Linux: PR_SET_CHILD_SUBREAPER, so orphans of our descendants (a grandchild that
+/// called setsid and whose parent exited escapes any group kill) are re-parented to us
+/// rather than to init. macOS has no equivalent: false, and there the process-group and
+/// session kills are all a caller gets.
+pub fn become_subreaper() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        nix::sys::prctl::set_child_subreaper(true).is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// `/proc/<pid>/stat`'s parent pid field.
+fn proc_ppid(pid: i32) -> Option<i32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = s.get(s.rfind(')')? + 1..)?.split_whitespace();
+    f.next()?;
+    f.next()?.parse().ok()
+}
+
+/// Every process below `root` in the parent tree.
+fn descendants(root: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(i32, i32)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, proc_ppid(pid)?)))
+        .collect();
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+/// For a subreaper: KILL every descendant and reap it, until none is left (each round
+/// also catches what was forked meanwhile), for at most KILL_GRACE.
+pub fn kill_descendants() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + KILL_GRACE;
+    loop {
+        let left: Vec<i32> = descendants(me)
+            .into_iter()
+            .filter(|p| proc_stat(*p).is_some_and(|(st, ..)| !is_zombie(st)))
+            .collect();
+        for p in &left {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            if st == WaitStatus::StillAlive {
+                break;
+            }
+        }
+        if left.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
 /// TERM then KILL to a whole process group.
 pub fn kill_group(pgid: i64) {
     if let Ok(p) = i32::try_from(pgid) {

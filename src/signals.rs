@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub const MAX_SIGNAL_BYTES: u64 = 1 << 20;
@@ -53,33 +53,14 @@ pub fn signal_path(root: &Path, name: &str) -> PathBuf {
     root.join(".metawsm").join(name)
 }
 
-fn read_capped(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    // O_NONBLOCK: a FIFO planted at this name must not hang the tick that holds the lock.
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    let mut buf = Vec::new();
-    file.take(MAX_SIGNAL_BYTES + 1).read_to_end(&mut buf)?;
-    Ok(Some(buf))
-}
-
 fn read_with<T>(root: &Path, name: &str, parse: fn(&[u8]) -> Result<T, String>) -> Read_<T> {
     let path = signal_path(root, name);
-    match read_capped(&path) {
+    match crate::fsio::read_bounded(&path, MAX_SIGNAL_BYTES) {
         Ok(None) => Read_::Absent,
-        Err(e) => Read_::Bad(path, format!("unreadable: {e}")),
-        Ok(Some(bytes)) if bytes.len() as u64 > MAX_SIGNAL_BYTES => {
+        Err(crate::fsio::ReadError::TooLarge(..)) => {
             Read_::Bad(path, format!("larger than {MAX_SIGNAL_BYTES} bytes"))
         }
+        Err(e) => Read_::Bad(path, format!("unreadable: {e}")),
         Ok(Some(bytes)) => match parse(&bytes) {
             Ok(v) => Read_::Found(path, v),
             Err(e) => Read_::Bad(path, e),
@@ -91,6 +72,7 @@ pub fn read_guidance(root: &Path) -> Read_<GuidanceRequest> {
     read_with(root, GUIDANCE_REQUEST, parse_guidance)
 }
 
+#[cfg(test)]
 pub fn read_completion(root: &Path) -> Read_<Completion> {
     read_with(root, COMPLETION, parse_completion)
 }
@@ -156,67 +138,251 @@ pub fn for_run(file_run: &Option<String>, run_id: &str) -> bool {
     file_run.as_deref().is_none_or(|r| r == run_id)
 }
 
-/// `<root>/.metawsm` if it is a real directory inside the workspace (never through a
-/// symlink: an agent-writable tree must not redirect our writes or deletes outside it).
-fn signal_dir(root: &Path, workspace: &Path, create: bool) -> io::Result<PathBuf> {
-    let ws = workspace.canonicalize()?;
-    let root = root.canonicalize()?;
-    if !root.starts_with(&ws) {
-        return Err(io::Error::other(format!(
-            "{} is outside the workspace",
-            root.display()
-        )));
-    }
-    let dir = root.join(".metawsm");
-    match fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() => Ok(dir),
-        Ok(_) => Err(io::Error::other(format!(
-            "{} is not a plain directory",
-            dir.display()
-        ))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-            fs::create_dir(&dir)?;
-            Ok(dir)
-        }
+/// Where taken and superseded signal files go: `<root>/.metawsm/archive/`.
+pub const ARCHIVE: &str = "archive";
+
+/// `<root>/.metawsm`, opened from the workspace root down, never through a symlink: an
+/// agent-writable tree must not redirect our writes or renames outside the workspace.
+/// `Ok(None)`: it does not exist (and `create` is false).
+fn signal_dir(root: &Path, workspace: &Path, create: bool) -> io::Result<Option<OwnedFd>> {
+    let rel = crate::fsio::relative_to(workspace, root)?;
+    match crate::fsio::open_beneath(workspace, &rel.join(".metawsm"), create) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !create => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// The answer file the agent reads, written beside the request: a fresh temp file
-/// (`create_new`, `O_NOFOLLOW`) renamed over the target, so nothing planted is followed.
+/// (O_EXCL, O_NOFOLLOW) renamed over the target, both inside the directory descriptor.
 pub fn write_response(root: &Path, workspace: &Path, body: &Value) -> io::Result<PathBuf> {
-    let dir = signal_dir(root, workspace, true)?;
-    let path = dir.join(GUIDANCE_RESPONSE);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(
-        ".{GUIDANCE_RESPONSE}.{}.{nanos}.tmp",
-        std::process::id()
-    ));
+    use nix::fcntl::{openat, renameat, OFlag};
+    use nix::sys::stat::Mode;
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+    let dir = signal_dir(root, workspace, true)?
+        .ok_or_else(|| io::Error::other("no signal directory"))?;
+    let path = signal_path(root, GUIDANCE_RESPONSE);
+    let tmp = format!(".{}.tmp", crate::fsio::unique_name(GUIDANCE_RESPONSE, 0));
     let mut text = serde_json::to_string_pretty(body).map_err(io::Error::other)?;
     text.push('\n');
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    let written =
-        io::Write::write_all(&mut f, text.as_bytes()).and_then(|_| fs::rename(&tmp, &path));
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(&dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o644))?;
+    let mut f = fs::File::from(fd);
+    let written = io::Write::write_all(&mut f, text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .and_then(|_| {
+            renameat(&dir, tmp.as_str(), &dir, GUIDANCE_RESPONSE).map_err(io::Error::from)
+        });
     if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = unlinkat(&dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
     }
     written.map(|_| path)
 }
 
-pub fn remove_requests(roots: &[PathBuf], workspace: &Path) {
-    for r in roots {
-        if let Ok(dir) = signal_dir(r, workspace, false) {
-            let _ = fs::remove_file(dir.join(GUIDANCE_REQUEST));
+/// Moves `<root>/.metawsm/<name>` into the archive; returns the archive directory and
+/// the new name, or None when there was no such file.
+fn archive(
+    root: &Path,
+    workspace: &Path,
+    name: &str,
+    now: i64,
+    suffix: &str,
+) -> io::Result<Option<(OwnedFd, String)>> {
+    let Some(dir) = signal_dir(root, workspace, false)? else {
+        return Ok(None);
+    };
+    // Only plain files are ours to move (a planted directory or FIFO is left alone).
+    match nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let arch = crate::fsio::open_subdir(&dir, ARCHIVE, true)?;
+    let to = format!("{}{suffix}", crate::fsio::unique_name(name, now));
+    match crate::fsio::rename_in(&dir, name, &arch, &to) {
+        Ok(()) => Ok(Some((arch, to))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Suffix of a request taken but not yet known to be recorded (see `take_guidance`).
+const STAGED: &str = ".taken";
+
+/// A request taken from `root`, and where its staged copy lies until it is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    pub staged: PathBuf,
+    /// When it was taken (its recording, if any, is no older).
+    pub taken_at: i64,
+    pub request: GuidanceRequest,
+}
+
+/// Takes this run's guidance requests: the live request is moved to
+/// `.metawsm/archive/<name>.<time>…taken` first and then read from there, so the
+/// question recorded is exactly the one taken, and a newer one written meanwhile stays in
+/// place for the next tick. Nothing is deleted. A staged copy becomes a plain archive
+/// file (`settle`) once the tick committed it; one left by a tick that was killed is
+/// taken again first (the caller skips it when it was recorded after all). A request for
+/// another run is left where it is; one older than `since` (an earlier run's) is not
+/// this run's.
+pub fn take_guidance(
+    root: &Path,
+    workspace: &Path,
+    run_id: &str,
+    since: i64,
+    now: i64,
+) -> (Vec<Taken>, Vec<String>) {
+    let (mut taken, mut bad) = (Vec::new(), Vec::new());
+    let archive_dir = root.join(".metawsm").join(ARCHIVE);
+    let mut staged: Vec<String> = fs::read_dir(&archive_dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(GUIDANCE_REQUEST) && n.ends_with(STAGED))
+                .collect()
+        })
+        .unwrap_or_default();
+    match read_since(root, GUIDANCE_REQUEST, parse_guidance, since) {
+        Read_::Found(_, g) if for_run(&g.run_id, run_id) => {
+            match archive(root, workspace, GUIDANCE_REQUEST, now, STAGED) {
+                Ok(Some((_, name))) => staged.push(name),
+                Ok(None) => {}
+                Err(e) => bad.push(format!(
+                    "{}: cannot take it: {e}",
+                    signal_path(root, GUIDANCE_REQUEST).display()
+                )),
+            }
+        }
+        Read_::Bad(p, why) => bad.push(format!("{}: {why}", p.display())),
+        _ => {}
+    }
+    // Oldest first: names carry the time they were taken.
+    staged.sort_by_key(|n| (taken_time(n), n.clone()));
+    for name in staged {
+        let path = archive_dir.join(&name);
+        match crate::fsio::read_bounded(&path, MAX_SIGNAL_BYTES) {
+            Ok(Some(bytes)) => match parse_guidance(&bytes) {
+                Ok(g) if for_run(&g.run_id, run_id) => taken.push(Taken {
+                    staged: path,
+                    taken_at: taken_time(&name),
+                    request: g,
+                }),
+                // Another run's (swapped in between): it stays staged for that run.
+                Ok(_) => {}
+                Err(e) => {
+                    bad.push(format!("{}: {e}", path.display()));
+                    settle(workspace, &path);
+                }
+            },
+            Ok(None) => {}
+            Err(e) => bad.push(format!("{}: unreadable: {e}", path.display())),
         }
     }
+    (taken, bad)
+}
+
+/// `<name>.<unix time>.…`: the time a staged request was taken.
+fn taken_time(name: &str) -> i64 {
+    name.strip_prefix(GUIDANCE_REQUEST)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(|r| r.split('.').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A staged request was recorded: it becomes a plain archive file (renamed inside the
+/// archive directory's descriptor, opened from the workspace root down).
+pub fn settle(workspace: &Path, staged: &Path) {
+    let (Some(dir), Some(name)) = (staged.parent(), staged.file_name().and_then(|n| n.to_str()))
+    else {
+        return;
+    };
+    let Some(plain) = name.strip_suffix(STAGED) else {
+        return;
+    };
+    let Ok(rel) = crate::fsio::relative_to(workspace, dir) else {
+        return;
+    };
+    if let Ok(fd) = crate::fsio::open_beneath(workspace, &rel, false) {
+        let _ = crate::fsio::rename_in(&fd, name, &fd, plain);
+    }
+}
+
+/// A signal file, unless it was last written before `since` (left by an earlier run).
+fn read_since<T>(
+    root: &Path,
+    name: &str,
+    parse: fn(&[u8]) -> Result<T, String>,
+    since: i64,
+) -> Read_<T> {
+    let path = signal_path(root, name);
+    let older = fs::symlink_metadata(&path)
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        // Whole seconds on both sides, and a second of slack for coarse file systems.
+        .is_some_and(|d| (d.as_secs() as i64) + 1 < since);
+    if older {
+        return Read_::Absent;
+    }
+    read_with(root, name, parse)
+}
+
+/// This run's completion file, never one older than the run.
+pub fn read_completion_since(root: &Path, since: i64) -> Read_<Completion> {
+    read_since(root, COMPLETION, parse_completion, since)
+}
+
+/// Starting or restarting a run: signal files an earlier run left (completion, answer,
+/// question) are moved into the archive so they cannot complete or answer this one.
+/// Files that name another run are left to it. With `since` (a restart), a question is
+/// only moved aside when it is older than the run: this run's questions are kept.
+pub fn archive_leftovers(
+    roots: &[PathBuf],
+    workspace: &Path,
+    run_id: &str,
+    since: Option<i64>,
+    now: i64,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for root in roots {
+        for name in [COMPLETION, GUIDANCE_RESPONSE, GUIDANCE_REQUEST] {
+            let path = signal_path(root, name);
+            let Ok(Some(bytes)) = crate::fsio::read_bounded(&path, MAX_SIGNAL_BYTES) else {
+                continue;
+            };
+            let owner = object(&bytes)
+                .ok()
+                .and_then(|m| opt_string(&m, "run_id").ok().flatten());
+            if owner.as_deref().is_some_and(|o| o != run_id) {
+                continue;
+            }
+            if name == GUIDANCE_REQUEST {
+                if let Some(since) = since {
+                    let fresh = fs::symlink_metadata(&path)
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .is_some_and(|d| (d.as_secs() as i64) + 1 >= since);
+                    if fresh {
+                        continue;
+                    }
+                }
+            }
+            match archive(root, workspace, name, now, "") {
+                Ok(Some((_, to))) => notes.push(format!(
+                    "{} moved to {}",
+                    path.display(),
+                    root.join(".metawsm").join(ARCHIVE).join(to).display()
+                )),
+                Ok(None) => {}
+                Err(e) => notes.push(format!("{}: cannot move aside: {e}", path.display())),
+            }
+        }
+    }
+    notes
 }
 
 #[cfg(test)]
@@ -264,7 +430,7 @@ mod tests {
         nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
         let t = std::time::Instant::now();
         match read_guidance(dir.path()) {
-            Read_::Bad(_, why) => assert!(why.contains("not a regular file"), "{why}"),
+            Read_::Bad(_, why) => assert!(why.contains("is a FIFO, not a regular file"), "{why}"),
             other => panic!("{other:?}"),
         }
         assert!(t.elapsed() < std::time::Duration::from_secs(1));
@@ -282,7 +448,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), evil.path().join(".metawsm")).expect("symlink");
         fs::write(outside.path().join(GUIDANCE_REQUEST), "keep").expect("w");
         assert!(write_response(evil.path(), evil.path(), &body).is_err());
-        remove_requests(&[evil.path().to_path_buf()], evil.path());
+        archive_leftovers(&[evil.path().to_path_buf()], evil.path(), "r", None, 0);
         assert!(outside.path().join(GUIDANCE_REQUEST).exists());
         assert!(!outside.path().join(GUIDANCE_RESPONSE).exists());
         // A root outside the workspace is refused.

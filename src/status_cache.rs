@@ -45,12 +45,13 @@ pub fn path(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// None when missing or unreadable: the caller falls back to the database.
+/// Larger than any cache we write: a bigger file is not ours.
+const MAX_CACHE_BYTES: u64 = 64 * 1024;
+
+/// None when missing or unreadable: the caller falls back to the database. Bounded and
+/// non-blocking: a FIFO or /dev/zero planted at the path costs nothing.
 pub fn read(db: &Path) -> Option<StatusCache> {
-    let text = fs::read(path(db)).ok()?;
-    if text.len() > 64 * 1024 {
-        return None;
-    }
+    let text = crate::fsio::read_bounded(&path(db), MAX_CACHE_BYTES).ok()??;
     serde_json::from_slice(&text).ok()
 }
 
@@ -120,5 +121,20 @@ mod tests {
         assert_eq!(read(&db), Some(c));
         fs::write(path(&db), b"{not json").expect("w");
         assert_eq!(read(&db), None);
+    }
+
+    #[test]
+    fn endless_and_blocking_files_are_not_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("state.db");
+        // Before: fs::read of /dev/zero grew until memory ran out.
+        std::os::unix::fs::symlink("/dev/zero", path(&db)).expect("symlink");
+        let t = std::time::Instant::now();
+        assert_eq!(read(&db), None);
+        fs::remove_file(path(&db)).expect("rm");
+        nix::unistd::mkfifo(&path(&db), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        assert_eq!(read(&db), None);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
     }
 }

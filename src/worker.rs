@@ -29,6 +29,12 @@ const REAP_GRACE: Duration = Duration::from_millis(150);
 const DIR_PREFIX: &str = "metawsm-llm-";
 /// How much of the LLM's stderr an error message quotes.
 const STDERR_TAIL_CHARS: usize = 200;
+/// What a worker keeps of the provider's output (stdout, stderr and answer file
+/// together): past it the provider is killed. A provider printing `yes` once wrote
+/// 1.1 GB in 5 s.
+pub const MAX_LLM_OUTPUT: u64 = 4 << 20;
+/// How often the worker looks at the child and the size of its output.
+const POLL: Duration = Duration::from_millis(10);
 
 /// Starts the worker detached (see `proc::spawn_detached`).
 pub fn spawn(ctx: &Ctx, run_id: &str, fingerprint: &str) -> std::io::Result<u32> {
@@ -153,7 +159,12 @@ pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
     if call.fingerprint != fp || call.state != "in_flight" {
         return Ok(0);
     }
+    // Orphans of the provider are re-parented to us (Linux), so we can end them all.
+    let subreaper = proc::become_subreaper();
     let result = consult(ctx, &policy, run, &call.request, timeout);
+    if subreaper {
+        proc::kill_descendants();
+    }
     let now = now_unix();
     let (proposal, error) = match &result {
         Ok(p) => (serde_json::to_string(p).ok(), None),
@@ -417,6 +428,11 @@ fn run_llm(
     let stderr_file = dir.join("stderr.txt");
     let stdout = fs::File::create(&stdout_file).map_err(|e| format!("stdout file: {e}"))?;
     let stderr = fs::File::create(&stderr_file).map_err(|e| format!("stderr file: {e}"))?;
+    // Our own handles on the same files, to watch how much the provider wrote.
+    let watched = [stdout.try_clone(), stderr.try_clone()]
+        .into_iter()
+        .collect::<std::io::Result<Vec<fs::File>>>()
+        .map_err(|e| format!("output files: {e}"))?;
     // Output goes to files, never pipes: a grandchild holding them open cannot stall us.
     // Its own process group, so the deadline can kill everything it started.
     let mut command = Command::new(&inv.program);
@@ -445,10 +461,31 @@ fn run_llm(
         });
     }
     let deadline = Instant::now() + Duration::from_secs(timeout);
+    let written = || -> u64 {
+        let answer = fs::symlink_metadata(&answer_file).map_or(0, |m| m.len());
+        watched
+            .iter()
+            .map(|f| f.metadata().map_or(0, |m| m.len()))
+            .sum::<u64>()
+            + answer
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st,
-            Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(25)),
+            Ok(None) if written() > MAX_LLM_OUTPUT => {
+                kill_groups(&[pgid], Duration::ZERO);
+                let _ = child.wait();
+                // Keep no more than the cap of what it wrote.
+                for f in &watched {
+                    let _ = f.set_len(f.metadata().map_or(0, |m| m.len()).min(MAX_LLM_OUTPUT));
+                }
+                let _ = fs::remove_file(&answer_file);
+                return Err(format!(
+                    "{} wrote more than {MAX_LLM_OUTPUT} bytes (killed)",
+                    inv.program
+                ));
+            }
+            Ok(None) if Instant::now() < deadline => sleep(POLL),
             Ok(None) | Err(_) => {
                 kill_groups(&[pgid], KILL_GRACE);
                 let _ = child.wait();
@@ -477,10 +514,13 @@ fn run_llm(
             }
         ));
     }
-    let raw = match &inv.answer {
-        AnswerSource::OutputFile(p) => fs::read(p).map_err(|e| format!("no answer file: {e}"))?,
-        AnswerSource::Stdout => fs::read(&stdout_file).map_err(|e| format!("read stdout: {e}"))?,
+    let (path, what) = match &inv.answer {
+        AnswerSource::OutputFile(p) => (p.as_path(), "answer file"),
+        AnswerSource::Stdout => (stdout_file.as_path(), "stdout"),
     };
+    let raw = crate::fsio::read_bounded(path, MAX_LLM_OUTPUT)
+        .map_err(|e| format!("read {what}: {e}"))?
+        .ok_or_else(|| format!("no {what}"))?;
     llm::parse_answer(kind, &raw, run)
         .map_err(|e| format!("rejected answer: {}", llm::sanitize_text(&e)))
 }

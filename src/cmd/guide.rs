@@ -13,8 +13,10 @@ const HELP: &str = "\
 Usage: metawsm-tick guide RUN|--ticket T --answer TEXT
 
 Answers the run's oldest pending guidance request: writes .metawsm/guidance-response.json
-beside the request (guidance_id, run_id, agent, question, answer, answered_at), removes
-the request files, and moves the run back to running. Resets the restart budget.
+beside the request (guidance_id, run_id, agent, question, answer, answered_at) and moves
+the run back to running. Resets the restart budget. Request files are never deleted:
+each was moved to .metawsm/archive/ when its question was recorded, so a newer question
+written meanwhile stays and is recorded by the next tick.
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
@@ -70,10 +72,6 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let path = signals::write_response(&PathBuf::from(&req.root), Path::new(&run.workspace), &body)
         .map_err(|e| CliError::Failure(format!("write guidance response in {}: {e}", req.root)))?;
-    signals::remove_requests(
-        &signals::roots(&run.workspace, run.doc_home_repo.as_deref()),
-        Path::new(&run.workspace),
-    );
     let tx = st.write()?;
     tx.answer_guidance(req.id, &answer, now)?;
     tx.add_event(

@@ -69,9 +69,18 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 .map_err(|e| CliError::Failure(format!("run {id}: {e}")))?,
         );
     }
+    // A completion or answer left from before must not finish or answer the new agents.
+    let moved = crate::signals::archive_leftovers(
+        &crate::signals::roots(&run.workspace, run.doc_home_repo.as_deref()),
+        std::path::Path::new(&run.workspace),
+        &id,
+        Some(run.created_at),
+        now,
+    );
     rctx.tmux
         .run(&cmds)
         .map_err(|e| CliError::Failure(format!("tmux: {e}")))?;
+    crate::cmd::run_start::note_archived(&mut st, &id, &moved, now)?;
     // A pending question stays pending (and escalated once): only the processes restart.
     let questions = !st.pending_guidance(&id)?.is_empty();
     let tx = st.write()?;

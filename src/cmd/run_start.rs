@@ -184,7 +184,16 @@ fn start_locked(
         session,
         argv,
     };
+    // What an earlier run left in this workspace must not complete or answer this one.
+    let moved = crate::signals::archive_leftovers(
+        &crate::signals::roots(&run.workspace, run.doc_home_repo.as_deref()),
+        &ws,
+        &run.id,
+        None,
+        now,
+    );
     let a = start_agent(&mut st, ctx, policy, &run, spec, now, true)?;
+    note_archived(&mut st, &run.id, &moved, now)?;
     crate::say!(
         "started {} agent {} in tmux session {} ({})",
         run.id,
@@ -195,6 +204,28 @@ fn start_locked(
     let _ = crate::status_cache::refresh(&st);
     crate::schedule::arm_if_stale(&mut st, ctx, policy, now);
     Ok(0)
+}
+
+/// One event per signal file moved aside when a run starts or restarts.
+pub fn note_archived(st: &mut Store, run_id: &str, notes: &[String], now: i64) -> CliResult {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let tx = st.write()?;
+    for n in notes {
+        tx.add_event(
+            now,
+            &store::NewEvent {
+                run_id: Some(run_id),
+                kind: "signal_archived",
+                message: n,
+                source: "cli",
+                ..Default::default()
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 pub fn unique_id(st: &Store, now: i64) -> String {

@@ -84,6 +84,47 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A failure to read the database header, said as what it is: only SQLite's own
+/// "not a database" is a foreign file; a read-only or full file system (SQLite reports
+/// "unable to open" or "disk I/O error" for those) is named as such.
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    use rusqlite::ErrorCode;
+    let code = e.sqlite_error_code();
+    if matches!(
+        code,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    ) {
+        return StoreError::Foreign(format!(
+            "{} is not a metawsm database ({e})",
+            path.display()
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let fs = statvfs(dir).ok();
+    let why = if fs
+        .as_ref()
+        .is_some_and(|v| v.flags().contains(FsFlags::ST_RDONLY))
+    {
+        "the file system is read-only"
+    } else if code == Some(ErrorCode::DiskFull)
+        || fs.as_ref().is_some_and(|v| v.blocks_available() == 0)
+    {
+        "the file system is full"
+    } else if matches!(
+        code,
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied)
+    ) {
+        "no write permission"
+    } else {
+        "cannot use it"
+    };
+    StoreError::Io(format!("database {}: {why} ({e})", path.display()))
+}
+
 pub struct Store {
     pub conn: Connection,
     pub path: PathBuf,
@@ -174,12 +215,7 @@ impl Store {
     }
 
     fn configure(&self) -> Result<()> {
-        let not_db = |e: rusqlite::Error| {
-            StoreError::Foreign(format!(
-                "{} is not a metawsm database ({e})",
-                self.path.display()
-            ))
-        };
+        let not_db = |e: rusqlite::Error| open_error(&self.path, e);
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(not_db)?;
@@ -192,12 +228,7 @@ impl Store {
     fn user_version(&self) -> Result<i64> {
         self.conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| {
-                StoreError::Foreign(format!(
-                    "{} is not a metawsm database ({e})",
-                    self.path.display()
-                ))
-            })
+            .map_err(|e| open_error(&self.path, e))
     }
 
     fn migrate(&self, held: bool) -> Result<()> {

@@ -118,6 +118,22 @@ impl Store {
         get_op_state(&self.conn, run_id)
     }
 
+    /// Whether this question was recorded for the run at or after `since` (any status).
+    pub fn guidance_recorded_since(
+        &self,
+        run_id: &str,
+        question: &str,
+        since: i64,
+    ) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM guidance_requests
+             WHERE run_id = ?1 AND question = ?2 AND created_at >= ?3",
+            params![run_id, question, since],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn pending_guidance(&self, run_id: &str) -> Result<Vec<GuidanceRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, run_id, agent, root, question, context, created_at, source FROM guidance_requests

@@ -13,7 +13,6 @@ use crate::store::{AgentRow, AgentUpdate, NewEvent, Store};
 use crate::timeutil::rfc3339;
 use crate::tmux::{self, Cmd, Observation, SessionState};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// Signals and hook events queued by processes that could not take the lock.
 /// Returns the runs whose tmux events were drained: they are due a look now.
@@ -407,8 +406,15 @@ pub fn escalate(
     outcomes: &HashMap<String, String>,
     unwritten: &mut HashMap<String, String>,
 ) -> Result<(), CliError> {
-    let mut events: Vec<(String, &'static str, String)> = Vec::new();
-    let mut entries: Vec<(String, Option<String>)> = Vec::new();
+    // Entries a full file system refused earlier are owed first.
+    let mut owed = changelog::load_outbox(store.meta_get(changelog::OUTBOX_KEY)?.as_deref());
+    let owed_before = owed.clone();
+    let mut events = changelog::retry_owed(&mut owed);
+    let mut entries: Vec<(String, Option<String>)> = events
+        .iter()
+        .filter(|(_, kind, _)| *kind == "escalation_written")
+        .map(|(run, _, _)| (run.clone(), None))
+        .collect();
     let mut messages: Vec<String> = Vec::new();
     for p in plans {
         let completed = p.decision.complete && p.run.status == RunStatus::Running;
@@ -431,7 +437,7 @@ pub fn escalate(
             (event_name(p.alert_intent), p.gated.reason.clone())
         };
         if p.alert && p.alert_intent.is_escalation() {
-            let results = write_changelog(p, policy, now);
+            let results = write_changelog(p, policy, now, &mut owed);
             let failed: Vec<&str> = results
                 .iter()
                 .filter(|(k, _)| *k == "escalation_unwritten")
@@ -498,8 +504,11 @@ pub fn escalate(
         .map(|p| (p.run.id.clone(), p.state.last_alert.is_some()))
         .collect();
     crate::unwritten::after_escalations(store, &ticked, &entries)?;
-    if !events.is_empty() {
+    if !events.is_empty() || owed != owed_before {
         let tx = store.write()?;
+        if owed != owed_before {
+            tx.meta_set(changelog::OUTBOX_KEY, &changelog::outbox_text(&owed))?;
+        }
         for (run_id, kind, msg) in &events {
             tx.add_event(
                 now,
@@ -517,7 +526,12 @@ pub fn escalate(
     Ok(())
 }
 
-fn write_changelog(p: &Planned, policy: &Policy, now: i64) -> Vec<(&'static str, String)> {
+fn write_changelog(
+    p: &Planned,
+    policy: &Policy,
+    now: i64,
+    owed: &mut Vec<changelog::Owed>,
+) -> Vec<(&'static str, String)> {
     let run = &p.run;
     let answer = if p.gated.intent == Intent::EscalateGuidance
         && p.pending.as_ref().is_some_and(|g| !g.at_prompt)
@@ -538,25 +552,23 @@ fn write_changelog(p: &Planned, policy: &Policy, now: i64) -> Vec<(&'static str,
         budget: policy.operator.restart_budget,
         answer_command: &answer,
     });
-    let ws = Path::new(&run.workspace);
-    let mut out = Vec::new();
     let tickets: Vec<&str> = if run.ticket_dir.is_some() {
         vec![run.tickets.first().map(String::as_str).unwrap_or("")]
     } else {
         run.tickets.iter().map(String::as_str).collect()
     };
-    for t in tickets {
-        let result = changelog::ticket_dir(
-            ws,
-            run.doc_home_repo.as_deref(),
-            t,
-            run.ticket_dir.as_deref(),
-        )
-        .and_then(|dir| changelog::append(ws, &dir, &entry));
-        match result {
-            Ok(path) => out.push(("escalation_written", path.display().to_string())),
-            Err(e) => out.push(("escalation_unwritten", format!("ticket {t}: {e}"))),
-        }
-    }
-    out
+    tickets
+        .into_iter()
+        .map(|t| {
+            let o = changelog::Owed {
+                run_id: run.id.clone(),
+                workspace: run.workspace.clone(),
+                doc_home_repo: run.doc_home_repo.clone(),
+                ticket: t.to_string(),
+                ticket_dir: run.ticket_dir.clone(),
+                entry: entry.clone(),
+            };
+            changelog::deliver_or_owe(o, owed)
+        })
+        .collect()
 }

@@ -75,7 +75,9 @@ pub fn run(
     } else {
         drain_inbox(store, now)?
     };
-    let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched)?;
+    // A real tick takes the guidance requests it records; a dry run only looks.
+    let take = (!opts.dry_run).then_some(now);
+    let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take)?;
     if input.tmux_error.is_none() {
         let wanted = plan::screens_to_read(&input, policy, now);
         let targets: Vec<_> = wanted.iter().map(|(_, _, t)| t.clone()).collect();
@@ -100,6 +102,12 @@ pub fn run(
             opts.source,
             opts.run.is_none(),
         )?;
+        // Committed: the requests taken this tick are recorded for good.
+        for r in &input.runs {
+            for staged in &r.files.taken {
+                crate::signals::settle(std::path::Path::new(&r.run.workspace), staged);
+            }
+        }
         apply::act(store, ctx, policy, &plans, &input.obs, now, &mut outcomes)?;
         apply::escalate(
             store,

@@ -37,6 +37,8 @@ pub struct RunInput {
 #[derive(Default)]
 pub struct SignalFiles {
     pub new_guidance: Vec<(PathBuf, GuidanceRequest)>,
+    /// Staged request files taken this tick: settled once their questions are committed.
+    pub taken: Vec<PathBuf>,
     pub completions: Vec<Completion>,
     pub bad_files: Vec<String>,
 }
@@ -61,6 +63,7 @@ pub fn observe(
     ctx: &Ctx,
     only: Option<&str>,
     touched: &[String],
+    take: Option<i64>,
 ) -> Result<TickInput, CliError> {
     let mut runs: Vec<RunRow> = match only {
         Some(id) => {
@@ -128,7 +131,7 @@ pub fn observe(
         .map(|run| {
             let watch = matches!(run.status, RunStatus::Running | RunStatus::AwaitingGuidance);
             let files = if watch {
-                read_signal_files(&run)
+                read_signal_files(store, &run, take)
             } else {
                 SignalFiles::default()
             };
@@ -158,17 +161,38 @@ pub fn observe(
     })
 }
 
-fn read_signal_files(run: &RunRow) -> SignalFiles {
+/// `take`: Some(now) to take the requests this tick records (see
+/// `signals::take_guidance`). Files older than the run are not its signals.
+fn read_signal_files(store: &Store, run: &RunRow, take: Option<i64>) -> SignalFiles {
     let mut f = SignalFiles::default();
+    let ws = std::path::Path::new(&run.workspace);
     for root in signals::roots(&run.workspace, run.doc_home_repo.as_deref()) {
-        match signals::read_guidance(&root) {
-            Read_::Found(_, g) if signals::for_run(&g.run_id, &run.id) => {
-                f.new_guidance.push((root.clone(), g))
+        match take {
+            Some(now) => {
+                let (taken, bad) = signals::take_guidance(&root, ws, &run.id, run.created_at, now);
+                f.bad_files.extend(bad);
+                for t in taken {
+                    // Left staged by a tick killed after its commit: recorded already.
+                    let recorded = store
+                        .guidance_recorded_since(&run.id, &t.request.question, t.taken_at)
+                        .unwrap_or(false);
+                    if recorded {
+                        signals::settle(ws, &t.staged);
+                    } else {
+                        f.new_guidance.push((root.clone(), t.request));
+                        f.taken.push(t.staged);
+                    }
+                }
             }
-            Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
-            _ => {}
+            None => match signals::read_guidance(&root) {
+                Read_::Found(_, g) if signals::for_run(&g.run_id, &run.id) => {
+                    f.new_guidance.push((root.clone(), g))
+                }
+                Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
+                _ => {}
+            },
         }
-        match signals::read_completion(&root) {
+        match signals::read_completion_since(&root, run.created_at) {
             Read_::Found(_, c) if signals::for_run(&c.run_id, &run.id) => f.completions.push(c),
             Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
             _ => {}
