@@ -130,8 +130,13 @@ pub fn observe(
         .into_iter()
         .map(|run| {
             let watch = matches!(run.status, RunStatus::Running | RunStatus::AwaitingGuidance);
+            // An adopted agent predates its run: files older than the run may be its own.
+            let adopted = agents_by_run
+                .get(&run.id)
+                .is_some_and(|a| a.iter().any(|a| a.adopted));
+            let since = if adopted { i64::MIN } else { run.created_at };
             let files = if watch {
-                read_signal_files(store, &run, take)
+                read_signal_files(store, &run, since, take)
             } else {
                 SignalFiles::default()
             };
@@ -162,14 +167,14 @@ pub fn observe(
 }
 
 /// `take`: Some(now) to take the requests this tick records (see
-/// `signals::take_guidance`). Files older than the run are not its signals.
-fn read_signal_files(store: &Store, run: &RunRow, take: Option<i64>) -> SignalFiles {
+/// `signals::take_guidance`). Files older than `since` are not the run's signals.
+fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>) -> SignalFiles {
     let mut f = SignalFiles::default();
     let ws = std::path::Path::new(&run.workspace);
     for root in signals::roots(&run.workspace, run.doc_home_repo.as_deref()) {
         match take {
             Some(now) => {
-                let (taken, bad) = signals::take_guidance(&root, ws, &run.id, run.created_at, now);
+                let (taken, bad) = signals::take_guidance(&root, ws, &run.id, since, now);
                 f.bad_files.extend(bad);
                 for t in taken {
                     // Left staged by a tick killed after its commit: recorded already.
@@ -192,7 +197,7 @@ fn read_signal_files(store: &Store, run: &RunRow, take: Option<i64>) -> SignalFi
                 _ => {}
             },
         }
-        match signals::read_completion_since(&root, run.created_at) {
+        match signals::read_completion_since(&root, since) {
             Read_::Found(_, c) if signals::for_run(&c.run_id, &run.id) => f.completions.push(c),
             Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
             _ => {}
