@@ -75,6 +75,21 @@ pub fn screen_question(
     })
 }
 
+/// Whether a question recorded from an agent's screen is still open: the agent is alive
+/// and either its screen was not read while it stayed quiet (a failed capture proves
+/// nothing) or it still shows that dialog. Activity again (not quiet), another screen,
+/// or a dead agent means the dialog was answered or abandoned.
+pub fn pane_question_open(
+    alive: bool,
+    quiet: bool,
+    reading: Option<&Reading>,
+    question: &str,
+) -> bool {
+    alive
+        && quiet
+        && reading.is_none_or(|r| r.state == ScreenState::Waiting && r.question == question)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingGuidance {
     pub agent: String,
@@ -747,6 +762,39 @@ mod tests {
         );
         assert_eq!(q(&reading(ScreenState::Working, ""), 99_999), None);
         assert_eq!(q(&reading(ScreenState::Unknown, ""), 99_999), None);
+
+        assert!(pane_question_open(
+            true,
+            true,
+            Some(&dialog),
+            &dialog.question
+        ));
+        assert!(
+            pane_question_open(true, true, None, &dialog.question),
+            "not read: kept"
+        );
+        assert!(!pane_question_open(
+            false,
+            true,
+            Some(&dialog),
+            &dialog.question
+        ));
+        assert!(
+            !pane_question_open(true, false, None, &dialog.question),
+            "active again"
+        );
+        assert!(!pane_question_open(
+            true,
+            true,
+            Some(&idle),
+            &dialog.question
+        ));
+        assert!(!pane_question_open(
+            true,
+            true,
+            Some(&dialog),
+            "another dialog"
+        ));
     }
 
     #[test]

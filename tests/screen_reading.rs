@@ -19,7 +19,7 @@ fn fake_codex(env: &Env, name: &str, screen: &str) -> String {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("codex");
     let body = format!(
-        "#!/bin/sh\nprintf '\\033]2;%s\\007' \"fake codex\"\ncat <<'EOF'\n{screen}\nEOF\nexec sleep 1000000\n"
+        "#!/bin/sh\nprintf '\\033]2;%s\\007' \"fake codex\"\ncat <<'EOF'\n{screen}\nEOF\nread answer\nprintf '\\033[2J\\033[Hanswered: %s\\n' \"$answer\"\nexec sleep 1000000\n"
     );
     write_exec(&path, &body);
     path.to_string_lossy().into_owned()
@@ -116,6 +116,27 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
         ),
         "{asked}"
     );
+    // Recorded as a question from the screen: the run waits for guidance.
+    let q = env.sql(
+        "SELECT question, context, status, source FROM guidance_requests WHERE run_id = 'dialog'",
+    );
+    assert_eq!(q.len(), 1, "one recorded question: {q:?}");
+    assert!(
+        q[0][0].contains("Would you like to run the following command?"),
+        "{q:?}"
+    );
+    assert!(q[0][1].contains("Press enter to confirm"), "context: {q:?}");
+    assert_eq!((q[0][2].as_str(), q[0][3].as_str()), ("pending", "screen"));
+    assert_eq!(env.show("dialog")["status"], "awaiting_guidance");
+    // Answered in the pane by a human: the dialog leaves the screen, the question closes
+    // and the run is running again.
+    env.tmux(&["send-keys", "-t", "=dialog:", "y", "Enter"]);
+    wait_for("the screen question resolved", WAIT, || {
+        env.tick();
+        let st = env.sql("SELECT status FROM guidance_requests WHERE run_id = 'dialog'");
+        (st[0][0] == "resolved" && env.show("dialog")["status"] == "running").then_some(())
+    });
+
     // Idle at its prompt: escalated with the last lines, never as a question to answer
     // by file.
     let (_, _, r) = seen

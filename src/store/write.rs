@@ -325,7 +325,35 @@ impl Tx<'_> {
         context: &str,
         now: i64,
     ) -> Result<Option<i64>> {
-        let exists = self.tx
+        self.add_question(run_id, agent, root, question, context, "file", now)
+    }
+
+    /// Records a dialog read from an agent's screen as a question (source `screen`, no
+    /// signal directory: it is answered in the pane) unless the same one is pending.
+    pub fn add_screen_question(
+        &self,
+        run_id: &str,
+        agent: &str,
+        question: &str,
+        context: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        self.add_question(run_id, agent, "", question, context, "screen", now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_question(
+        &self,
+        run_id: &str,
+        agent: &str,
+        root: &str,
+        question: &str,
+        context: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let exists = self
+            .tx
             .query_row(
                 "SELECT id FROM guidance_requests WHERE run_id = ?1 AND agent = ?2 AND question = ?3
                  AND status = 'pending'",
@@ -337,11 +365,32 @@ impl Tx<'_> {
             return Ok(None);
         }
         self.tx.execute(
-            "INSERT INTO guidance_requests(run_id, agent, root, question, context, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-            params![run_id, agent, root, question, context, now],
+            "INSERT INTO guidance_requests(run_id, agent, root, question, context, status,
+                                           created_at, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
+            params![run_id, agent, root, question, context, now, source],
         )?;
         Ok(Some(self.tx.last_insert_rowid()))
+    }
+
+    /// A screen question whose dialog left the screen (answered in the pane, or the agent
+    /// moved on): no longer pending, and no answer recorded.
+    pub fn resolve_screen_question(&self, id: i64, now: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE guidance_requests SET status = 'resolved', answered_at = ?1
+             WHERE id = ?2 AND status = 'pending' AND source = 'screen'",
+            params![now, id],
+        )?;
+        Ok(())
+    }
+
+    /// How many questions of the run are still pending.
+    pub fn pending_guidance_count(&self, run_id: &str) -> Result<i64> {
+        Ok(self.tx.query_row(
+            "SELECT count(*) FROM guidance_requests WHERE run_id = ?1 AND status = 'pending'",
+            [run_id],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn answer_guidance(&self, id: i64, answer: &str, now: i64) -> Result<()> {

@@ -119,16 +119,47 @@ pub fn record(
             }
         }
         let mut status = p.run.status;
-        for (root, g) in &p.new_guidance {
-            let agent = g.agent.clone().unwrap_or_default();
-            let id = tx.add_guidance(
-                run_id,
-                &agent,
-                &root.to_string_lossy(),
-                &g.question,
-                &g.context,
+        // Screen questions whose dialog is gone close first, so a dialog replaced by
+        // another one keeps the run waiting for the new one.
+        for id in &p.resolved_questions {
+            tx.resolve_screen_question(*id, now)?;
+            tx.add_event(
                 now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind: "guidance_resolved",
+                    to_state: "resolved",
+                    message: "the dialog left the agent's screen",
+                    source: "rule",
+                    ..Default::default()
+                },
             )?;
+        }
+        // New questions: guidance files (root = their directory), then a dialog read
+        // from a screen (answered in the pane).
+        let asks = p
+            .new_guidance
+            .iter()
+            .map(|(root, g)| {
+                let agent = g.agent.clone().unwrap_or_default();
+                (agent, Some(root.to_string_lossy()), &g.question, &g.context)
+            })
+            .chain(
+                p.screen_question
+                    .iter()
+                    .map(|g| (g.agent.clone(), None, &g.question, &g.context)),
+            );
+        for (agent, root, question, context) in asks {
+            let (id, by) = match &root {
+                Some(root) => (
+                    tx.add_guidance(run_id, &agent, root, question, context, now)?,
+                    "agent",
+                ),
+                None => (
+                    tx.add_screen_question(run_id, &agent, question, context, now)?,
+                    "screen",
+                ),
+            };
             if id.is_some() {
                 tx.add_event(
                     now,
@@ -137,8 +168,8 @@ pub fn record(
                         agent: (!agent.is_empty()).then_some(agent.as_str()),
                         kind: "guidance_requested",
                         to_state: "pending",
-                        message: &g.question,
-                        source: "agent",
+                        message: question,
+                        source: by,
                         ..Default::default()
                     },
                 )?;
@@ -154,6 +185,20 @@ pub fn record(
                 )?;
                 status = RunStatus::AwaitingGuidance;
             }
+        }
+        if !p.resolved_questions.is_empty()
+            && status == RunStatus::AwaitingGuidance
+            && tx.pending_guidance_count(run_id)? == 0
+        {
+            tx.transition_run(
+                run_id,
+                status,
+                RunStatus::Running,
+                "question resolved on the agent's screen",
+                now,
+                source,
+            )?;
+            status = RunStatus::Running;
         }
         for bad in &p.bad_files {
             // One event per file and problem, not one per tick.

@@ -30,6 +30,9 @@ pub struct RunInput {
     pub prev: OpState,
     /// The oldest guidance request already recorded and not yet answered.
     pub recorded_guidance: Option<PendingGuidance>,
+    /// Pending questions read from agents' screens: (id, agent, question). They close
+    /// when the dialog leaves the screen.
+    pub screen_questions: Vec<(i64, String, String)>,
     pub files: SignalFiles,
 }
 
@@ -151,6 +154,15 @@ pub fn observe(
                         at_prompt: false,
                     }
                 }),
+                screen_questions: pending_rows
+                    .get(&run.id)
+                    .map(|v| {
+                        v.iter()
+                            .filter(|g| g.source == "screen")
+                            .map(|g| (g.id, g.agent.clone(), g.question.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 files,
                 run,
             }

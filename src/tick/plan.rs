@@ -25,6 +25,10 @@ pub struct Planned {
     pub new_guidance: Vec<(PathBuf, signals::GuidanceRequest)>,
     pub bad_files: Vec<String>,
     pub pending: Option<PendingGuidance>,
+    /// A dialog read from an agent's screen, to record as a pending question.
+    pub screen_question: Option<PendingGuidance>,
+    /// Screen questions whose dialog is gone.
+    pub resolved_questions: Vec<i64>,
     pub decision: Decision,
     pub gated: Gated,
     pub state: OpState,
@@ -166,6 +170,10 @@ fn plan_run(
             Some(screen::classify(kind, &s.text, &s.title, &pats))
         })
         .collect();
+    let quiet: Vec<bool> = agents
+        .iter()
+        .map(|a| health::wants_screen(&judge(a, obs, th, now)))
+        .collect();
     let judgements: Vec<Judgement> = agents
         .iter()
         .zip(&readings)
@@ -186,9 +194,43 @@ fn plan_run(
     let new_guidance = r.files.new_guidance.clone();
     let bad_files = r.files.bad_files.clone();
     let completions = &r.files.completions;
-    let pending = r
-        .recorded_guidance
-        .clone()
+    // Questions read from screens close when their dialog is gone (tmux must be known).
+    let resolved_questions: Vec<i64> = if tmux_error.is_some() {
+        Vec::new()
+    } else {
+        r.screen_questions
+            .iter()
+            .filter(|(_, agent, question)| {
+                let i = agents.iter().position(|a| &a.name == agent);
+                let open = i.is_some_and(|i| {
+                    decide::pane_question_open(
+                        judgements[i].alive,
+                        quiet[i],
+                        readings[i].as_ref(),
+                        question,
+                    )
+                });
+                !open
+            })
+            .map(|(id, _, _)| *id)
+            .collect()
+    };
+    let recorded = r.recorded_guidance.clone().filter(|g| {
+        !r.screen_questions
+            .iter()
+            .any(|(id, a, q)| resolved_questions.contains(id) && *a == g.agent && *q == g.question)
+    });
+    let from_screen = agents
+        .iter()
+        .zip(&readings)
+        .zip(&judgements)
+        .find_map(|((a, r), j)| {
+            let quiet = now - j.last_activity_at.unwrap_or(a.started_at);
+            decide::screen_question(&a.name, r.as_ref()?, quiet, policy)
+        });
+    // A dialog's text is recorded, so `guide` can answer it; a prompt is only described.
+    let screen_question = from_screen.clone().filter(|g| !g.at_prompt);
+    let pending = recorded
         .or_else(|| {
             new_guidance.first().map(|(_, g)| PendingGuidance {
                 agent: g.agent.clone().unwrap_or_default(),
@@ -198,16 +240,7 @@ fn plan_run(
             })
         })
         .or_else(|| signal_guidance(&agents, &judgements))
-        .or_else(|| {
-            agents
-                .iter()
-                .zip(&readings)
-                .zip(&judgements)
-                .find_map(|((a, r), j)| {
-                    let quiet = now - j.last_activity_at.unwrap_or(a.started_at);
-                    decide::screen_question(&a.name, r.as_ref()?, quiet, policy)
-                })
-        });
+        .or(from_screen);
 
     let view = RunView {
         id: run.id.clone(),
@@ -339,6 +372,8 @@ fn plan_run(
         new_guidance,
         bad_files,
         pending,
+        screen_question,
+        resolved_questions,
         decision,
         gated,
         state,
