@@ -1038,3 +1038,42 @@ fn codex_argv_is_exact() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
+
+// ---- 6. limits: the worker cap and the answer size ----------------------------------------
+
+/// Six runs each want a call while every call takes 30 s: at most 4 workers (and 4 LLM
+/// processes) exist at any time, whatever the number of ticks.
+#[test]
+fn at_most_four_llm_workers_in_flight_overall() {
+    let t = Llm::new(
+        json!({}),
+        &[("FAKE_LLM_MODE", "slow"), ("FAKE_LLM_SLEEP", "30")],
+    );
+    for i in 0..6 {
+        t.sleeper(&format!("r{i}"));
+    }
+    let in_flight = || {
+        t.env
+            .sql("SELECT count(*) FROM llm_calls WHERE state = 'in_flight'")[0][0]
+            .parse::<usize>()
+            .unwrap_or(0)
+    };
+    let mut peak = 0;
+    for _ in 0..4 {
+        t.env.tick();
+        for _ in 0..5 {
+            peak = peak.max(t.workers().len());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(in_flight() <= 4, "{} calls in flight", in_flight());
+    }
+    wait_for(
+        "four calls reaching the LLM",
+        Duration::from_secs(15),
+        || (t.invocations().len() == 4).then_some(()),
+    );
+    peak = peak.max(t.workers().len());
+    assert_eq!(peak, 4, "live workers at the peak");
+    assert_eq!(in_flight(), 4);
+    assert_eq!(t.invocations().len(), 4, "LLM processes started");
+}
