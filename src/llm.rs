@@ -1126,5 +1126,96 @@ mod tests {
             let out = strip_ansi(&s);
             prop_assert!(!out.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
         }
+
+        /// Claude's envelopes (structured_output, a JSON `result` string, the verbose
+        /// array) carry any valid answer through unchanged.
+        #[test]
+        fn valid_answers_round_trip_through_claude(
+            reason in "\\PC{0,120}",
+            conf in 0.0f64..=1.0,
+            how in 0usize..3,
+        ) {
+            let inner = answer("noop", RUN, &reason, &conf.to_string(), "true");
+            let text = match how {
+                0 => format!(r#"{{"type":"result","subtype":"success","is_error":false,"structured_output":{inner}}}"#),
+                1 => format!(r#"{{"type":"result","subtype":"success","is_error":false,"result":{}}}"#, Value::from(inner)),
+                _ => format!(r#"[{{"type":"system","subtype":"init"}},{{"type":"result","subtype":"success","structured_output":{inner}}}]"#),
+            };
+            let p = parse_answer(ProviderKind::Claude, text.as_bytes(), RUN);
+            prop_assert!(p.is_ok(), "{:?}", p);
+            if let Ok(p) = p {
+                prop_assert_eq!(p.intent, Intent::Noop);
+                prop_assert_eq!(p.reason, sanitize_text(&reason));
+                prop_assert!((p.confidence - conf).abs() < 1e-12);
+                prop_assert!(p.needs_human);
+            }
+        }
+
+        /// Nesting far beyond serde_json's recursion limit (128), wherever it sits: a
+        /// one-line error, never a stack overflow.
+        #[test]
+        fn deep_nesting_is_an_error_never_a_crash(
+            depth in prop_oneof![120usize..140, 1_000usize..20_000],
+            object in any::<bool>(),
+            at in 0usize..3,
+        ) {
+            let (open, close) = if object { (r#"{"a":"#, "}") } else { ("[", "]") };
+            let deep = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+            let good = answer("noop", RUN, "fine", "0.5", "false");
+            let text = match at {
+                0 => deep,
+                1 => good.replacen(r#""fine""#, &deep, 1),
+                _ => format!(r#"{{"type":"result","structured_output":{deep}}}"#),
+            };
+            for kind in [ProviderKind::Codex, ProviderKind::Claude, ProviderKind::Command] {
+                if let Err(e) = parse_answer(kind, text.as_bytes(), RUN) {
+                    prop_assert!(!e.contains('\n'), "{}", e);
+                }
+            }
+        }
+
+        /// An invalid byte anywhere in a valid answer, for every provider: never a
+        /// panic, and never an answer whose text was silently repaired.
+        #[test]
+        fn invalid_utf8_at_any_position(reason in "[ -~]{0,60}", bad in 0x80u8..=0xff) {
+            let good = answer("noop", RUN, &reason, "0.5", "false");
+            let claude = format!(r#"{{"type":"result","structured_output":{good}}}"#);
+            for (kind, text) in [
+                (ProviderKind::Codex, &good),
+                (ProviderKind::Command, &good),
+                (ProviderKind::Claude, &claude),
+            ] {
+                for i in 0..=text.len() {
+                    let mut raw = text.as_bytes().to_vec();
+                    raw.insert(i, bad);
+                    if std::str::from_utf8(&raw).is_ok() {
+                        continue;
+                    }
+                    match parse_answer(kind, &raw, RUN) {
+                        Ok(p) => prop_assert!(!p.reason.contains('\u{fffd}'), "{:?}", p),
+                        Err(e) => prop_assert!(!e.contains('\n'), "{}", e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The answer cap, exactly: a valid answer padded to the limit is read, one byte
+    /// more is refused.
+    #[test]
+    fn answer_size_cap_is_exact() {
+        let good = answer("noop", RUN, "fine", "0.5", "false");
+        for (size, ok) in [
+            (MAX_ANSWER_BYTES - 1, true),
+            (MAX_ANSWER_BYTES, true),
+            (MAX_ANSWER_BYTES + 1, false),
+        ] {
+            let mut raw = good.clone().into_bytes();
+            raw.resize(size, b' ');
+            for kind in [ProviderKind::Codex, ProviderKind::Command] {
+                let p = parse_answer(kind, &raw, RUN);
+                assert_eq!(p.is_ok(), ok, "{size} bytes: {p:?}");
+            }
+        }
     }
 }
