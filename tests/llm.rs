@@ -1093,3 +1093,56 @@ fn at_most_four_llm_workers_in_flight_overall() {
     assert_eq!(in_flight(), 4);
     assert_eq!(t.invocations().len(), 4, "LLM processes started");
 }
+/// A `codex` that leaves its answer file as a 1 TiB sparse file: the worker must refuse
+/// it by its size, never read (or allocate) it whole.
+#[test]
+fn an_oversized_answer_file_is_refused_by_size() {
+    let t = Llm::new(json!({}), &[]);
+    write_exec(
+        &t.bin.join("codex"),
+        "#!/bin/sh\ncat >/dev/null\nout=\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in -o) out=$2; shift ;; esac\n  shift\ndone\ntruncate -s 1T \"$out\"\n",
+    );
+    t.sleeper("r1");
+    t.env.tick();
+    let l = t.settle("r1", Duration::from_secs(20));
+    assert_eq!(l["state"], "error", "{l}");
+    let err = l["error"].as_str().unwrap_or("");
+    assert!(
+        ["more than", "larger than", "too large"]
+            .iter()
+            .any(|w| err.contains(w)),
+        "refused by its size: {err}"
+    );
+    assert!(t.workers().is_empty());
+}
+
+/// A `command` provider that prints far more than the cap and then stays: it is killed
+/// as soon as it passes the cap, long before its timeout.
+#[test]
+fn a_provider_printing_past_the_cap_is_killed_early() {
+    let t = Llm::new(
+        json!({"operator": {"llm": {"provider": "command", "command": "chatty", "timeout_seconds": 20}}}),
+        &[],
+    );
+    write_exec(
+        &t.bin.join("chatty"),
+        "#!/bin/sh\ncat >/dev/null\nhead -c 16777216 /dev/zero | tr '\\0' x\nexec sleep 60\n",
+    );
+    t.sleeper("r1");
+    let started = Instant::now();
+    t.env.tick();
+    let l = t.settle("r1", Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!(l["state"], "error", "{l}");
+    let err = l["error"].as_str().unwrap_or("");
+    assert!(
+        ["more than", "larger than", "too large"]
+            .iter()
+            .any(|w| err.contains(w)),
+        "killed for its size: {err}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "waited for the timeout: {took:?}"
+    );
+}
