@@ -72,6 +72,14 @@ pub enum ProviderKind {
     Metawsm,
 }
 
+/// How a worker's error begins its reason when the LLM program could not be started at
+/// all (not installed, not on PATH): retried sooner than an answer the model got wrong.
+pub const START_FAILED: &str = "failed to start";
+
+pub fn is_start_failure(error: &str) -> bool {
+    error.contains(START_FAILED)
+}
+
 /// All provider flag spellings live here and only here. The prompt always goes
 /// on stdin (argv is visible in `ps` and has length limits).
 pub fn build_invocation(

@@ -13,6 +13,7 @@ mod health;
 mod import;
 mod json_dups;
 mod llm;
+mod llm_command;
 mod lock;
 mod model;
 mod names;

@@ -161,6 +161,9 @@ pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
     }
     // Orphans of the provider are re-parented to us (Linux), so we can end them all.
     let subreaper = proc::become_subreaper();
+    // The path recorded where the user configured it, not whatever our PATH finds.
+    let mut policy = policy;
+    policy.operator.llm.command = crate::llm_command::program(&st, &policy.operator.llm.command);
     let result = consult(ctx, &policy, run, &call.request, timeout);
     if subreaper {
         proc::kill_descendants();
@@ -451,7 +454,7 @@ fn run_llm(
         .stderr(stderr)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("{} failed to start: {e}", inv.program))?;
+        .map_err(|e| format!("{} {}: {e}", inv.program, llm::START_FAILED))?;
     let pgid = child.id() as i32;
     if let Some(mut stdin) = child.stdin.take() {
         // On a thread: a child that never reads stdin must not keep us from the deadline.

@@ -130,6 +130,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         timer_check(s, policy.as_ref().ok(), now, loaded, &mut r);
         orphan_check(s, &mut r);
         notify_check(s, policy.as_ref().ok(), now, &mut r);
+        if let Ok(p) = &policy {
+            llm_command_check(ctx, s, p, server, &mut r);
+        }
         match s.llm_calls_in_flight() {
             Ok(n) => r.line("ok", "llm workers", &format!("{n} in flight")),
             Err(e) => r.line("warn", "llm workers", &e.to_string()),
@@ -188,6 +191,33 @@ fn modes_check(db: &std::path::Path, r: &mut Report) {
         r.line("ok", "state modes", "private (directory 0700, files 0600)");
     } else {
         r.line("FAIL", "state modes", &loose.join("; "));
+    }
+}
+
+/// Can ticks started by the tmux server (hooks, timer, status line) start the LLM CLI?
+/// They run with the server's PATH, not this shell's.
+fn llm_command_check(
+    ctx: &Ctx,
+    s: &Store,
+    p: &crate::policy::Policy,
+    server: bool,
+    r: &mut Report,
+) {
+    if p.operator.llm.mode == crate::policy::LlmMode::Off {
+        r.line("ok", "llm command", "not used (operator.llm.mode off)");
+        return;
+    }
+    let server_path = if server {
+        ctx.tmux
+            .run(&[tmux::Cmd::new("show-environment").flags(&["-g", "PATH"])])
+            .ok()
+            .and_then(|o| o.trim().strip_prefix("PATH=").map(str::to_string))
+    } else {
+        None
+    };
+    match crate::llm_command::check(Some(s), &p.operator.llm.command, server_path.as_deref()) {
+        Ok(m) => r.line("ok", "llm command", &crate::escape::human(&m)),
+        Err(m) => r.line("FAIL", "llm command", &crate::escape::human(&m)),
     }
 }
 

@@ -106,6 +106,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     // The status line reads its interval from the cache: a new @metawsm-interval applies now.
     let _ = crate::status_cache::refresh(&st);
+    // The server's own PATH: what its ticks will find.
+    crate::llm_command::record(&mut st, &policy);
     crate::schedule::arm_new_chain(&mut st, &ctx, &policy, now_unix());
     Ok(0)
 }

@@ -5,6 +5,7 @@ use super::observe::Calls;
 use super::plan::{Planned, MAX_LLM_IN_FLIGHT};
 use crate::cli::{CliError, Ctx};
 use crate::gate;
+use crate::llm;
 use crate::policy::{LlmMode, Policy};
 use crate::store::{NewEvent, Store};
 use crate::timeutil::rfc3339;
@@ -106,9 +107,13 @@ pub fn ask_llm(
                 // an answer that holds back a rule action (a veto) must not last forever.
                 // A reaped worker is retried at once.
                 let long = llm.min_interval_seconds.max(60).saturating_mul(10);
+                // A program that could not start (say, installed since) is worth another
+                // try after min_interval, not after the long pause.
+                let unstarted = c.error.as_deref().is_some_and(llm::is_start_failure);
                 let pause = match c.state.as_str() {
                     "done" if !p.decision.execute => continue,
                     _ if c.reaped => 0,
+                    _ if unstarted => llm.min_interval_seconds,
                     _ => long,
                 };
                 if now - c.started_at < pause {
