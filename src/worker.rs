@@ -162,9 +162,8 @@ pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
     // Orphans of the provider are re-parented to us (Linux), so we can end them all.
     let subreaper = proc::become_subreaper();
     // The path recorded where the user configured it, not whatever our PATH finds.
-    let mut policy = policy;
-    policy.operator.llm.command = crate::llm_command::program(&st, &policy.operator.llm.command);
-    let result = consult(ctx, &policy, run, &call.request, timeout);
+    let program = crate::llm_command::program(&st, &policy.operator.llm.command);
+    let result = consult(ctx, &policy, run, &call.request, timeout, &program);
     if subreaper {
         proc::kill_descendants();
     }
@@ -337,6 +336,7 @@ fn consult(
     run: &str,
     request: &str,
     timeout: u64,
+    program: &str,
 ) -> Result<llm::Proposal, String> {
     let mut context: serde_json::Value =
         serde_json::from_str(request).map_err(|e| format!("bad request context: {e}"))?;
@@ -350,7 +350,7 @@ fn consult(
     // Leftovers of killed workers; the age rules out a fresh one whose pid was reused.
     remove_call_dirs(|_| true, Duration::from_secs(60));
     let dir = private_dir().map_err(|e| format!("temp dir: {e}"))?;
-    let out = run_llm(policy, &dir, &prompt, timeout, run);
+    let out = run_llm(policy, &dir, &prompt, timeout, run, program);
     let _ = fs::remove_dir_all(&dir);
     out
 }
@@ -406,6 +406,7 @@ fn run_llm(
     prompt: &str,
     timeout: u64,
     run: &str,
+    program: &str,
 ) -> Result<llm::Proposal, String> {
     let l = &policy.operator.llm;
     let kind = match l.provider {
@@ -438,7 +439,8 @@ fn run_llm(
         .map_err(|e| format!("output files: {e}"))?;
     // Output goes to files, never pipes: a grandchild holding them open cannot stall us.
     // Its own process group, so the deadline can kill everything it started.
-    let mut command = Command::new(&inv.program);
+    // Messages name the command as configured; the recorded absolute path is what runs.
+    let mut command = Command::new(program);
     command.args(&inv.args);
     if inv.prompt_in_argv {
         command.arg(prompt);
