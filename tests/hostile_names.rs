@@ -161,6 +161,9 @@ fn shown(s: &str) -> String {
 #[test]
 fn hostile_values_arrive_byte_for_byte_and_run_nothing() {
     let c = Case::new();
+    // The plugin's hooks too: session-closed and pane-died pass session names to sh.
+    c.env.ok(&["tmux-setup"]);
+    let mut closed = Vec::new();
     let root = c.env.path("wsroot");
     for h in c.hostile() {
         let id = c.next_id();
@@ -217,6 +220,7 @@ fn hostile_values_arrive_byte_for_byte_and_run_nothing() {
             .to_string();
         if session_ok {
             assert_eq!(session, h, "{h:?}: the session name");
+            closed.push(id.clone());
         }
         let mut want_sessions = vec![b"keepalive".to_vec(), session.into_bytes()];
         want_sessions.sort();
@@ -232,6 +236,23 @@ fn hostile_values_arrive_byte_for_byte_and_run_nothing() {
         c.stop(&id);
         c.only_keepalive(&format!("after stopping {h:?}"));
         c.assert_no_marker(&format!("{h:?}"));
+    }
+    // Each session-closed hook carried its hostile session name through run-shell and sh
+    // back to the binary, which matched it to its run.
+    for id in &closed {
+        wait_for(
+            &format!("the session-closed hook of {id}"),
+            Duration::from_secs(20),
+            || {
+                c.env.tick();
+                let log = c.env.ok(&["log", "--json", "--run", id]);
+                let v: serde_json::Value = serde_json::from_str(&log).ok()?;
+                v.as_array()?
+                    .iter()
+                    .any(|e| e["kind"] == "hook" && e["to"] == "session-closed")
+                    .then_some(())
+            },
+        );
     }
     // A `#()` job runs asynchronously: give one a moment before the final look.
     std::thread::sleep(Duration::from_millis(300));
