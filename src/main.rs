@@ -22,6 +22,7 @@ mod original;
 mod orphan;
 mod policy;
 mod proc;
+mod question;
 mod reason;
 mod render;
 mod schedule;

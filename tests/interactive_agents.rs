@@ -238,3 +238,147 @@ fn a_live_agent_that_writes_its_completion_file_completes_without_restart() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("operator.on_complete"));
 }
+
+/// A fake interactive agent: for each round it waits for `go<N>`, prints a question,
+/// reports `waiting` from its pane, reads one answer from its terminal (a bracketed
+/// paste is one answer, markers removed), writes it to `answer<N>.txt` and reports
+/// `working`.
+fn fake_interactive_agent(env: &Env) -> std::path::PathBuf {
+    let script = env.path("fake-agent");
+    let body = format!(
+        r#"#!/bin/bash
+cd "{ws}"
+printf '\e[?2004h'
+for n in 1 2; do
+  while [ ! -e go$n ]; do sleep 0.05; done
+  echo "working on round $n..."
+  echo "Which database should I use for round $n? [pg/sqlite]"
+  "{bin}" --db "{db}" signal waiting
+  IFS= read -r line
+  if [[ $line == $'\e[200~'* ]]; then
+    acc=${{line#$'\e[200~'}}
+    while [[ $acc != *$'\e[201~'* ]]; do IFS= read -r more || break; acc+=$'\n'"$more"; done
+    line=${{acc%$'\e[201~'*}}
+  fi
+  printf '%s' "$line" > answer$n.tmp && mv answer$n.tmp answer$n.txt
+  "{bin}" --db "{db}" signal working
+done
+sleep 1000
+"#,
+        ws = env.ws.display(),
+        bin = common::BIN,
+        db = env.db.display()
+    );
+    write_exec(&script, &body);
+    script
+}
+
+#[test]
+fn a_waiting_adopted_agent_is_answered_in_its_pane_byte_exact() {
+    let env = Env::new();
+    let ws = env.ws.to_string_lossy().into_owned();
+    fs::create_dir_all(env.ws.join("ttmp/T-1")).unwrap();
+    let agent = fake_interactive_agent(&env);
+    // The user's own session, started before metawsm-tick knows about it.
+    env.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "mine",
+        "-c",
+        &ws,
+        &agent.to_string_lossy(),
+    ]);
+    let (pane, pid) = pane_of(&env, "=mine:");
+    env.ok(&[
+        "run", "adopt", "--ticket", "T-1", "--id", "r1", "--agent", "bot", "=mine",
+    ]);
+    fs::write(env.ws.join("go1"), "").unwrap();
+    let t = wait_for("the question escalated", Duration::from_secs(20), || {
+        let t = env.tick_json();
+        let r = run_of(&t, "r1");
+        (r["intent"] == "escalate_guidance").then_some(r)
+    });
+    assert_eq!(
+        t["reason"], "agent bot asks: Which database should I use for round 1? [pg/sqlite]",
+        "{t}"
+    );
+    let show = env.show("r1");
+    let g = &show["guidance"][0];
+    assert_eq!(g["source"], "signal");
+    assert!(
+        g["context"]
+            .as_str()
+            .unwrap()
+            .contains("working on round 1..."),
+        "{g}"
+    );
+    let human = env.ok(&["run", "show", "r1"]);
+    assert!(human.contains("| working on round 1..."), "{human}");
+    let log = fs::read_to_string(env.ws.join("ttmp/T-1/changelog.md")).unwrap();
+    assert!(
+        log.contains("- Question: Which database should I use for round 1?"),
+        "{log}"
+    );
+    assert!(log.contains("working on round 1..."), "{log}");
+    assert!(log.contains("metawsm-tick guide r1 --answer"), "{log}");
+
+    // Quotes, a format and a job, a command separator, a second line.
+    let answer =
+        "use \"pg\" and 'sqlite' #(touch pwned) #{pane_id} ; rm -rf /tmp/nothing;\nsecond line;";
+    let printed = env.ok(&["guide", "r1", "--answer", answer, "--print"]);
+    assert!(
+        printed.contains(&format!("would type into pane {pane}")),
+        "{printed}"
+    );
+    assert!(printed.contains("paste-buffer"), "{printed}");
+    assert!(
+        !env.ws.join("answer1.txt").exists(),
+        "--print types nothing"
+    );
+    let out = env.ok(&["guide", "r1", "--answer", answer]);
+    assert!(out.contains(&format!("typed into pane {pane}")), "{out}");
+    let got = wait_for("the agent's answer file", Duration::from_secs(10), || {
+        fs::read_to_string(env.ws.join("answer1.txt")).ok()
+    });
+    assert_eq!(got, answer);
+    assert!(!env.ws.join("pwned").exists());
+    // Back to healthy and running, the question answered.
+    let t = wait_for("healthy again", Duration::from_secs(10), || {
+        let t = env.tick_json();
+        let r = run_of(&t, "r1");
+        (r["intent"] == "noop" && r["agents"][0]["health"] == "healthy").then_some(r)
+    });
+    assert_eq!(t["status"], "running", "{t}");
+    assert!(env.show("r1")["guidance"].as_array().unwrap().is_empty());
+    let again = env.run(&["guide", "r1", "--answer", "x"]);
+    assert_eq!(again.status.code(), Some(1));
+
+    // Round 2: the agent moved on before the human answered: nothing is typed.
+    fs::write(env.ws.join("go2"), "").unwrap();
+    wait_for("round 2 asked", Duration::from_secs(20), || {
+        let t = env.tick_json();
+        (run_of(&t, "r1")["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("round 2"))
+        .then_some(())
+    });
+    env.ok(&["signal", "--run", "r1", "--agent", "bot", "working"]);
+    let refused = env.run(&["guide", "r1", "--answer", "too late"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no longer waits"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    env.ok(&["signal", "--run", "r1", "--agent", "bot", "waiting"]);
+    // One line: typed as literal keys.
+    env.ok(&["guide", "r1", "--answer", "sqlite; \"final\" #(x)"]);
+    let got = wait_for("round 2 answer", Duration::from_secs(10), || {
+        fs::read_to_string(env.ws.join("answer2.txt")).ok()
+    });
+    assert_eq!(got, "sqlite; \"final\" #(x)");
+    // The agent itself was never restarted.
+    assert_eq!(pane_of(&env, "=mine:"), (pane, pid));
+}

@@ -36,9 +36,10 @@ fn a_waiting_agent_is_logged_as_waiting_and_a_missing_name_has_a_placeholder() {
     let show = env.ok(&["run", "show", "r1"]);
     let g = show
         .lines()
-        .find(|l| l.starts_with("guidance:"))
+        .find(|l| l.starts_with("guidance:") && l.contains("Which database?"))
         .unwrap_or_else(|| panic!("no guidance line: {show}"));
-    assert!(g.contains("#1 (unnamed): Which database?"), "{g}");
+    // #1 is the waiting agent's own question (typed into its pane), #2 the file's.
+    assert!(g.contains("#2 (unnamed): Which database?"), "{g}");
 }
 
 #[test]

@@ -60,7 +60,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 "cooldown_until": op.cooldown_until, "unhealthy_streak": op.unhealthy_streak,
                 "healthy_since": op.healthy_since, "last_alert": op.last_alert,
             },
-            "guidance": guidance.iter().map(|g| json!({"id": g.id, "agent": g.agent, "question": g.question, "context": g.context})).collect::<Vec<_>>(),
+            "guidance": guidance.iter().map(|g| json!({"id": g.id, "agent": g.agent, "question": g.question, "context": g.context, "source": g.source})).collect::<Vec<_>>(),
             "llm": call.as_ref().map(|c| json!({"state": c.state, "fingerprint": c.fingerprint, "proposal": c.proposal.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()), "error": c.error})),
             "events": events.iter().map(|e| json!({"at": e.at, "kind": e.kind, "agent": e.agent, "from": e.from_state, "to": e.to_state, "message": e.message, "source": e.source})).collect::<Vec<_>>(),
         });
@@ -111,13 +111,24 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         op.unhealthy_streak
     );
     for g in &guidance {
+        // A file request is answered by file; a pane question by typing into the pane.
+        let (tag, how) = if g.source == "file" {
+            (String::new(), "")
+        } else {
+            (format!(" [{}]", g.source), ", typed into its pane")
+        };
         crate::say!(
-            "guidance:  #{} {}: {} (answer: metawsm-tick guide {} --answer …)",
+            "guidance:  #{} {}{tag}: {} (answer{how}: metawsm-tick guide {} --answer …)",
             g.id,
             crate::names::or_placeholder(&g.agent),
             g.question,
             run.id
         );
+        if g.source != "file" {
+            for line in g.context.lines() {
+                crate::say!("    | {line}");
+            }
+        }
     }
     if let Some(c) = call {
         crate::say!(

@@ -200,6 +200,41 @@ pub fn record(
             )?;
             status = RunStatus::Running;
         }
+        for id in &p.withdrawn {
+            if tx.withdraw_question(*id, now)? {
+                tx.add_event(
+                    now,
+                    &NewEvent {
+                        run_id: Some(run_id),
+                        kind: "guidance_withdrawn",
+                        from_state: "pending",
+                        to_state: "withdrawn",
+                        message: &format!("question #{id}: the agent no longer waits"),
+                        source,
+                        ..Default::default()
+                    },
+                )?;
+            }
+        }
+        for q in &p.new_questions {
+            if tx
+                .add_pane_question(run_id, &q.agent, q.source, &q.question, &q.context, now)?
+                .is_some()
+            {
+                tx.add_event(
+                    now,
+                    &NewEvent {
+                        run_id: Some(run_id),
+                        agent: Some(&q.agent),
+                        kind: "guidance_requested",
+                        to_state: "pending",
+                        message: &format!("[{}] {}", q.source, q.question),
+                        source: "agent",
+                        ..Default::default()
+                    },
+                )?;
+            }
+        }
         for bad in &p.bad_files {
             // One event per file and problem, not one per tick.
             let path = bad.split(": ").next().unwrap_or(bad);
@@ -479,7 +514,25 @@ pub fn escalate(
                 format!("{} (restart: {outcome})", p.gated.reason),
             )
         } else {
-            (event_name(p.alert_intent), p.gated.reason.clone())
+            let mut m = p.gated.reason.clone();
+            // What the agent's pane shows: the question's context, on one line.
+            if let Some(g) = p
+                .pending
+                .as_ref()
+                .filter(|_| p.alert_intent == Intent::EscalateGuidance)
+            {
+                let tail: Vec<&str> = g
+                    .context
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && *l != g.question)
+                    .collect();
+                if !tail.is_empty() {
+                    let from = tail.len().saturating_sub(3);
+                    m.push_str(&format!(" — {}", tail[from..].join(" / ")));
+                }
+            }
+            (event_name(p.alert_intent), m)
         };
         if p.alert && p.alert_intent.is_escalation() {
             let results = write_changelog(p, policy, now, &mut owed);

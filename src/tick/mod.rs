@@ -88,6 +88,9 @@ pub fn run(
             }
         }
     }
+    if input.tmux_error.is_none() {
+        read_questions(ctx, &mut input);
+    }
     let plans = plan::plan(&input, policy, mode, opts.dry_run, now);
 
     let mut outcomes: HashMap<String, String> = HashMap::new();
@@ -163,4 +166,39 @@ pub fn run(
             })
             .collect(),
     })
+}
+
+/// The pane text of agents that just reported `waiting`: their question and its context,
+/// all panes in one tmux spawn (only when some agent newly waits).
+fn read_questions(ctx: &Ctx, input: &mut observe::TickInput) {
+    let targets: Vec<crate::screen::Target> = input
+        .runs
+        .iter()
+        .flat_map(|r| r.unasked.iter())
+        .filter_map(|(_, pane)| crate::screen::Target::pane(pane))
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let mut tails = crate::screen::capture_many(
+        &ctx.tmux,
+        &targets,
+        crate::screen::Span::Last(crate::question::CONTEXT_LINES),
+    )
+    .into_iter();
+    for r in &mut input.runs {
+        for (agent, pane) in &r.unasked {
+            if crate::screen::Target::pane(pane).is_none() {
+                continue;
+            }
+            let tail = tails.next().flatten().unwrap_or_default();
+            let (question, context) = crate::question::from_tail(&tail);
+            r.new_questions.push(crate::question::NewQuestion {
+                agent: agent.clone(),
+                source: "signal",
+                question,
+                context,
+            });
+        }
+    }
 }

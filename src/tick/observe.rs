@@ -33,6 +33,12 @@ pub struct RunInput {
     /// Pending questions read from agents' screens: (id, agent, question). They close
     /// when the dialog leaves the screen.
     pub screen_questions: Vec<(i64, String, String)>,
+    /// Recorded `waiting` questions whose agent moved on or is gone: withdrawn this tick.
+    pub withdrawn: Vec<i64>,
+    /// Agents that report `waiting` with no question recorded yet: their panes are read.
+    pub unasked: Vec<(String, String)>,
+    /// Their questions (filled in after the observation, in one tmux spawn).
+    pub new_questions: Vec<crate::question::NewQuestion>,
     pub files: SignalFiles,
 }
 
@@ -143,17 +149,43 @@ pub fn observe(
             } else {
                 SignalFiles::default()
             };
+            let agents = agents_by_run.remove(&run.id).unwrap_or_default();
+            // A question the agent's `waiting` raised stands while it still waits (screen
+            // questions close with their dialog, file requests when answered).
+            let (kept, gone): (Vec<_>, Vec<_>) = pending_rows
+                .get(&run.id)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|g| {
+                    g.source != "signal"
+                        || crate::question::still_pending(
+                            agents.iter().find(|a| a.name == g.agent),
+                            &obs,
+                        )
+                });
+            let unasked = agents
+                .iter()
+                .filter(|a| {
+                    a.signal == Some(crate::model::AgentSignal::Waiting)
+                        && !kept
+                            .iter()
+                            .any(|g| g.source == "signal" && g.agent == a.name)
+                })
+                .filter_map(|a| crate::question::live_pane(&obs, a).map(|p| (a.name.clone(), p)))
+                .collect();
             RunInput {
-                agents: agents_by_run.remove(&run.id).unwrap_or_default(),
                 prev: states.get(&run.id).cloned().unwrap_or_default(),
-                recorded_guidance: pending_rows.get(&run.id).and_then(|v| v.first()).map(|g| {
-                    PendingGuidance {
-                        agent: g.agent.clone(),
-                        question: g.question.clone(),
-                        context: g.context.clone(),
-                        at_prompt: false,
-                    }
+                recorded_guidance: kept.first().map(|g| PendingGuidance {
+                    agent: g.agent.clone(),
+                    question: g.question.clone(),
+                    context: g.context.clone(),
+                    at_prompt: false,
                 }),
+                withdrawn: gone.iter().map(|g| g.id).collect(),
+                unasked,
+                new_questions: Vec::new(),
+                agents,
                 screen_questions: pending_rows
                     .get(&run.id)
                     .map(|v| {

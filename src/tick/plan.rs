@@ -23,6 +23,10 @@ pub struct Planned {
     pub agents: Vec<AgentRow>,
     pub judgements: Vec<Judgement>,
     pub new_guidance: Vec<(PathBuf, signals::GuidanceRequest)>,
+    /// Questions agents that report `waiting` ask (answered by typing into the pane).
+    pub new_questions: Vec<crate::question::NewQuestion>,
+    /// Such questions whose agent moved on.
+    pub withdrawn: Vec<i64>,
     pub bad_files: Vec<String>,
     pub pending: Option<PendingGuidance>,
     /// A dialog read from an agent's screen, to record as a pending question.
@@ -239,6 +243,14 @@ fn plan_run(
                 at_prompt: false,
             })
         })
+        .or_else(|| {
+            r.new_questions.first().map(|q| PendingGuidance {
+                agent: q.agent.clone(),
+                question: q.question.clone(),
+                context: q.context.clone(),
+                at_prompt: false,
+            })
+        })
         .or_else(|| signal_guidance(&agents, &judgements))
         .or(from_screen);
 
@@ -370,6 +382,8 @@ fn plan_run(
         agents,
         judgements,
         new_guidance,
+        new_questions: r.new_questions.clone(),
+        withdrawn: r.withdrawn.clone(),
         bad_files,
         pending,
         screen_question,
