@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod decide;
 mod escape;
+mod evidence;
 mod fsio;
 mod gate;
 mod health;

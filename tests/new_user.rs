@@ -256,3 +256,55 @@ fn an_llm_that_could_not_start_is_asked_again_soon_and_doctor_says_why() {
         "{text}"
     );
 }
+
+#[test]
+fn a_panes_last_lines_are_kept_before_a_stop_or_a_restart() {
+    let env = Env::new();
+    env.start(
+        "r1",
+        &[
+            "sh",
+            "-c",
+            "echo hello-evidence; printf '\\033[31mred\\033[0m\\n'; sleep 100000",
+        ],
+    );
+    env.start("r2", &["sh", "-c", "echo crash-evidence; exit 3"]);
+    common::wait_for(
+        "the agent's output",
+        std::time::Duration::from_secs(20),
+        || {
+            env.tmux_out(&["capture-pane", "-p", "-t", "=r1:"])
+                .contains("red")
+                .then_some(())
+        },
+    );
+    // By hand: run stop.
+    env.ok(&["run", "stop", "r1"]);
+    let show = env.ok(&["run", "show", "r1"]);
+    assert!(
+        show.contains("last output of agent (kept before the stop at "),
+        "{show}"
+    );
+    assert!(show.contains("  | hello-evidence"), "{show}");
+    assert!(show.contains("  | red"), "escapes removed: {show}");
+    let kept = &env.show("r1")["last_output"][0];
+    assert!(
+        !kept["text"].as_str().unwrap_or("").contains('\u{1b}'),
+        "{kept}"
+    );
+    // By the rules: a crash-looping agent is restarted; its dead pane's output is kept.
+    common::wait_for("a rule restart", std::time::Duration::from_secs(30), || {
+        env.tick();
+        (!env
+            .sql("SELECT id FROM events WHERE run_id = 'r2' AND kind = 'restart'")
+            .is_empty())
+        .then_some(())
+    });
+    let rows = env.sql(
+        "SELECT to_state, source, message FROM events WHERE run_id = 'r2' AND kind = 'evidence'",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], "restart");
+    assert_eq!(rows[0][1], "rule");
+    assert!(rows[0][2].contains("crash-evidence"), "{rows:?}");
+}

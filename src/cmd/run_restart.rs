@@ -59,6 +59,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         return Err(CliError::Failure(format!("tmux unreachable: {e}")));
     }
     let now = now_unix();
+    // The agents' last output goes with their panes: keep it first.
+    let present: Vec<&crate::store::AgentRow> = agents
+        .iter()
+        .filter(|a| matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_)))
+        .collect();
+    let kept = crate::evidence::capture(&rctx.tmux, &present);
     let mut cmds = Vec::new();
     let mut in_place = Vec::new();
     for a in &agents {
@@ -84,6 +90,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     // A pending question stays pending (and escalated once): only the processes restart.
     let questions = !st.pending_guidance(&id)?.is_empty();
     let tx = st.write()?;
+    crate::evidence::record(&tx, now, &id, &kept, "restart", "cli")?;
     if run.status != RunStatus::Running && !(questions && run.status == RunStatus::AwaitingGuidance)
     {
         tx.transition_run(

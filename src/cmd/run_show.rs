@@ -36,6 +36,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let guidance = st.pending_guidance(&id)?;
     let call = st.llm_call(&id)?;
     let events = st.events(Some(&id), 10)?;
+    // The last output kept before each stop or restart killed a pane: the latest per agent.
+    let mut evidence = st.events_of(Some(&id), Some(crate::evidence::KIND), 50)?;
+    evidence.reverse();
+    let mut seen = std::collections::HashSet::new();
+    evidence.retain(|e| seen.insert(e.agent.clone()));
+    evidence.reverse();
     let now = now_unix();
     let orphaned = if run.status.is_active() {
         crate::orphan::orphaned(&run)
@@ -62,6 +68,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             },
             "guidance": guidance.iter().map(|g| json!({"id": g.id, "agent": g.agent, "question": g.question, "context": g.context, "source": g.source})).collect::<Vec<_>>(),
             "llm": call.as_ref().map(|c| json!({"state": c.state, "fingerprint": c.fingerprint, "proposal": c.proposal.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()), "error": c.error})),
+            "last_output": evidence.iter().map(|e| json!({"at": e.at, "agent": e.agent, "before": e.to_state, "text": e.message})).collect::<Vec<_>>(),
             "events": events.iter().map(|e| json!({"at": e.at, "kind": e.kind, "agent": e.agent, "from": e.from_state, "to": e.to_state, "message": e.message, "source": e.source})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -136,6 +143,17 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             c.state,
             c.proposal.or(c.error).unwrap_or_default()
         );
+    }
+    for e in &evidence {
+        crate::say!(
+            "last output of {} (kept before the {} at {}):",
+            crate::names::or_placeholder(e.agent.as_deref().unwrap_or("")),
+            e.to_state,
+            rfc3339(e.at)
+        );
+        for line in e.message.lines() {
+            crate::say!("  | {line}");
+        }
     }
     crate::say!("events:");
     for e in &events {

@@ -68,6 +68,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         },
         tmux::Observation::Known(_) => None,
     };
+    // The agents' last output goes with their panes: keep it first.
+    let present: Vec<&crate::store::AgentRow> = agents
+        .iter()
+        .filter(|a| matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_)))
+        .collect();
+    let kept = crate::evidence::capture(&rctx.tmux, &present);
     // An adopted agent's pane only: the user's session around it stays.
     let cmds: Vec<_> = agents
         .iter()
@@ -82,6 +88,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             .map_err(|e| CliError::Failure(format!("tmux: {e}; run {id} left in stopping")))?;
     }
     let tx = st.write()?;
+    crate::evidence::record(&tx, now, &id, &kept, "stop", "cli")?;
     for a in &agents {
         tx.mark_agent_stopped(&id, &a.name, now)?;
     }

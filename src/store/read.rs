@@ -145,11 +145,22 @@ impl Store {
     }
 
     pub fn events(&self, run_id: Option<&str>, limit: i64) -> Result<Vec<EventRow>> {
+        self.events_of(run_id, None, limit)
+    }
+
+    /// The last `limit` events (oldest first), of one kind when `kind` is given.
+    pub fn events_of(
+        &self,
+        run_id: Option<&str>,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, at, run_id, agent, kind, from_state, to_state, message, source FROM events
-             WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?3 IS NULL OR kind = ?3)
+             ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![run_id, limit], |r| {
+        let rows = stmt.query_map(params![run_id, limit, kind], |r| {
             Ok(EventRow {
                 id: r.get(0)?,
                 at: r.get(1)?,

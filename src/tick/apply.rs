@@ -361,6 +361,13 @@ pub fn act(
             .iter()
             .filter(|a| stop || p.decision.targets.contains(&a.name))
             .collect();
+        // The agents' last output goes with their panes: keep it first.
+        let present: Vec<&AgentRow> = targets
+            .iter()
+            .copied()
+            .filter(|a| matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_)))
+            .collect();
+        let kept = crate::evidence::capture(&ctx.tmux, &present);
         let mut cmds = Vec::new();
         let mut refused = Vec::new();
         for a in &targets {
@@ -392,6 +399,14 @@ pub fn act(
             .collect::<Vec<_>>()
             .join(",");
         let tx = store.write()?;
+        crate::evidence::record(
+            &tx,
+            now,
+            run_id,
+            &kept,
+            if restart { "restart" } else { "stop" },
+            p.gated.source,
+        )?;
         if restart {
             if result.is_ok() {
                 for a in &targets {
