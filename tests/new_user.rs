@@ -308,3 +308,29 @@ fn a_panes_last_lines_are_kept_before_a_stop_or_a_restart() {
     assert_eq!(rows[0][1], "rule");
     assert!(rows[0][2].contains("crash-evidence"), "{rows:?}");
 }
+
+#[test]
+fn run_show_says_when_an_escalation_could_not_be_written() {
+    let env = Env::new();
+    env.start("r1", &["sleep", "100000"]);
+    let dir = env.ws.join(".metawsm");
+    fs::create_dir_all(&dir).expect("dir");
+    fs::write(
+        dir.join("guidance-request.json"),
+        br#"{"agent": "agent", "question": "Which database?"}"#,
+    )
+    .expect("request");
+    env.tick();
+    let show = env.ok(&["run", "show", "r1"]);
+    assert!(
+        show.contains("escalation: NOT WRITTEN to the ticket's changelog (ticket T-1: "),
+        "{show}"
+    );
+    let v = env.show("r1");
+    assert!(
+        v["escalation_unwritten"]
+            .as_str()
+            .is_some_and(|w| w.contains("no ticket directory")),
+        "{v}"
+    );
+}

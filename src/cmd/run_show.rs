@@ -36,6 +36,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let guidance = st.pending_guidance(&id)?;
     let call = st.llm_call(&id)?;
     let events = st.events(Some(&id), 10)?;
+    // An escalation that never reached the ticket's changelog: nobody would find it there.
+    let unwritten =
+        crate::unwritten::parse(st.meta_get(crate::unwritten::META_KEY)?.as_deref()).remove(&id);
     // The last output kept before each stop or restart killed a pane: the latest per agent.
     let mut evidence = st.events_of(Some(&id), Some(crate::evidence::KIND), 50)?;
     evidence.reverse();
@@ -68,6 +71,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             },
             "guidance": guidance.iter().map(|g| json!({"id": g.id, "agent": g.agent, "question": g.question, "context": g.context, "source": g.source})).collect::<Vec<_>>(),
             "llm": call.as_ref().map(|c| json!({"state": c.state, "fingerprint": c.fingerprint, "proposal": c.proposal.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()), "error": c.error})),
+            "escalation_unwritten": unwritten,
             "last_output": evidence.iter().map(|e| json!({"at": e.at, "agent": e.agent, "before": e.to_state, "text": e.message})).collect::<Vec<_>>(),
             "events": events.iter().map(|e| json!({"at": e.at, "kind": e.kind, "agent": e.agent, "from": e.from_state, "to": e.to_state, "message": e.message, "source": e.source})).collect::<Vec<_>>(),
         });
@@ -81,6 +85,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             "orphaned:  {why}; nothing supervises this run (metawsm-tick run stop {} | run forget {})",
             run.id, run.id
         );
+    }
+    if let Some(why) = &unwritten {
+        crate::say!("escalation: NOT WRITTEN to the ticket's changelog ({why}); see 'metawsm-tick log --run {}'", run.id);
     }
     crate::say!("tickets:   {}", run.tickets.join(", "));
     crate::say!("workspace: {}", run.workspace);
