@@ -97,6 +97,9 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 pub struct Ctx {
     pub db: PathBuf,
     pub policy_path: PathBuf,
+    /// Who named `policy_path`: `--policy` or `METAWSM_POLICY` (then it must exist and
+    /// wins over every run's project policy), or None for the user's XDG default.
+    pub policy_given_by: Option<&'static str>,
     pub tmux: TmuxClient,
 }
 
@@ -106,11 +109,14 @@ impl Ctx {
             g.db.clone()
                 .or_else(|| env_path("METAWSM_DB"))
                 .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("metawsm/state.db"));
-        let policy_path = g
-            .policy
-            .clone()
-            .or_else(|| env_path("METAWSM_POLICY"))
-            .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("metawsm/policy.json"));
+        let (policy_path, policy_given_by) = match (g.policy.clone(), env_path("METAWSM_POLICY")) {
+            (Some(p), _) => (p, Some("--policy")),
+            (None, Some(p)) => (p, Some("METAWSM_POLICY")),
+            (None, None) => (
+                xdg("XDG_CONFIG_HOME", ".config").join("metawsm/policy.json"),
+                None,
+            ),
+        };
         let socket = g
             .socket
             .clone()
@@ -129,6 +135,7 @@ impl Ctx {
         Ctx {
             db: absolute(&db),
             policy_path: absolute(&policy_path),
+            policy_given_by,
             tmux: TmuxClient::new(socket),
         }
     }
@@ -144,7 +151,18 @@ impl Ctx {
         }
     }
 
+    /// The policy that applies outside any run (or to every run when given explicitly).
+    /// A policy named by `--policy`/`METAWSM_POLICY` that does not exist is an error,
+    /// never silently the defaults.
     pub fn policy(&self) -> Result<Policy, CliError> {
+        if let Some(by) = self.policy_given_by {
+            if !self.policy_path.exists() {
+                return Err(CliError::Usage(format!(
+                    "policy {}: no such file (given by {by})",
+                    self.policy_path.display()
+                )));
+            }
+        }
         Ok(Policy::load(&self.policy_path)?)
     }
 
@@ -154,12 +172,12 @@ impl Ctx {
 
     /// Arguments that make a spawned copy of ourselves use the same state and server.
     pub fn self_args(&self) -> Vec<String> {
-        let mut v = vec![
-            "--db".to_string(),
-            self.db.to_string_lossy().into_owned(),
-            "--policy".to_string(),
-            self.policy_path.to_string_lossy().into_owned(),
-        ];
+        let mut v = vec!["--db".to_string(), self.db.to_string_lossy().into_owned()];
+        // The default is found again by the child; only an explicit policy is passed on.
+        if self.policy_given_by.is_some() {
+            v.push("--policy".into());
+            v.push(self.policy_path.to_string_lossy().into_owned());
+        }
         if let Some(s) = self.tmux.socket() {
             v.push("--tmux-socket".into());
             v.push(s.to_string());

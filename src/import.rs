@@ -149,8 +149,10 @@ struct OrigAgent {
 /// Reads every active run of the original and works out what it becomes here.
 /// `exists` says whether a run id (or a session) is already registered; `config_dir` is
 /// where the workspace-manager config lives; `socket` the tmux server we supervise.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     conn: &Connection,
+    project: Option<&Path>,
     config_dir: Option<&Path>,
     exists: &dyn Fn(&str) -> bool,
     session_taken: &dyn Fn(&str) -> bool,
@@ -182,7 +184,7 @@ pub fn plan(
             continue;
         }
         match one_run(
-            conn, &id, &status, &created, &updated, &spec, config_dir, socket, now,
+            conn, project, &id, &status, &created, &updated, &spec, config_dir, socket, now,
         ) {
             Ok(imp) => {
                 let clash = imp
@@ -211,6 +213,7 @@ pub fn plan(
 #[allow(clippy::too_many_arguments)]
 fn one_run(
     conn: &Connection,
+    project: Option<&Path>,
     id: &str,
     status: &str,
     created: &str,
@@ -407,6 +410,19 @@ fn one_run(
             });
         }
     }
+    // The policy the original ran this run with: its spec's, else the project's, else the
+    // workspace's `.metawsm/policy.json`.
+    let policy_path = spec
+        .get("policy_path")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+        .or_else(|| {
+            let mut dirs: Vec<&Path> = project.into_iter().collect();
+            dirs.push(&workspace);
+            crate::project_policy::find(&dirs)
+        });
     let created_at = time(created).unwrap_or(now);
     let updated_at = time(updated).unwrap_or(created_at);
     Ok(Imported {
@@ -417,6 +433,7 @@ fn one_run(
             doc_home_repo: doc_home,
             ticket_dir: None,
             tmux_socket: socket.map(str::to_string),
+            policy_path,
             status,
             message: "imported from metawsm".into(),
             created_at,

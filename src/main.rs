@@ -23,6 +23,7 @@ mod original;
 mod orphan;
 mod policy;
 mod proc;
+mod project_policy;
 mod question;
 mod reason;
 mod render;

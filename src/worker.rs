@@ -148,7 +148,11 @@ fn remove_call_dirs(which: impl Fn(i32) -> bool, min_age: Duration) {
 
 /// The worker's whole life, once its arguments are parsed.
 pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
-    let policy = ctx.policy()?;
+    // The run's own policy (its project's), as the tick that asked used.
+    let policy = match ctx.open(OpenMode::Existing, false)?.run(run) {
+        Ok(r) => crate::project_policy::for_run(ctx, &r)?,
+        Err(_) => ctx.policy()?,
+    };
     let timeout = policy.operator.llm.timeout_seconds.max(1) as u64;
     // Watchdog for the worker itself, beyond the child's deadline.
     let _ = nix::unistd::alarm::set((timeout + 15).min(u64::from(u32::MAX)) as u32);

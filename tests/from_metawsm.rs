@@ -464,3 +464,126 @@ fn dry_run_previews_the_restart() {
     assert_eq!(show["operator"]["unhealthy_streak"], 0);
     assert_eq!(show["operator"]["restart_attempts"], 0);
 }
+
+/// The binary without `--policy`: the project's and the user's files decide.
+fn bare(env: &Env, cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::BIN)
+        .arg("--db")
+        .arg(&env.db)
+        .arg("--tmux-socket")
+        .arg(&env.sock)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("TMUX")
+        .env_remove("TMUX_PANE")
+        .env_remove("METAWSM_DB")
+        .env_remove("METAWSM_POLICY")
+        .env_remove("METAWSM_TMUX_SOCKET")
+        .env("HOME", env.dir.path())
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run binary")
+}
+
+/// A `--policy` (or `$METAWSM_POLICY`) that does not exist is an error, not the defaults.
+#[test]
+fn missing_explicit_policy_is_an_error() {
+    let env = Env::new();
+    let out = env.run(&["--policy", "/nonexistent/policy.json", "tick"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policy /nonexistent/policy.json: no such file (given by --policy)"),
+        "{err}"
+    );
+    let out = bare(&env, env.dir.path(), &["tick"]);
+    assert_eq!(out.status.code(), Some(0), "no policy anywhere: defaults");
+}
+
+/// The project's `.metawsm/policy.json` (the original's own file, here its fixture with
+/// `llm.mode: off`) is recorded on the run and judges it; `run show` and `doctor` say so.
+#[test]
+fn each_run_is_judged_by_its_project_policy() {
+    let env = Env::new();
+    let proj = env.path("proj");
+    fs::create_dir_all(proj.join(".metawsm")).expect("mkdir");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/policy/metawsm-policy.a3640a4.json"
+    );
+    let mut p: Value =
+        serde_json::from_str(&fs::read_to_string(fixture).expect("fixture")).expect("json");
+    let fast =
+        fast_policy(json!({"operator": {"llm": {"mode": "off"}, "unhealthy_confirmations": 1}}));
+    for k in ["health", "operator"] {
+        p[k] = fast[k].clone();
+    }
+    let project_file = proj.join(".metawsm/policy.json");
+    fs::write(&project_file, p.to_string()).expect("project policy");
+    // The user's own file says assist: it applies only to runs without a project policy.
+    fs::create_dir_all(env.path("config/metawsm")).expect("mkdir");
+    let user =
+        fast_policy(json!({"operator": {"llm": {"mode": "assist"}, "unhealthy_confirmations": 1}}));
+    fs::write(env.path("config/metawsm/policy.json"), user.to_string()).expect("user policy");
+    let other = env.path("elsewhere");
+    fs::create_dir_all(&other).expect("mkdir");
+    let ws = env.ws.to_string_lossy().into_owned();
+    for (id, cwd) in [("inproj", &proj), ("outside", &other)] {
+        let out = bare(
+            &env,
+            cwd,
+            &[
+                "run",
+                "start",
+                "--ticket",
+                "T-1",
+                "--workspace",
+                &ws,
+                "--id",
+                id,
+                "--session",
+                id,
+                "--",
+                "sh",
+                "-c",
+                "exit 1",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let show: Value =
+        serde_json::from_slice(&bare(&env, &proj, &["run", "show", "inproj", "--json"]).stdout)
+            .expect("json");
+    assert_eq!(
+        show["policy"],
+        format!("{} (project)", project_file.display()),
+        "{show}"
+    );
+    let actions = wait_for("both decided", Duration::from_secs(20), || {
+        let out = String::from_utf8_lossy(&bare(&env, &other, &["tick"]).stdout).into_owned();
+        let line = |id: &str| {
+            out.lines()
+                .find(|l| l.contains(&format!(" {id} auto_restart ")))
+                .map(str::to_string)
+        };
+        match (line("inproj"), line("outside")) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        }
+    });
+    assert!(
+        actions.0.contains("action=ok"),
+        "project policy (off) restarts: {actions:?}"
+    );
+    assert!(
+        actions.1.contains("action=not-executed"),
+        "user policy (assist): {actions:?}"
+    );
+    let doctor = String::from_utf8_lossy(&bare(&env, &other, &["doctor"]).stdout).into_owned();
+    assert!(
+        doctor.contains("policy inproj")
+            && doctor.contains(&format!("{} (project)", project_file.display())),
+        "{doctor}"
+    );
+}

@@ -98,6 +98,16 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         ),
         Err(e) => r.line("FAIL", "policy", &e.to_string()),
     }
+    // Each active run is judged by its own policy: say which, and whether it loads.
+    if let Some(s) = &store {
+        for run in s.runs(false).unwrap_or_default() {
+            let what = format!("policy {}", run.id);
+            match crate::project_policy::for_run(ctx, &run) {
+                Ok(_) => r.line("ok", &what, &crate::project_policy::describe(ctx, &run)),
+                Err(e) => r.line("FAIL", &what, &e.to_string()),
+            }
+        }
+    }
     // The status job and hooks carry these paths through tmux and sh.
     if let Err(e) = super::tmux_setup::status_job(ctx, &crate::cli::current_exe()) {
         r.line("FAIL", "paths", &e.to_string());

@@ -71,8 +71,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         st.as_ref()
             .is_some_and(|s| s.session_taken(sess).unwrap_or(false))
     };
+    // The original's project: the directory holding its `.metawsm/`.
+    let project = from
+        .parent()
+        .filter(|d| d.file_name().is_some_and(|n| n == ".metawsm"))
+        .and_then(|d| d.parent());
     let plan = import::plan(
         &orig,
+        project,
         config.as_deref(),
         &exists,
         &taken,

@@ -37,10 +37,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let argv = argv.filter(|a| !a.is_empty()).ok_or_else(|| {
         CliError::Usage("run add-agent: the agent command is required after --".into())
     })?;
-    let policy = ctx.policy()?;
+    ctx.policy()?;
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&run_id)?;
+    let policy = crate::project_policy::for_run(ctx, &run)?;
     if !run.status.is_active() {
         return Err(CliError::Failure(format!(
             "run {run_id} is {}; restart it first",

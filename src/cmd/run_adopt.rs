@@ -283,6 +283,7 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
             .first()
             .map(|p| p.socket.clone())
             .filter(|s| !s.is_empty()),
+        policy_path: crate::project_policy::find_for(&ws),
         status: RunStatus::Running,
         message: "run adopted".into(),
         created_at: now,

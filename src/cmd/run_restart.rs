@@ -31,10 +31,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
     }
     let id = super::select::run_id(ctx, "run restart", id, ticket)?;
-    let policy = ctx.policy()?;
+    ctx.policy()?;
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
+    let policy = crate::project_policy::for_run(ctx, &run)?;
     let agents: Vec<_> = st
         .agents(Some(&id))?
         .into_iter()

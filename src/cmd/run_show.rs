@@ -53,7 +53,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     };
     if as_json {
         let v = json!({
-            "id": run.id, "status": run.status.as_str(), "orphaned": orphaned, "tmux_socket": run.tmux_socket, "tickets": run.tickets, "workspace": run.workspace,
+            "id": run.id, "status": run.status.as_str(), "orphaned": orphaned, "tmux_socket": run.tmux_socket, "tickets": run.tickets, "workspace": run.workspace, "policy": crate::project_policy::describe(ctx, &run),
             "doc_home_repo": run.doc_home_repo, "ticket_dir": run.ticket_dir, "message": run.message,
             "created_at": run.created_at, "updated_at": run.updated_at,
             "agents": agents.iter().map(|a| json!({
@@ -91,6 +91,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     crate::say!("tickets:   {}", run.tickets.join(", "));
     crate::say!("workspace: {}", run.workspace);
+    crate::say!("policy:    {}", crate::project_policy::describe(ctx, &run));
     crate::say!(
         "created:   {} ({} ago)",
         rfc3339(run.created_at),

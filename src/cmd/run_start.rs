@@ -107,7 +107,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             )));
         }
     }
-    let policy = ctx.policy()?;
+    // The project's own policy, as the original read it: recorded on the run.
+    let project_policy = crate::project_policy::find_for(&ws);
+    let policy = match (&project_policy, ctx.policy_given_by) {
+        (Some(p), None) => Policy::load(std::path::Path::new(p))?,
+        _ => ctx.policy()?,
+    };
     store::ensure_state_dir(&ctx.db)?;
     // Before the lock: a server this command starts loads its config, and the plugin's
     // tmux-setup in it wants the lock too.
@@ -173,6 +178,7 @@ fn start_locked(
         doc_home_repo: repo,
         ticket_dir,
         tmux_socket: None,
+        policy_path: crate::project_policy::find_for(&ws),
         status: RunStatus::Running,
         message: "run started".into(),
         created_at: now,

@@ -50,11 +50,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             .clone()
             .map(PathBuf::from)
             .or_else(|| Some(ctx.db.clone())),
+        // The default (XDG) policy is not pinned: runs' project policies must still apply.
         policy: opts
             .policy
             .clone()
             .map(PathBuf::from)
-            .or_else(|| Some(ctx.policy_path.clone())),
+            .or_else(|| ctx.policy_given_by.map(|_| ctx.policy_path.clone())),
         socket: ctx.tmux.socket().map(str::to_string),
     };
     let ctx = Ctx::resolve(&g);
@@ -210,9 +211,11 @@ fn invocation(ctx: &Ctx, bin: &std::path::Path, tail: &[&str]) -> CliResult<Stri
         word("binary path", bin)?,
         "--db".into(),
         word("database path", &ctx.db)?,
-        "--policy".into(),
-        word("policy path", &ctx.policy_path)?,
     ];
+    if ctx.policy_given_by.is_some() {
+        words.push("--policy".into());
+        words.push(word("policy path", &ctx.policy_path)?);
+    }
     words.extend(tail.iter().map(|w| w.to_string()));
     Ok(tmux::escape_format(&words.join(" ")))
 }

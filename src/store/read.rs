@@ -35,7 +35,7 @@ impl Store {
     pub fn runs(&self, all: bool) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                    created_at, updated_at, status_changed_at, tmux_socket FROM runs
+                    created_at, updated_at, status_changed_at, tmux_socket, policy_path FROM runs
              ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map([], run_from_row)?;
@@ -53,7 +53,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                        created_at, updated_at, status_changed_at, tmux_socket FROM runs
+                        created_at, updated_at, status_changed_at, tmux_socket, policy_path FROM runs
                  WHERE id = ?1",
                 [id],
                 run_from_row,
@@ -357,6 +357,7 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         updated_at: r.get(8)?,
         status_changed_at: r.get(9)?,
         tmux_socket: r.get(10)?,
+        policy_path: r.get(11)?,
     })
 }
 

@@ -11,6 +11,8 @@ pub struct RunRow {
     pub ticket_dir: Option<String>,
     /// The tmux server (its `#{socket_path}`) the run's agents live on.
     pub tmux_socket: Option<String>,
+    /// The project policy file recorded for this run (absolute), if one was found.
+    pub policy_path: Option<String>,
     pub status: RunStatus,
     pub message: String,
     pub created_at: i64,

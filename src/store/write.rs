@@ -92,8 +92,8 @@ impl Tx<'_> {
         let tickets = serde_json::to_string(&run.tickets).unwrap_or_else(|_| "[]".into());
         let n = self.tx.execute(
             "INSERT OR IGNORE INTO runs(id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                              created_at, updated_at, status_changed_at, tmux_socket)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                              created_at, updated_at, status_changed_at, tmux_socket, policy_path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 run.id,
                 tickets,
@@ -105,7 +105,8 @@ impl Tx<'_> {
                 run.created_at,
                 run.updated_at,
                 run.status_changed_at,
-                run.tmux_socket
+                run.tmux_socket,
+                run.policy_path
             ],
         )?;
         if n == 0 {

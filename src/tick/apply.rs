@@ -68,7 +68,6 @@ pub fn drain_inbox(store: &mut Store, now: i64) -> Result<Vec<String>, CliError>
 
 pub fn record(
     store: &mut Store,
-    policy: &Policy,
     plans: &[Planned],
     obs: &Observation,
     now: i64,
@@ -294,7 +293,7 @@ pub fn record(
         let mut state = p.state.clone();
         if p.gated.execute && p.gated.intent == Intent::AutoRestart {
             // The attempt counts before tmux runs: a crash mid-restart still spends budget.
-            state = decide::after_restart(&state, now, policy);
+            state = decide::after_restart(&state, now, &p.policy);
         }
         if state != p.prev_state {
             tx.put_op_state(run_id, &state, now)?;
@@ -334,7 +333,6 @@ pub fn record(
 pub fn act(
     store: &mut Store,
     ctx: &Ctx,
-    policy: &Policy,
     plans: &[Planned],
     obs: &Observation,
     now: i64,
@@ -348,7 +346,7 @@ pub fn act(
         // operator.on_complete = stop: a completion file ends the still-live agents too.
         let finished = p.decision.complete
             && p.run.status == RunStatus::Running
-            && policy.operator.on_complete == OnComplete::Stop;
+            && p.policy.operator.on_complete == OnComplete::Stop;
         let stop = (p.gated.execute && p.gated.intent == Intent::AutoStopStale)
             || p.run.status == RunStatus::Stopping
             || finished;
@@ -374,7 +372,7 @@ pub fn act(
             // An adopted agent's own pane only, never the user's session around it.
             let present = matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_));
             if restart {
-                match crate::adopt::restart_cmds(ctx, policy, a, present) {
+                match crate::adopt::restart_cmds(ctx, &p.policy, a, present) {
                     Ok(c) => cmds.extend(c),
                     Err(e) => refused.push(e),
                 }
@@ -419,7 +417,7 @@ pub fn act(
             let msg = format!(
                 "restart of {names}: {outcome} (attempt {}/{}, cooldown until {})",
                 st.restart_attempts,
-                policy.operator.restart_budget,
+                p.policy.operator.restart_budget,
                 st.cooldown_until.map(rfc3339).unwrap_or_else(|| "-".into())
             );
             tx.add_event(
@@ -550,7 +548,7 @@ pub fn escalate(
             (event_name(p.alert_intent), m)
         };
         if p.alert && p.alert_intent.is_escalation() {
-            let results = write_changelog(p, policy, now, &mut owed);
+            let results = write_changelog(p, &p.policy, now, &mut owed);
             let failed: Vec<&str> = results
                 .iter()
                 .filter(|(k, _)| *k == "escalation_unwritten")
@@ -565,7 +563,7 @@ pub fn escalate(
                 events.push((run_id.to_string(), kind, msg));
             }
         }
-        if !policy.operator.notify.command.is_empty() {
+        if !p.policy.operator.notify.command.is_empty() {
             // The status after this tick's transitions (guidance, completion, stop).
             let status = store.run(run_id).map(|r| r.status).unwrap_or(p.run.status);
             let n = notify::Notice {
@@ -576,7 +574,7 @@ pub fn escalate(
                 tickets: &p.run.tickets.join(", "),
                 intent: p.gated.intent.as_str(),
             };
-            if let Err(e) = notify::spawn(&ctx.self_args(), &policy.operator.notify.command, &n) {
+            if let Err(e) = notify::spawn(&ctx.self_args(), &p.policy.operator.notify.command, &n) {
                 events.push((run_id.to_string(), "notify_failed", e));
             }
         }

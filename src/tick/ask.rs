@@ -53,17 +53,20 @@ fn llm_context(p: &Planned, policy: &Policy, now: i64) -> serde_json::Value {
 pub fn ask_llm(
     store: &mut Store,
     ctx: &Ctx,
-    policy: &Policy,
-    mode: LlmMode,
     plans: &[Planned],
     calls: &Calls,
     now: i64,
 ) -> Result<(), CliError> {
-    let llm = &policy.operator.llm;
     // A global bound (counted once per tick, in `tick`): the first tick over many runs
     // must not start a fleet of LLM CLIs.
     let mut in_flight = calls.live;
     for p in plans {
+        // Each run by its own policy (its mode may be off).
+        let (policy, mode): (&Policy, LlmMode) = (&p.policy, p.mode);
+        let llm = &policy.operator.llm;
+        if mode == LlmMode::Off {
+            continue;
+        }
         // Keep in step with gate::llm_pending, which predicts what happens here.
         if !gate::askable(p.run.status, &p.decision.reason) {
             continue;

@@ -69,7 +69,6 @@ pub fn run(
     opts: &TickOptions,
 ) -> Result<TickReport, CliError> {
     let now = now_unix();
-    let mode = opts.llm_mode.unwrap_or(policy.operator.llm.mode);
     let touched = if opts.dry_run {
         Vec::new()
     } else {
@@ -78,6 +77,8 @@ pub fn run(
     // A real tick takes the guidance requests it records; a dry run only looks.
     let take = (!opts.dry_run).then_some(now);
     let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take)?;
+    // Each run is judged by its own policy (its project's `.metawsm/policy.json`).
+    input.policies = crate::project_policy::per_run(ctx, policy, input.runs.iter().map(|r| &r.run));
     if input.tmux_error.is_none() {
         let wanted = plan::screens_to_read(&input, policy, now);
         let targets: Vec<_> = wanted.iter().map(|(_, _, t)| t.clone()).collect();
@@ -91,14 +92,13 @@ pub fn run(
     if input.tmux_error.is_none() {
         read_questions(ctx, &mut input);
     }
-    let plans = plan::plan(&input, policy, mode, opts.dry_run, now);
+    let plans = plan::plan(&input, policy, opts.llm_mode, opts.dry_run, now);
 
     let mut outcomes: HashMap<String, String> = HashMap::new();
     let mut unwritten: HashMap<String, String> = HashMap::new();
     if !opts.dry_run {
         apply::record(
             store,
-            policy,
             &plans,
             &input.obs,
             now,
@@ -111,7 +111,7 @@ pub fn run(
                 crate::signals::settle(std::path::Path::new(&r.run.workspace), staged);
             }
         }
-        apply::act(store, ctx, policy, &plans, &input.obs, now, &mut outcomes)?;
+        apply::act(store, ctx, &plans, &input.obs, now, &mut outcomes)?;
         apply::escalate(
             store,
             ctx,
@@ -122,8 +122,8 @@ pub fn run(
             &outcomes,
             &mut unwritten,
         )?;
-        if mode != LlmMode::Off {
-            ask::ask_llm(store, ctx, policy, mode, &plans, &input.calls, now)?;
+        if plans.iter().any(|p| p.mode != LlmMode::Off) {
+            ask::ask_llm(store, ctx, &plans, &input.calls, now)?;
         }
         if opts.source != "timer" {
             crate::schedule::arm_if_stale(store, ctx, policy, now);

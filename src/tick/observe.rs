@@ -21,6 +21,8 @@ pub struct TickInput {
     pub screens: HashMap<(String, String), crate::screen::Screen>,
     /// Exit statuses read from the original metawsm's wrapper panes, by session.
     pub markers: HashMap<String, i64>,
+    /// Each run's own policy (project policy, else the global one), filled by the tick.
+    pub policies: HashMap<String, std::rc::Rc<crate::policy::Policy>>,
 }
 
 /// One run as read from the database and its workspace.
@@ -207,6 +209,7 @@ pub fn observe(
         calls,
         screens: HashMap::new(),
         markers,
+        policies: HashMap::new(),
     })
 }
 

@@ -42,6 +42,9 @@ pub struct Planned {
     pub log_decision: bool,
     pub fingerprint: String,
     pub prev_state: OpState,
+    /// The policy that judged this run and its LLM mode.
+    pub policy: std::rc::Rc<Policy>,
+    pub mode: LlmMode,
     /// Dry run: what the rules will do once corroboration completes.
     pub preview: Option<String>,
 }
@@ -132,18 +135,28 @@ pub fn screens_to_read(
     out
 }
 
+/// `global` judges runs without a policy of their own; `mode` overrides every run's.
 pub fn plan(
     input: &TickInput,
-    policy: &Policy,
-    mode: LlmMode,
+    global: &Policy,
+    mode: Option<LlmMode>,
     dry_run: bool,
     now: i64,
 ) -> Vec<Planned> {
-    let th = thresholds(policy);
+    let global = std::rc::Rc::new(global.clone());
     input
         .runs
         .iter()
-        .map(|r| plan_run(r, input, &th, policy, mode, dry_run, now))
+        .map(|r| {
+            let policy = input
+                .policies
+                .get(&r.run.id)
+                .cloned()
+                .unwrap_or_else(|| global.clone());
+            let th = thresholds(&policy);
+            let mode = mode.unwrap_or(policy.operator.llm.mode);
+            plan_run(r, input, &th, policy, mode, dry_run, now)
+        })
         .collect()
 }
 
@@ -152,11 +165,12 @@ fn plan_run(
     r: &RunInput,
     input: &TickInput,
     th: &Thresholds,
-    policy: &Policy,
+    shared: std::rc::Rc<Policy>,
     mode: LlmMode,
     dry_run: bool,
     now: i64,
 ) -> Planned {
+    let policy: &Policy = &shared;
     let run = r.run.clone();
     let agents = r.agents.clone();
     let prev = r.prev.clone();
@@ -396,6 +410,8 @@ fn plan_run(
         log_decision,
         fingerprint,
         prev_state: prev,
+        policy: shared.clone(),
+        mode,
         preview,
     }
 }
