@@ -16,6 +16,7 @@ fn run(id: &str, status: RunStatus) -> RunRow {
         doc_home_repo: None,
         ticket_dir: None,
         tmux_socket: None,
+        policy_path: None,
         status,
         message: String::new(),
         created_at: 10,
