@@ -587,3 +587,42 @@ fn each_run_is_judged_by_its_project_policy() {
         "{doctor}"
     );
 }
+
+/// `run adopt` of a pane the original started: its wrapper's exit marker is read too.
+#[test]
+fn adopted_original_pane_is_judged_by_its_exit_marker() {
+    let env = Env::new();
+    let home = format!("HOME={}", env.dir.path().display());
+    let out = env.tmux(&[
+        "new-session",
+        "-d",
+        "-e",
+        &home,
+        "-s",
+        "orig-agent",
+        "-c",
+        &env.ws.to_string_lossy(),
+        &common::original::wrapped("(exit 4)"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let ws = env.ws.to_string_lossy().into_owned();
+    env.ok(&[
+        "run",
+        "adopt",
+        "--ticket",
+        "T-1",
+        "--workspace",
+        &ws,
+        "--id",
+        "a1",
+        "--agent",
+        "agent",
+        "=orig-agent",
+    ]);
+    wait_for("marker judged", Duration::from_secs(15), || {
+        env.tick();
+        (env.health("a1", "agent") == "dead").then_some(())
+    });
+    let agent = env.show("a1")["agents"][0].clone();
+    assert_eq!(agent["exit_status"], 4, "{agent}");
+}
