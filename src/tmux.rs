@@ -6,8 +6,16 @@ use std::io;
 use std::process::{Command, Stdio};
 
 /// TAB cannot appear in our session names and is never escaped by tmux 3.3–3.6; the
-/// free-text field (current command) goes last and is split with `splitn`.
-pub const PANE_FORMAT: &str = "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t#{pane_current_command}";
+/// free-text field (current command) goes last and is split with `splitn`. tmux prints
+/// a pane's command (its argv[0]) and path raw, and any process can put a newline in
+/// them to forge a row for another session: for every free-text variable the format has
+/// tmux replace TAB and newline with a space (`#{s/[<TAB><LF>]/ /:var}`).
+pub const PANE_FORMAT: &str = concat!(
+    "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t",
+    "#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t",
+    "#{s/[\t\n]/ /:pane_current_command}"
+);
+
 const OPTS_MARK: &str = "METAWSM-OPTS";
 const CLIENT_MARK: &str = "METAWSM-CLIENT";
 /// User options read in the same spawn as the observation.

@@ -549,3 +549,45 @@ fn status_job_and_hooks_survive_hostile_paths() {
     );
     assert_eq!(o.status.code(), Some(1), "{out}");
 }
+
+/// tmux prints a pane's command (its argv[0]) raw: an agent that renames itself with a
+/// newline and a well-formed row must not make another run's dead agent look alive.
+#[test]
+fn a_process_title_cannot_forge_another_sessions_pane() {
+    let c = Case::new();
+    c.env.start("victim", &["sh", "-c", "exit 3"]);
+    // Pane and window ids are no secret: any process of the user can list them.
+    let ids = wait_for("the victim's dead pane", Duration::from_secs(20), || {
+        let out = c.env.tmux_out(&[
+            "display-message",
+            "-p",
+            "-t",
+            "=victim:",
+            "#{pane_dead}\t#{window_id}\t#{pane_id}",
+        ]);
+        out.strip_prefix("1\t").map(|s| s.trim().to_string())
+    });
+    let (window, pane) = ids.split_once('\t').expect("ids");
+    let forged = format!("sleep\nvictim\t{window}\t{pane}\t1\t0\t\t\t1700000000\tsleep");
+    c.env.start(
+        "attacker",
+        &["bash", "-c", "exec -a \"$0\" sleep 1000", &forged],
+    );
+    wait_for("the forged title", Duration::from_secs(20), || {
+        let out = c
+            .env
+            .tmux_out(&["list-panes", "-a", "-F", "#{pane_current_command}"]);
+        out.contains(&format!("\t{pane}\t")).then_some(())
+    });
+    let tick = c.env.tick_json();
+    let victim = tick["runs"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["run_id"] == "victim"))
+        .expect("victim in the tick");
+    assert_eq!(victim["agents"][0]["health"], "dead", "{victim}");
+    let attacker = tick["runs"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["run_id"] == "attacker"))
+        .expect("attacker in the tick");
+    assert_ne!(attacker["agents"][0]["health"], "dead", "{attacker}");
+}
