@@ -48,11 +48,12 @@ pub struct PaneInfo {
 
 /// Free text goes last (split with `splitn`): tabs cannot appear in the fields before it.
 /// A pane's path and command are printed raw by tmux, and any process can put a TAB or
-/// newline in them to forge a row: tmux replaces both with a space (see tmux::PANE_FORMAT).
+/// newline in them to forge a row: tmux replaces control characters with a space (see
+/// tmux::PANE_FORMAT).
 pub const PANE_INFO_FORMAT: &str = concat!(
     "#{session_name}\t#{session_name}:#{window_index}.#{pane_index}\t#{pane_id}\t",
-    "#{pane_pid}\t#{pane_dead}\t#{socket_path}\t#{s/[\t\n]/ /:pane_current_path}\t",
-    "#{s/[\t\n]/ /:pane_current_command}\t#{pane_start_command}"
+    "#{pane_pid}\t#{pane_dead}\t#{socket_path}\t#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_current_path}\t",
+    "#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_current_command}\t#{pane_start_command}"
 );
 
 pub fn parse_pane_info(line: &str) -> Option<PaneInfo> {

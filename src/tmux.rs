@@ -9,11 +9,12 @@ use std::process::{Command, Stdio};
 /// free-text field (current command) goes last and is split with `splitn`. tmux prints
 /// a pane's command (its argv[0]) and path raw, and any process can put a newline in
 /// them to forge a row for another session: for every free-text variable the format has
-/// tmux replace TAB and newline with a space (`#{s/[<TAB><LF>]/ /:var}`).
+/// tmux replace control characters (TAB and newline among them) with a space. The range
+/// is written with its end bytes, so the format itself holds no newline or TAB.
 pub const PANE_FORMAT: &str = concat!(
     "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t",
     "#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t",
-    "#{s/[\t\n]/ /:pane_current_command}"
+    "#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_current_command}"
 );
 
 const OPTS_MARK: &str = "METAWSM-OPTS";
