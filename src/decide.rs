@@ -606,6 +606,35 @@ mod tests {
         }
     }
 
+    /// A dry run sees where corroboration leads, without counting anything.
+    #[test]
+    fn preview_after_corroboration() {
+        let dead = run(RunStatus::Running, vec![agent("a", Health::Dead)]);
+        let p = policy();
+        assert_eq!(
+            preview(&dead, &OpState::default(), &p, NOW),
+            Some((Intent::AutoRestart, 1))
+        );
+        let mut three = policy();
+        three.operator.unhealthy_confirmations = 3;
+        assert_eq!(
+            preview(&dead, &OpState::default(), &three, NOW),
+            Some((Intent::AutoRestart, 2))
+        );
+        let spent = OpState {
+            restart_attempts: p.operator.restart_budget,
+            ..Default::default()
+        };
+        assert_eq!(
+            preview(&dead, &spent, &p, NOW),
+            Some((Intent::EscalateBlocked, 1))
+        );
+        // Nothing to corroborate, or already corroborated: no preview.
+        let ok = run(RunStatus::Running, vec![agent("a", Health::Healthy)]);
+        assert_eq!(preview(&ok, &OpState::default(), &p, NOW), None);
+        assert_eq!(preview(&dead, &streak(1), &p, NOW), None);
+    }
+
     /// Quiet interactive agents: never restarted or stopped on silence alone.
     #[test]
     fn quiet_interactive_table() {

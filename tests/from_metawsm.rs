@@ -580,6 +580,16 @@ fn each_run_is_judged_by_its_project_policy() {
         actions.1.contains("action=not-executed"),
         "user policy (assist): {actions:?}"
     );
+    // Read again at every use: an edit applies at once (here a broken file shows).
+    fs::write(&project_file, "{ broken").expect("edit");
+    let doctor = String::from_utf8_lossy(&bare(&env, &other, &["doctor"]).stdout).into_owned();
+    assert!(
+        doctor
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("policy inproj")),
+        "{doctor}"
+    );
+    fs::write(&project_file, p.to_string()).expect("restore");
     let doctor = String::from_utf8_lossy(&bare(&env, &other, &["doctor"]).stdout).into_owned();
     assert!(
         doctor.contains("policy inproj")
