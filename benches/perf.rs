@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_metawsm-tick");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// Used only if `src/tmux.rs` cannot be read; the live constant is parsed from there.
-const PANE_FORMAT_FALLBACK: &str = "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t#{pane_current_command}";
+const PANE_FORMAT_FALLBACK: &str = "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t#{pane_title}\t#{pane_current_command}";
 
 struct Opts {
     quick: bool,

@@ -215,6 +215,7 @@ mod tests {
             dead_status: status,
             dead_signal: signal,
             window_activity: activity,
+            title: String::new(),
             current_command: "x".into(),
         }
     }

@@ -385,6 +385,23 @@ pub struct Reading {
     pub tail: String,
 }
 
+/// What the pane title alone says, by the `title` patterns (waiting first, then
+/// working, then idle).
+pub fn title_says(kind: &str, title: &str, patterns: &[&Pattern]) -> Option<ScreenState> {
+    let title = clean(title, 1, 256);
+    [
+        ScreenState::Waiting,
+        ScreenState::Working,
+        ScreenState::Idle,
+    ]
+    .into_iter()
+    .find(|&state| {
+        patterns.iter().any(|p| {
+            p.title && p.state == state && (p.agent == "*" || p.agent == kind) && p.matches(&title)
+        })
+    })
+}
+
 /// Lines read from the bottom of the visible screen.
 pub const REGION_LINES: usize = 20;
 /// Lines of context kept with a reading.
@@ -460,10 +477,13 @@ pub fn classify(kind: &str, screen: &str, title: &str, patterns: &[&Pattern]) ->
         ScreenState::Working,
         ScreenState::Idle,
     ] {
-        for p in patterns
+        // Screen lines first: a dialog's line gives the question, a title only the state.
+        let mut candidates: Vec<&&Pattern> = patterns
             .iter()
             .filter(|p| p.state == state && (p.agent == "*" || p.agent == kind))
-        {
+            .collect();
+        candidates.sort_by_key(|p| p.title);
+        for p in candidates {
             let hit = if p.title {
                 p.matches(&title).then_some(None)
             } else {
@@ -475,7 +495,25 @@ pub fn classify(kind: &str, screen: &str, title: &str, patterns: &[&Pattern]) ->
             };
             if let Some(at) = hit {
                 let question = match (state, at) {
-                    (ScreenState::Waiting, Some(i)) => dialog(&lines, i),
+                    (ScreenState::Waiting, Some(_)) => {
+                        // The dialog spans every line a waiting pattern knows (a heading,
+                        // its options, a footer), plus what surrounds them.
+                        let hits: Vec<usize> = region
+                            .iter()
+                            .copied()
+                            .filter(|&i| {
+                                patterns.iter().any(|q| {
+                                    q.state == ScreenState::Waiting
+                                        && !q.title
+                                        && (q.agent == "*" || q.agent == kind)
+                                        && q.matches(&lines[i].0)
+                                })
+                            })
+                            .collect();
+                        let top = hits.first().copied().unwrap_or(0);
+                        let bottom = hits.last().copied().unwrap_or(top);
+                        dialog(&lines, top, bottom)
+                    }
                     _ => String::new(),
                 };
                 return Reading {
@@ -495,11 +533,12 @@ pub fn classify(kind: &str, screen: &str, title: &str, patterns: &[&Pattern]) ->
     }
 }
 
-/// The dialog around line `m`: its box when it is in one, else the lines around it up
-/// to two blank lines in a row (at most 12 non-blank lines each way).
-fn dialog(lines: &[(String, Border)], m: usize) -> String {
-    let boxed = lines[m].1 == Border::Side;
-    let mut from = m;
+/// The dialog spanning lines `top..=bottom`: its box when it is in one, else those
+/// lines and the ones around them up to two blank lines in a row (at most 12 non-blank
+/// lines each way).
+fn dialog(lines: &[(String, Border)], top: usize, bottom: usize) -> String {
+    let boxed = lines[top].1 == Border::Side;
+    let mut from = top;
     let mut blanks = 0;
     let mut taken = 0;
     while from > 0 && taken < 12 {
@@ -518,7 +557,7 @@ fn dialog(lines: &[(String, Border)], m: usize) -> String {
         }
         from -= 1;
     }
-    let mut to = m + 1;
+    let mut to = bottom + 1;
     let (mut blanks, mut taken) = (0, 0);
     while to < lines.len() && taken < 12 {
         let (l, b) = &lines[to];
@@ -920,6 +959,13 @@ mod tests {
                 ScreenState::Idle,
                 "? for shortcuts",
             ),
+            (
+                "approval",
+                "[ ! ] Action Required | ws",
+                ScreenState::Waiting,
+                "Press enter to confirm",
+            ),
+            ("done", "ws", ScreenState::Idle, "? for shortcuts"),
         ];
         for (name, title, want, matched) in cases {
             let r = read("codex", &fixture(&format!("{dir}/{name}.txt")), title);
@@ -938,6 +984,29 @@ mod tests {
              one-time code / 3. Sign in another way / Use an API key or another provider / Press \
              enter to continue"
         );
+        // The approval dialog, recorded with a fake Responses API standing in for the
+        // model: its text is the question; its blinking title alone says waiting.
+        let r = read(
+            "codex",
+            &fixture(&format!("{dir}/approval.txt")),
+            "[ . ] Action Required | ws",
+        );
+        assert_eq!(
+            r.question,
+            "Would you like to run the following command? / Environment: local / Reason: Remove the build directory? / $ rm -rf build \
+             / › 1. Yes, proceed (y) / 2. Yes, and don't ask again for commands that start with \
+             `rm -rf build` (p) / 3. No, and tell Codex what to do differently (esc) / Press \
+             enter to confirm or esc to cancel"
+        );
+        let pats: Vec<&Pattern> = builtin_patterns().iter().collect();
+        for (title, want) in [
+            ("[ ! ] Action Required | ws", Some(ScreenState::Waiting)),
+            ("[ . ] Action Required | ws", Some(ScreenState::Waiting)),
+            ("⠹ ws", Some(ScreenState::Working)),
+            ("ws", None),
+        ] {
+            assert_eq!(title_says("codex", title, &pats), want, "{title}");
+        }
         // The title alone: the spinner means working whatever the screen shows.
         assert_eq!(
             read("codex", "", "⠹ screen-scratch").state,

@@ -10,10 +10,12 @@ use std::process::{Command, Stdio};
 /// a pane's command (its argv[0]) and path raw, and any process can put a newline in
 /// them to forge a row for another session: for every free-text variable the format has
 /// tmux replace control characters (TAB and newline among them) with a space. The range
-/// is written with its end bytes, so the format itself holds no newline or TAB.
+/// is written with its end bytes, so the format itself holds no newline or TAB. The pane
+/// title (free text too, set by the program) goes just before the command.
 pub const PANE_FORMAT: &str = concat!(
     "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t",
     "#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t",
+    "#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_title}\t",
     "#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_current_command}"
 );
 
@@ -60,6 +62,9 @@ pub struct PaneRow {
     pub dead_status: Option<i64>,
     pub dead_signal: Option<i64>,
     pub window_activity: Option<i64>,
+    /// What the program in the pane set as its title (Codex: a spinner while working,
+    /// "Action Required" at an approval dialog: docs/screen.md).
+    pub title: String,
     pub current_command: String,
 }
 
@@ -232,8 +237,8 @@ pub fn parse_snapshot(text: &str) -> Snapshot {
             }
             continue;
         }
-        let f: Vec<&str> = line.splitn(9, '\t').collect();
-        if f.len() < 9 {
+        let f: Vec<&str> = line.splitn(10, '\t').collect();
+        if f.len() < 10 {
             continue;
         }
         let row = PaneRow {
@@ -245,7 +250,8 @@ pub fn parse_snapshot(text: &str) -> Snapshot {
             dead_status: num(f[5]),
             dead_signal: num(f[6]),
             window_activity: num(f[7]),
-            current_command: f[8].to_string(),
+            title: f[8].to_string(),
+            current_command: f[9].to_string(),
         };
         snap.sessions
             .entry(row.session.clone())
@@ -321,10 +327,10 @@ mod tests {
     #[test]
     fn parses_rows_options_and_free_text_last() {
         let text = "METAWSM-OPTS\t★\t\t\t\n\
-                    a\t@1\t%1\t100\t0\t\t\t1700000000\tbash\n\
-                    a\t@1\t%2\t101\t1\t3\t\t1700000001\tsh -c 'x\ty'\n\
+                    a\t@1\t%1\t100\t0\t\t\t1700000000\t⠹ proj\tbash\n\
+                    a\t@1\t%2\t101\t1\t3\t\t1700000001\t\tsh -c 'x\ty'\n\
                     garbage line\n\
-                    b\t@2\t%3\t102\t1\t\t15\t\tsleep\n";
+                    b\t@2\t%3\t102\t1\t\t15\t\tvm\tsleep\n";
         let s = parse_snapshot(text);
         assert_eq!(
             s.options.get("@metawsm-icon-ok").map(String::as_str),
@@ -335,6 +341,7 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!(a[1].dead_status, Some(3));
         assert_eq!(a[1].current_command, "sh -c 'x\ty'");
+        assert_eq!((a[0].title.as_str(), a[1].title.as_str()), ("⠹ proj", ""));
         let b = &s.sessions["b"][0];
         assert!(b.dead);
         assert_eq!(

@@ -25,6 +25,19 @@ fn fake_codex(env: &Env, name: &str, screen: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Codex at an approval dialog: it blinks its title every half second, so the pane is
+/// never quiet; the title alone gets its screen read.
+fn blinking_codex(env: &Env) -> String {
+    let dir = env.path("bin-blink");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("codex");
+    let body = format!(
+        "#!/bin/sh\ncat <<'EOF'\n{DIALOG}\nEOF\nwhile :; do\n  printf '\\033]2;[ ! ] Action Required | ws\\007'; sleep 0.5\n  printf '\\033]2;[ . ] Action Required | ws\\007'; sleep 0.5\ndone\n"
+    );
+    write_exec(&path, &body);
+    path.to_string_lossy().into_owned()
+}
+
 const DIALOG: &str = "\
 • I'll clean the build directory.
 
@@ -73,6 +86,8 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     env.start("idle", &[&idle]);
     let busy = fake_codex(&env, "busy", BUSY);
     env.start("busy", &[&busy, "--approve-for-me"]);
+    let blink = blinking_codex(&env);
+    env.start("blink", &[&blink]);
     // A screen no pattern knows: held, escalated as blocked, not restarted.
     let odd = fake_codex(&env, "odd", "compiling 3 crates\nwarning: unused variable");
     env.start("odd", &[&odd]);
@@ -84,11 +99,11 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     // has been quiet past the stall threshold (4 s) and escalated.
     let mut seen: Vec<(String, String, String)> = Vec::new();
     wait_for(
-        "the batch agent restarted and the idle one escalated",
+        "the batch agent restarted and the idle, unrecognised and blinking ones escalated",
         WAIT,
         || {
             let v = env.tick_json();
-            for run in ["dialog", "idle", "busy", "odd", "batch"] {
+            for run in ["dialog", "idle", "busy", "odd", "blink", "batch"] {
                 let (i, r) = intent(&v, run);
                 seen.push((run.to_string(), i, r));
             }
@@ -99,6 +114,7 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
                     .any(|(run, i, r)| run == who && i == intent && r.contains(has))
             };
             let idle_escalated = escalated("idle", "escalate_guidance", "idle at its prompt")
+                && escalated("blink", "escalate_guidance", "Would you like to run")
                 && escalated("odd", "escalate_blocked", "not restarted");
             (restarted && idle_escalated).then_some(())
         },
@@ -137,6 +153,14 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
         (st[0][0] == "resolved" && env.show("dialog")["status"] == "running").then_some(())
     });
 
+    // Never quiet (its title blinks), still read and escalated with the dialog.
+    let q = env.sql("SELECT question, source FROM guidance_requests WHERE run_id = 'blink'");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(
+        q[0][0].contains("Would you like to run the following command? / $ rm -rf build"),
+        "{q:?}"
+    );
+
     // Idle at its prompt: escalated with the last lines, never as a question to answer
     // by file.
     let (_, _, r) = seen
@@ -164,7 +188,7 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     );
 
     // None of the interactive agents was restarted; the batch agent was.
-    for run in ["dialog", "idle", "busy", "odd"] {
+    for run in ["dialog", "idle", "busy", "odd", "blink"] {
         assert!(events(&env, run, "restart").is_empty(), "{run} restarted");
     }
     assert!(!events(&env, "batch", "restart").is_empty());
@@ -191,7 +215,9 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
         "several panes in one spawn: {capture_calls:?}"
     );
     let interactive_panes: Vec<String> = env
-        .sql("SELECT pane_id FROM agents WHERE run_id IN ('dialog', 'idle', 'busy', 'odd')")
+        .sql(
+            "SELECT pane_id FROM agents WHERE run_id IN ('dialog', 'idle', 'busy', 'odd', 'blink')",
+        )
         .into_iter()
         .map(|r| r[0].clone())
         .collect();

@@ -12,7 +12,7 @@ use crate::policy::{LlmMode, Policy};
 use crate::screen::{self, Reading};
 use crate::signals;
 use crate::store::{AgentRow, OpState, RunRow};
-use crate::tmux::Observation;
+use crate::tmux::{Observation, SessionState};
 use std::path::PathBuf;
 
 /// At most this many LLM workers run at once, whatever the number of runs.
@@ -103,25 +103,52 @@ fn judge(a: &AgentRow, obs: &Observation, th: &Thresholds, now: i64) -> Judgemen
     health::judge(crate::adopt::agent_panes(obs, a), &prior, now, th)
 }
 
-/// The panes whose screens this tick reads: live, quiet, interactive agents of active
-/// runs, never a busy one. (run id, agent name, pane) — read all in one tmux spawn.
+/// Whether an interactive agent's screen is worth reading this tick: it is alive and
+/// quiet, or its title (from the observation) says a dialog waits — Codex blinks its
+/// title at an approval dialog, so such a pane is never quiet. A busy pane is not read.
+fn worth_reading(
+    a: &AgentRow,
+    kind: &str,
+    j: &Judgement,
+    obs: &Observation,
+    pats: &[&screen::Pattern],
+) -> bool {
+    if health::wants_screen(j) {
+        return true;
+    }
+    let title = match crate::adopt::agent_panes(obs, a) {
+        SessionState::Present(panes) => panes
+            .iter()
+            .find(|p| !p.dead)
+            .map(|p| p.title.as_str())
+            .unwrap_or(""),
+        _ => "",
+    };
+    j.alive && screen::title_says(kind, title, pats) == Some(screen::ScreenState::Waiting)
+}
+
+/// The panes whose screens this tick reads: live interactive agents of active runs that
+/// are quiet or show a dialog in their title, never a busy one. (run id, agent name,
+/// pane) — read all in one tmux spawn.
 pub fn screens_to_read(
     input: &TickInput,
     policy: &Policy,
     now: i64,
 ) -> Vec<(String, String, screen::Target)> {
     let th = thresholds(policy);
+    let pats = screen::patterns(&policy.health.screen_patterns);
+    let pats: Vec<&screen::Pattern> = pats.iter().filter(|p| p.title).collect();
     let mut out = Vec::new();
     for r in &input.runs {
         if !r.run.status.is_active() {
             continue;
         }
         for a in &r.agents {
-            if screen::interactive_kind(&a.argv, a.adopted).is_none() {
+            let Some(kind) = screen::interactive_kind(&a.argv, a.adopted) else {
                 continue;
-            }
+            };
             let j = judge(a, &input.obs, &th, now);
-            if !health::wants_screen(&j) {
+            if !worth_reading(a, kind, &j, &input.obs, &pats) {
                 continue;
             }
             let target = j
@@ -178,7 +205,14 @@ fn plan_run(
     let tmux_error = &input.tmux_error;
     let calls = &input.calls;
     // Quiet interactive agents are judged again from their screens (read in `mod.rs`).
-    let pats = screen::patterns(&policy.health.screen_patterns);
+    let interactive = agents
+        .iter()
+        .any(|a| screen::interactive_kind(&a.argv, a.adopted).is_some());
+    let pats = if interactive {
+        screen::patterns(&policy.health.screen_patterns)
+    } else {
+        Vec::new()
+    };
     let pats: Vec<&screen::Pattern> = pats.iter().collect();
     let readings: Vec<Option<Reading>> = agents
         .iter()
@@ -188,9 +222,14 @@ fn plan_run(
             Some(screen::classify(kind, &s.text, &s.title, &pats))
         })
         .collect();
-    let quiet: Vec<bool> = agents
+    // Agents whose screens this tick meant to read (a question from a screen stays open
+    // only while its agent is one of them).
+    let watched: Vec<bool> = agents
         .iter()
-        .map(|a| health::wants_screen(&judge(a, obs, th, now)))
+        .map(|a| {
+            screen::interactive_kind(&a.argv, a.adopted)
+                .is_some_and(|kind| worth_reading(a, kind, &judge(a, obs, th, now), obs, &pats))
+        })
         .collect();
     let judgements: Vec<Judgement> = agents
         .iter()
@@ -223,7 +262,7 @@ fn plan_run(
                 let open = i.is_some_and(|i| {
                     decide::pane_question_open(
                         judgements[i].alive,
-                        quiet[i],
+                        watched[i],
                         readings[i].as_ref(),
                         question,
                     )
