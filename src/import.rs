@@ -86,19 +86,8 @@ pub fn open_original(path: &Path) -> Result<Connection, String> {
         try_open(uri("&immutable=1"))
     }
     .map_err(|e| format!("open original database {}: {e}", path.display()))?;
-    let has = |t: &str| -> bool {
-        conn.query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [t],
-            |_| Ok(()),
-        )
-        .optional()
-        .ok()
-        .flatten()
-        .is_some()
-    };
     for t in ["runs", "run_tickets", "agents"] {
-        if !has(t) {
+        if !opt_table(&conn, t) {
             return Err(format!(
                 "{} is not a metawsm database (no {t} table)",
                 path.display()

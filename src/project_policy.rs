@@ -73,31 +73,38 @@ pub fn describe(ctx: &Ctx, run: &RunRow) -> String {
     s
 }
 
-/// Every run's policy for one tick (each file loaded once). A run whose project policy
-/// cannot be loaded is judged by `global` (doctor and `run show` report the error).
-pub fn per_run<'a>(
-    ctx: &Ctx,
-    global: &Policy,
-    runs: impl Iterator<Item = &'a RunRow>,
-) -> std::collections::HashMap<String, std::rc::Rc<Policy>> {
+/// Every run's policy for one tick (each file loaded once), and why a run's project
+/// policy could not be used: such a run is judged by `global`, and the tick line, doctor
+/// and `run show` say so.
+pub type PerRun = (
+    std::collections::HashMap<String, std::rc::Rc<Policy>>,
+    std::collections::HashMap<String, String>,
+);
+
+pub fn per_run<'a>(ctx: &Ctx, global: &Policy, runs: impl Iterator<Item = &'a RunRow>) -> PerRun {
     use std::collections::HashMap;
     use std::rc::Rc;
     let shared = Rc::new(global.clone());
-    let mut files: HashMap<PathBuf, Rc<Policy>> = HashMap::new();
+    let mut files: HashMap<PathBuf, Result<Rc<Policy>, String>> = HashMap::new();
     let mut out = HashMap::new();
+    let mut errors = HashMap::new();
     for run in runs {
         let pol = match source(ctx, run) {
-            (p, "project") => files
-                .entry(p.clone())
-                .or_insert_with(|| {
-                    Policy::load(&p)
-                        .map(Rc::new)
-                        .unwrap_or_else(|_| shared.clone())
-                })
-                .clone(),
+            (p, "project") => {
+                match files
+                    .entry(p.clone())
+                    .or_insert_with(|| Policy::load(&p).map(Rc::new).map_err(|e| e.to_string()))
+                {
+                    Ok(pol) => pol.clone(),
+                    Err(e) => {
+                        errors.insert(run.id.clone(), e.clone());
+                        shared.clone()
+                    }
+                }
+            }
             _ => shared.clone(),
         };
         out.insert(run.id.clone(), pol);
     }
-    out
+    (out, errors)
 }

@@ -589,6 +589,12 @@ fn each_run_is_judged_by_its_project_policy() {
             .any(|l| l.starts_with("FAIL") && l.contains("policy inproj")),
         "{doctor}"
     );
+    let out = String::from_utf8_lossy(&bare(&env, &other, &["tick"]).stdout).into_owned();
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" inproj ") && l.contains(" policy=unusable (policy ")),
+        "{out}"
+    );
     fs::write(&project_file, p.to_string()).expect("restore");
     let doctor = String::from_utf8_lossy(&bare(&env, &other, &["doctor"]).stdout).into_owned();
     assert!(

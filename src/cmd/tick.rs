@@ -154,6 +154,11 @@ pub fn print_report(r: &TickReport, json: bool) {
             // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");
         }
+        if let Some(e) = &run.policy_error {
+            line.push_str(&format!(
+                " policy=unusable ({e}; judged by the global policy)"
+            ));
+        }
         if let Some(p) = &run.preview {
             line.push_str(&format!("; {p}"));
         }

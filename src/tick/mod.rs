@@ -49,6 +49,9 @@ pub struct RunOutcome {
     /// Dry run: what the rules will do once corroboration completes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview: Option<String>,
+    /// The run's project policy could not be loaded: it was judged by the global one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_error: Option<String>,
     pub alert: bool,
     pub targets: Vec<String>,
     pub agents: Vec<AgentLine>,
@@ -78,7 +81,9 @@ pub fn run(
     let take = (!opts.dry_run).then_some(now);
     let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take)?;
     // Each run is judged by its own policy (its project's `.metawsm/policy.json`).
-    input.policies = crate::project_policy::per_run(ctx, policy, input.runs.iter().map(|r| &r.run));
+    let (policies, policy_errors) =
+        crate::project_policy::per_run(ctx, policy, input.runs.iter().map(|r| &r.run));
+    input.policies = policies;
     if input.tmux_error.is_none() {
         let wanted = plan::screens_to_read(&input, policy, now);
         let targets: Vec<_> = wanted.iter().map(|(_, _, t)| t.clone()).collect();
@@ -150,6 +155,7 @@ pub fn run(
                 outcome: outcomes.get(&p.run.id).cloned(),
                 escalation_unwritten: unwritten.get(&p.run.id).cloned(),
                 preview: p.preview.clone(),
+                policy_error: policy_errors.get(&p.run.id).cloned(),
                 alert: p.alert,
                 targets: p.decision.targets.clone(),
                 agents: p
