@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fast_policy, wait_for, Env};
+use common::{fast_policy, lines_exactly_after_quiet, wait_for, Env};
 use serde_json::{json, Value};
 use std::fs;
 use std::time::Duration;
@@ -47,9 +47,15 @@ fn notify_string_runs_through_a_shell_with_the_new_status() {
     sleeper(&env, "r1");
     ask(&env, "Which database?");
     env.tick();
-    let notes = wait_for("notify", Duration::from_secs(10), || {
-        fs::read_to_string(&log).ok().filter(|s| !s.is_empty())
-    });
+    // Exactly one line, and no late duplicate.
+    lines_exactly_after_quiet(
+        &log,
+        "|",
+        1,
+        Duration::from_secs(10),
+        Duration::from_millis(1500),
+    );
+    let notes = fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
         notes.trim(),
         "guidance_needed|awaiting_guidance|escalate_guidance"

@@ -5,7 +5,8 @@
 //!
 //! Scale it up for a soak: `METAWSM_SOAK_ROUNDS` (default 100 rounds per process),
 //! `METAWSM_SOAK_KILLS` (default 200 kills), `METAWSM_SOAK_SEED` (random delays; the seed
-//! used is printed), `PROPTEST_CASES` (default 64 for the CLI property test).
+//! used is printed), `PROPTEST_CASES` (default 256 for the CLI property test: 4 s on 2
+//! loaded cores, in parallel with the slower tests of this file).
 
 mod common;
 
@@ -1240,7 +1241,7 @@ mod cli_fuzz {
 
     fn config() -> ProptestConfig {
         ProptestConfig {
-            cases: super::env_num("PROPTEST_CASES", 64) as u32,
+            cases: super::env_num("PROPTEST_CASES", 256) as u32,
             failure_persistence: None,
             ..ProptestConfig::default()
         }
