@@ -62,6 +62,13 @@ fn a_run_whose_server_is_gone_is_orphaned_and_can_be_stopped_and_forgotten() {
     let show = env.ok(&["run", "show", "r2"]);
     assert!(show.contains("orphaned:  tmux server gone"), "{show}");
 
+    // Restart cannot bring it back on a server that is gone: it says why.
+    let out = env.run(&["run", "restart", "r1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run r1 is orphaned"),
+        "{out:?}"
+    );
     // Stop finishes: nothing is left to kill.
     let out = env.ok(&["run", "stop", "r1"]);
     assert!(out.contains("nothing left to kill"), "{out}");
@@ -156,4 +163,45 @@ fn doctor_always_prints_the_timer_and_fails_when_it_is_missing() {
     env.sql("DELETE FROM meta WHERE key = 'plugin_setup'");
     let text = String::from_utf8_lossy(&env.run(&["doctor"]).stdout).into_owned();
     assert!(text.contains("timer: not set up"), "{text}");
+}
+
+#[test]
+fn the_plugin_arms_the_timer_while_another_process_holds_the_lock() {
+    let env = Env::new();
+    env.start("r1", &["sleep", "100000"]);
+    env.tick();
+    // Someone holds the state lock for longer than tmux-setup would wait for it.
+    let mut lock = env.db.clone().into_os_string();
+    lock.push(".lock");
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(PathBuf::from(lock))
+        .expect("lock file");
+    held.lock().expect("hold the state lock");
+    let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tmux/metawsm.tmux");
+    let conf = env.path("plugin.conf");
+    fs::write(
+        &conf,
+        [
+            format!("set -g @metawsm-bin '{BIN}'"),
+            format!("set -g @metawsm-db '{}'", env.db.display()),
+            format!("set -g @metawsm-policy '{}'", env.policy.display()),
+            "set -g @metawsm-interval 30".to_string(),
+            format!("run-shell '{}'", entry.display()),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .expect("conf");
+    let out = env.tmux(&["source-file", &conf.to_string_lossy()]);
+    assert!(out.status.success());
+    wait_for("the timer armed", Duration::from_secs(20), || {
+        env.sql("SELECT value FROM meta WHERE key = 'timer_next_due'")
+            .first()
+            .map(|_| ())
+    });
+    let armed = env.sql("SELECT value FROM meta WHERE key = 'plugin_setup'");
+    assert_eq!(armed[0][0], "1");
+    held.unlock().expect("release");
 }

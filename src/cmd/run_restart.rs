@@ -57,7 +57,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let rctx = ctx.for_run(&run);
     let obs = rctx.tmux.observe();
     if let tmux::Observation::Unknown(e) = &obs {
-        return Err(CliError::Failure(format!("tmux unreachable: {e}")));
+        return Err(CliError::Failure(match crate::orphan::orphaned(&run) {
+            Some(why) => format!(
+                "run {id} is orphaned ({why}); stop or forget it ('run stop {id}', 'run forget {id}')"
+            ),
+            None => format!("tmux unreachable: {e}"),
+        }));
     }
     let now = now_unix();
     // The agents' last output goes with their panes: keep it first.
