@@ -233,7 +233,7 @@ pub fn take_guidance(
     run_id: &str,
     since: i64,
     now: i64,
-) -> (Vec<Taken>, Vec<String>) {
+) -> (Vec<Taken>, Vec<(PathBuf, String)>) {
     let (mut taken, mut bad) = (Vec::new(), Vec::new());
     let archive_dir = root.join(".metawsm").join(ARCHIVE);
     let mut staged: Vec<String> = fs::read_dir(&archive_dir)
@@ -249,13 +249,13 @@ pub fn take_guidance(
             match archive(root, workspace, GUIDANCE_REQUEST, now, STAGED) {
                 Ok(Some((_, name))) => staged.push(name),
                 Ok(None) => {}
-                Err(e) => bad.push(format!(
-                    "{}: cannot take it: {e}",
-                    signal_path(root, GUIDANCE_REQUEST).display()
+                Err(e) => bad.push((
+                    signal_path(root, GUIDANCE_REQUEST),
+                    format!("cannot take it: {e}"),
                 )),
             }
         }
-        Read_::Bad(p, why) => bad.push(format!("{}: {why}", p.display())),
+        Read_::Bad(p, why) => bad.push((p, why)),
         _ => {}
     }
     // Oldest first: names carry the time they were taken.
@@ -272,12 +272,12 @@ pub fn take_guidance(
                 // Another run's (swapped in between): it stays staged for that run.
                 Ok(_) => {}
                 Err(e) => {
-                    bad.push(format!("{}: {e}", path.display()));
+                    bad.push((path.clone(), e));
                     settle(workspace, &path);
                 }
             },
             Ok(None) => {}
-            Err(e) => bad.push(format!("{}: unreadable: {e}", path.display())),
+            Err(e) => bad.push((path, format!("unreadable: {e}"))),
         }
     }
     (taken, bad)

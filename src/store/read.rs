@@ -190,6 +190,19 @@ impl Store {
             .optional()?)
     }
 
+    /// The latest event of `kind` for the run whose message starts with `prefix`.
+    pub fn last_event_for(&self, run_id: &str, kind: &str, prefix: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT message FROM events WHERE run_id = ?1 AND kind = ?2
+                 AND substr(message, 1, length(?3)) = ?3 ORDER BY id DESC LIMIT 1",
+                params![run_id, kind, prefix],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn llm_call(&self, run_id: &str) -> Result<Option<LlmCall>> {
         get_llm_call(&self.conn, run_id)
     }

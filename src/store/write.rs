@@ -39,33 +39,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The latest event of `kind` for the run whose message starts with `prefix`.
-    pub fn last_event_for(&self, run_id: &str, kind: &str, prefix: &str) -> Result<Option<String>> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT message FROM events WHERE run_id = ?1 AND kind = ?2
-                 AND substr(message, 1, length(?3)) = ?3 ORDER BY id DESC LIMIT 1",
-                params![run_id, kind, prefix],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
     pub fn meta_delete(&self, key: &str) -> Result<()> {
         self.tx.execute("DELETE FROM meta WHERE key = ?1", [key])?;
         Ok(())
-    }
-
-    /// The run's status as this transaction sees it (None: no such run).
-    pub fn run_status(&self, run_id: &str) -> Result<Option<RunStatus>> {
-        let s: Option<String> = self
-            .tx
-            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        Ok(s.map(|s| s.parse().unwrap_or(RunStatus::Failed)))
     }
 
     pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
@@ -383,15 +359,6 @@ impl Tx<'_> {
             params![now, id],
         )?;
         Ok(())
-    }
-
-    /// How many questions of the run are still pending.
-    pub fn pending_guidance_count(&self, run_id: &str) -> Result<i64> {
-        Ok(self.tx.query_row(
-            "SELECT count(*) FROM guidance_requests WHERE run_id = ?1 AND status = 'pending'",
-            [run_id],
-            |r| r.get(0),
-        )?)
     }
 
     /// A question an agent asks at its prompt (`source` = signal | screen), answered by

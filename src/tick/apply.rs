@@ -2,14 +2,13 @@
 //! (restart, stop) and the escalations of new alerts (changelog, notify, tmux message,
 //! bell), each at most once.
 
-use super::plan::Planned;
+use super::plan::{Action, Planned};
 use crate::changelog;
 use crate::cli::{CliError, Ctx};
-use crate::decide;
 use crate::model::{AgentSignal, Intent, RunStatus};
 use crate::notify;
-use crate::policy::{OnComplete, Policy};
-use crate::store::{AgentRow, AgentUpdate, NewEvent, Store};
+use crate::policy::Policy;
+use crate::store::{AgentRow, NewEvent, Store};
 use crate::timeutil::rfc3339;
 use crate::tmux::{self, Cmd, Observation, SessionState};
 use std::collections::HashMap;
@@ -74,50 +73,29 @@ pub fn record(
     source: &str,
     full: bool,
 ) -> Result<(), CliError> {
-    let tmux_unknown = matches!(obs, Observation::Unknown(_));
     let tx = store.write()?;
     for p in plans {
         let run_id = p.run.id.as_str();
-        // An unknown observation never rewrites what we know about agents.
-        if !tmux_unknown {
-            for (a, j) in p.agents.iter().zip(&p.judgements) {
-                let u = AgentUpdate {
-                    status: j.status.to_string(),
-                    health: j.health,
-                    last_activity_at: j.last_activity_at,
-                    last_progress_at: j.last_progress_at,
-                    exit_status: j.exit_status,
-                    exit_signal: j.exit_signal,
-                    pane_id: j.pane_id.clone(),
-                };
-                let changed = a.status != u.status
-                    || a.health != u.health
-                    || a.last_activity_at != u.last_activity_at
-                    || a.exit_status != u.exit_status
-                    || a.pane_id != u.pane_id;
-                if a.status == "stopped" {
-                    continue;
-                }
-                if changed {
-                    tx.update_agent(run_id, &a.name, &u, now)?;
-                }
-                if a.health != j.health {
-                    tx.add_event(
-                        now,
-                        &NewEvent {
-                            run_id: Some(run_id),
-                            agent: Some(&a.name),
-                            kind: "health",
-                            from_state: a.health.as_str(),
-                            to_state: crate::health::shown_state(j.health, a.signal),
-                            message: &j.reason,
-                            source,
-                        },
-                    )?;
-                }
+        // Empty when tmux is unknown: an unknown observation never rewrites agents.
+        for c in &p.agent_changes {
+            if let Some(u) = &c.update {
+                tx.update_agent(run_id, &c.name, u, now)?;
+            }
+            if let Some((from, to, why)) = &c.health {
+                tx.add_event(
+                    now,
+                    &NewEvent {
+                        run_id: Some(run_id),
+                        agent: Some(&c.name),
+                        kind: "health",
+                        from_state: from.as_str(),
+                        to_state: to,
+                        message: why,
+                        source,
+                    },
+                )?;
             }
         }
-        let mut status = p.run.status;
         // Screen questions whose dialog is gone close first, so a dialog replaced by
         // another one keeps the run waiting for the new one.
         for id in &p.resolved_questions {
@@ -173,31 +151,26 @@ pub fn record(
                     },
                 )?;
             }
-            if status == RunStatus::Running {
-                tx.transition_run(
-                    run_id,
-                    status,
-                    RunStatus::AwaitingGuidance,
-                    "awaiting operator guidance",
-                    now,
-                    source,
-                )?;
-                status = RunStatus::AwaitingGuidance;
-            }
         }
-        if !p.resolved_questions.is_empty()
-            && status == RunStatus::AwaitingGuidance
-            && tx.pending_guidance_count(run_id)? == 0
-        {
+        if p.to_awaiting {
             tx.transition_run(
                 run_id,
-                status,
+                RunStatus::Running,
+                RunStatus::AwaitingGuidance,
+                "awaiting operator guidance",
+                now,
+                source,
+            )?;
+        }
+        if p.back_to_running {
+            tx.transition_run(
+                run_id,
+                RunStatus::AwaitingGuidance,
                 RunStatus::Running,
                 "question resolved on the agent's screen",
                 now,
                 source,
             )?;
-            status = RunStatus::Running;
         }
         for id in &p.withdrawn {
             if tx.withdraw_question(*id, now)? {
@@ -235,26 +208,21 @@ pub fn record(
             }
         }
         for bad in &p.bad_files {
-            // One event per file and problem, not one per tick.
-            let path = bad.split(": ").next().unwrap_or(bad);
-            let last = tx.last_event_for(run_id, "signal_invalid", &format!("{path}: "))?;
-            if last.as_deref() != Some(bad.as_str()) {
-                tx.add_event(
-                    now,
-                    &NewEvent {
-                        run_id: Some(run_id),
-                        kind: "signal_invalid",
-                        message: bad,
-                        source: "rule",
-                        ..Default::default()
-                    },
-                )?;
-            }
+            tx.add_event(
+                now,
+                &NewEvent {
+                    run_id: Some(run_id),
+                    kind: "signal_invalid",
+                    message: bad,
+                    source: "rule",
+                    ..Default::default()
+                },
+            )?;
         }
-        if p.decision.complete && status == RunStatus::Running {
+        if p.to_completed {
             tx.transition_run(
                 run_id,
-                status,
+                RunStatus::Running,
                 RunStatus::Completed,
                 "completion signal detected",
                 now,
@@ -290,21 +258,20 @@ pub fn record(
                 },
             )?;
         }
-        let mut state = p.state.clone();
-        if p.gated.execute && p.gated.intent == Intent::AutoRestart {
-            // The attempt counts before tmux runs: a crash mid-restart still spends budget.
-            state = decide::after_restart(&state, now, &p.policy);
+        if let Some(state) = &p.new_state {
+            tx.put_op_state(run_id, state, now)?;
         }
-        if state != p.prev_state {
-            tx.put_op_state(run_id, &state, now)?;
-        }
-        if p.gated.execute
-            && p.gated.intent == Intent::AutoStopStale
-            && status.can_transition(RunStatus::Stopping)
-        {
+        if p.to_stopping {
+            let from = if p.back_to_running {
+                RunStatus::Running
+            } else if p.to_awaiting {
+                RunStatus::AwaitingGuidance
+            } else {
+                p.run.status
+            };
             tx.transition_run(
                 run_id,
-                status,
+                from,
                 RunStatus::Stopping,
                 &format!("stale run stopped: {}", p.gated.reason),
                 now,
@@ -338,27 +305,12 @@ pub fn act(
     now: i64,
     outcomes: &mut HashMap<String, String>,
 ) -> Result<(), CliError> {
-    if matches!(obs, Observation::Unknown(_)) {
-        return Ok(());
-    }
     for p in plans {
-        let restart = p.gated.execute && p.gated.intent == Intent::AutoRestart;
-        // operator.on_complete = stop: a completion file ends the still-live agents too.
-        let finished = p.decision.complete
-            && p.run.status == RunStatus::Running
-            && p.policy.operator.on_complete == OnComplete::Stop;
-        let stop = (p.gated.execute && p.gated.intent == Intent::AutoStopStale)
-            || p.run.status == RunStatus::Stopping
-            || finished;
-        if !restart && !stop {
-            continue;
-        }
+        // None when tmux is unknown: what to kill is then unknown too.
+        let Some(action) = p.action else { continue };
+        let restart = action == Action::Restart;
         let run_id = p.run.id.as_str();
-        let targets: Vec<&AgentRow> = p
-            .agents
-            .iter()
-            .filter(|a| stop || p.decision.targets.contains(&a.name))
-            .collect();
+        let targets: Vec<&AgentRow> = p.targets().collect();
         // The agents' last output goes with their panes: keep it first.
         let present: Vec<&AgentRow> = targets
             .iter()
@@ -413,7 +365,7 @@ pub fn act(
                     tx.mark_agent_started(run_id, &a.name, now, in_place)?;
                 }
             }
-            let st = tx.op_state_tx(run_id)?;
+            let st = p.state_after();
             let msg = format!(
                 "restart of {names}: {outcome} (attempt {}/{}, cooldown until {})",
                 st.restart_attempts,
@@ -436,7 +388,7 @@ pub fn act(
             for a in &targets {
                 tx.mark_agent_stopped(run_id, &a.name, now)?;
             }
-            if tx.run_status(run_id)? == Some(RunStatus::Stopping) {
+            if p.status_after == RunStatus::Stopping {
                 tx.transition_run(
                     run_id,
                     RunStatus::Stopping,
@@ -565,7 +517,7 @@ pub fn escalate(
         }
         if !p.policy.operator.notify.command.is_empty() {
             // The status after this tick's transitions (guidance, completion, stop).
-            let status = store.run(run_id).map(|r| r.status).unwrap_or(p.run.status);
+            let status = p.status_after_action(outcomes.get(run_id).is_some_and(|o| o == "ok"));
             let n = notify::Notice {
                 event,
                 message: &message,

@@ -8,7 +8,7 @@ use crate::signals::{self, Completion, GuidanceRequest, Read_};
 use crate::store::{AgentRow, LlmCall, OpState, RunRow, Store};
 use crate::tmux::Observation;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What one tick knows before it decides anything.
 pub struct TickInput {
@@ -35,6 +35,8 @@ pub struct RunInput {
     /// Pending questions read from agents' screens: (id, agent, question). They close
     /// when the dialog leaves the screen.
     pub screen_questions: Vec<(i64, String, String)>,
+    /// How many questions of the run are pending (of every source).
+    pub pending_count: usize,
     /// Recorded `waiting` questions whose agent moved on or is gone: withdrawn this tick.
     pub withdrawn: Vec<i64>,
     /// Agents that report `waiting` with no question recorded yet: their panes are read.
@@ -51,7 +53,15 @@ pub struct SignalFiles {
     /// Staged request files taken this tick: settled once their questions are committed.
     pub taken: Vec<PathBuf>,
     pub completions: Vec<Completion>,
-    pub bad_files: Vec<String>,
+    pub bad_files: Vec<BadFile>,
+}
+
+/// A signal file that could not be used, and whether the log already says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadFile {
+    /// "<path>: <why>", as logged.
+    pub message: String,
+    pub logged: bool,
 }
 
 /// The runs' LLM calls as this tick read them, and how many workers are alive.
@@ -188,6 +198,7 @@ pub fn observe(
                 unasked,
                 new_questions: Vec::new(),
                 agents,
+                pending_count: pending_rows.get(&run.id).map_or(0, Vec::len),
                 screen_questions: pending_rows
                     .get(&run.id)
                     .map(|v| {
@@ -217,12 +228,26 @@ pub fn observe(
 /// `signals::take_guidance`). Files older than `since` are not the run's signals.
 fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>) -> SignalFiles {
     let mut f = SignalFiles::default();
+    // One event per file and problem, not one per tick.
+    let bad = |p: &Path, why: String| {
+        let path = p.display().to_string();
+        let message = format!("{path}: {why}");
+        let last = store
+            .last_event_for(&run.id, "signal_invalid", &format!("{path}: "))
+            .ok()
+            .flatten();
+        BadFile {
+            logged: last.as_deref() == Some(message.as_str()),
+            message,
+        }
+    };
     let ws = std::path::Path::new(&run.workspace);
     for root in signals::roots(&run.workspace, run.doc_home_repo.as_deref()) {
         match take {
             Some(now) => {
-                let (taken, bad) = signals::take_guidance(&root, ws, &run.id, since, now);
-                f.bad_files.extend(bad);
+                let (taken, bad_taken) = signals::take_guidance(&root, ws, &run.id, since, now);
+                f.bad_files
+                    .extend(bad_taken.into_iter().map(|(p, why)| bad(&p, why)));
                 for t in taken {
                     // Left staged by a tick killed after its commit: recorded already.
                     let recorded = store
@@ -240,13 +265,13 @@ fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>)
                 Read_::Found(_, g) if signals::for_run(&g.run_id, &run.id) => {
                     f.new_guidance.push((root.clone(), g))
                 }
-                Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
+                Read_::Bad(p, why) => f.bad_files.push(bad(&p, why)),
                 _ => {}
             },
         }
         match signals::read_completion_since(&root, since) {
             Read_::Found(_, c) if signals::for_run(&c.run_id, &run.id) => f.completions.push(c),
-            Read_::Bad(p, why) => f.bad_files.push(format!("{}: {why}", p.display())),
+            Read_::Bad(p, why) => f.bad_files.push(bad(&p, why)),
             _ => {}
         }
     }

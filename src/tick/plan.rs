@@ -2,32 +2,51 @@
 //! each run's plan: health judgements, the rule decision, the LLM gate, the new operator
 //! state, whether to alert and whether to log. `apply` and `ask` only carry it out.
 
-use super::observe::{RunInput, TickInput};
+use super::observe::{BadFile, RunInput, TickInput};
 use crate::decide::{self, AgentView, Decision, PendingGuidance, RunView};
 use crate::gate::{self, Gated};
 use crate::health::{self, Judgement, Prior, Thresholds};
 use crate::llm::{self, Proposal};
-use crate::model::{AgentSignal, Health, Intent};
-use crate::policy::{LlmMode, Policy};
+use crate::model::{AgentSignal, Health, Intent, RunStatus};
+use crate::policy::{LlmMode, OnComplete, Policy};
 use crate::screen::{self, Reading};
 use crate::signals;
-use crate::store::{AgentRow, OpState, RunRow};
+use crate::store::{AgentRow, AgentUpdate, OpState, RunRow};
 use crate::tmux::{Observation, SessionState};
 use std::path::PathBuf;
 
 /// At most this many LLM workers run at once, whatever the number of runs.
 pub const MAX_LLM_IN_FLIGHT: usize = 4;
 
+/// Everything one run's tick does, decided before anything is done: `apply` writes and
+/// acts from this alone and never reads the state back.
 pub struct Planned {
     pub run: RunRow,
     pub agents: Vec<AgentRow>,
     pub judgements: Vec<Judgement>,
+    /// Agent rows to rewrite and health changes to log (none when tmux is unknown).
+    pub agent_changes: Vec<AgentChange>,
     pub new_guidance: Vec<(PathBuf, signals::GuidanceRequest)>,
     /// Questions agents that report `waiting` ask (answered by typing into the pane).
     pub new_questions: Vec<crate::question::NewQuestion>,
     /// Such questions whose agent moved on.
     pub withdrawn: Vec<i64>,
+    /// Bad signal files not yet in the log.
     pub bad_files: Vec<String>,
+    /// A new guidance request moves the running run to awaiting_guidance.
+    pub to_awaiting: bool,
+    /// The last pending question was a screen dialog that is gone: running again.
+    pub back_to_running: bool,
+    /// Every agent finished and signalled: the run is completed.
+    pub to_completed: bool,
+    /// The stale-run stop executes: the run is stopping.
+    pub to_stopping: bool,
+    /// The run's status once this tick's record is written.
+    pub status_after: RunStatus,
+    /// The tmux action: which agents' sessions to kill, and whether to start them again.
+    pub action: Option<Action>,
+    /// The operator state to write when it changed (restart attempt counted).
+    pub new_state: Option<OpState>,
     pub pending: Option<PendingGuidance>,
     /// A dialog read from an agent's screen, to record as a pending question.
     pub screen_question: Option<PendingGuidance>,
@@ -162,6 +181,79 @@ pub fn screens_to_read(
     out
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentChange {
+    pub name: String,
+    pub update: Option<AgentUpdate>,
+    /// (from, to as shown, why) when the health changed.
+    pub health: Option<(Health, &'static str, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Restart,
+    Stop,
+}
+
+impl Planned {
+    /// The operator state after this tick (what `new_state` writes, or what was there).
+    pub fn state_after(&self) -> &OpState {
+        self.new_state.as_ref().unwrap_or(&self.prev_state)
+    }
+
+    /// The run's status after the action, given whether it succeeded.
+    pub fn status_after_action(&self, ok: bool) -> RunStatus {
+        if ok && self.action == Some(Action::Stop) && self.status_after == RunStatus::Stopping {
+            RunStatus::Stopped
+        } else {
+            self.status_after
+        }
+    }
+
+    /// The agents the action targets (every agent for a stop).
+    pub fn targets(&self) -> impl Iterator<Item = &AgentRow> {
+        let stop = self.action == Some(Action::Stop);
+        self.agents
+            .iter()
+            .filter(move |a| stop || self.decision.targets.contains(&a.name))
+    }
+}
+
+fn agent_changes(agents: &[AgentRow], judgements: &[Judgement]) -> Vec<AgentChange> {
+    agents
+        .iter()
+        .zip(judgements)
+        .filter(|(a, _)| a.status != "stopped")
+        .map(|(a, j)| {
+            let u = AgentUpdate {
+                status: j.status.to_string(),
+                health: j.health,
+                last_activity_at: j.last_activity_at,
+                last_progress_at: j.last_progress_at,
+                exit_status: j.exit_status,
+                exit_signal: j.exit_signal,
+                pane_id: j.pane_id.clone(),
+            };
+            let changed = a.status != u.status
+                || a.health != u.health
+                || a.last_activity_at != u.last_activity_at
+                || a.exit_status != u.exit_status
+                || a.pane_id != u.pane_id;
+            AgentChange {
+                name: a.name.clone(),
+                update: changed.then_some(u),
+                health: (a.health != j.health).then(|| {
+                    (
+                        a.health,
+                        health::shown_state(j.health, a.signal),
+                        j.reason.clone(),
+                    )
+                }),
+            }
+        })
+        .collect()
+}
+
 /// `global` judges runs without a policy of their own; `mode` overrides every run's.
 pub fn plan(
     input: &TickInput,
@@ -249,7 +341,13 @@ fn plan_run(
         .collect();
 
     let new_guidance = r.files.new_guidance.clone();
-    let bad_files = r.files.bad_files.clone();
+    let bad_files = r
+        .files
+        .bad_files
+        .iter()
+        .filter(|b| !b.logged)
+        .map(|b: &BadFile| b.message.clone())
+        .collect();
     let completions = &r.files.completions;
     // Questions read from screens close when their dialog is gone (tmux must be known).
     let resolved_questions: Vec<i64> = if tmux_error.is_some() {
@@ -430,7 +528,73 @@ fn plan_run(
     let log_decision = !quiet
         && (alert || gated.execute || state.last_decision.as_deref() != Some(decision_fp.as_str()));
     state.last_decision = if quiet { None } else { Some(decision_fp) };
+
+    // What the record writes: transitions in this order, each only from where it may.
+    // (The rules never complete and stop a run in the same tick.)
+    let asks = !new_guidance.is_empty() || screen_question.is_some();
+    let to_awaiting = asks && run.status == RunStatus::Running;
+    let mut status = if to_awaiting {
+        RunStatus::AwaitingGuidance
+    } else {
+        run.status
+    };
+    // Screen questions resolved and nothing else pending (a new question is pending
+    // whether it was inserted now or already there): the run goes back to running.
+    let back_to_running = !resolved_questions.is_empty()
+        && status == RunStatus::AwaitingGuidance
+        && !asks
+        && r.pending_count <= resolved_questions.len();
+    if back_to_running {
+        status = RunStatus::Running;
+    }
+    let to_completed = decision.complete && status == RunStatus::Running;
+    let to_stopping = gated.execute
+        && gated.intent == Intent::AutoStopStale
+        && status.can_transition(RunStatus::Stopping);
+    let status_after = if to_stopping {
+        RunStatus::Stopping
+    } else if to_completed {
+        RunStatus::Completed
+    } else {
+        status
+    };
+    let restart = gated.execute && gated.intent == Intent::AutoRestart;
+    // The attempt counts before tmux runs: a crash mid-restart still spends budget.
+    let final_state = if restart {
+        decide::after_restart(&state, now, policy)
+    } else {
+        state.clone()
+    };
+    // Actions need a known observation (what to kill); a run left stopping is finished.
+    let action = if tmux_error.is_some() {
+        None
+    } else if restart {
+        Some(Action::Restart)
+    } else if (gated.execute && gated.intent == Intent::AutoStopStale)
+        || run.status == RunStatus::Stopping
+        // operator.on_complete = stop: a completion file ends the still-live agents too.
+        || (decision.complete
+            && run.status == RunStatus::Running
+            && policy.operator.on_complete == OnComplete::Stop)
+    {
+        Some(Action::Stop)
+    } else {
+        None
+    };
+    let agent_changes = if tmux_error.is_some() {
+        Vec::new()
+    } else {
+        agent_changes(&agents, &judgements)
+    };
     Planned {
+        agent_changes,
+        to_awaiting,
+        back_to_running,
+        to_completed,
+        to_stopping,
+        status_after,
+        action,
+        new_state: (final_state != prev).then_some(final_state),
         run,
         agents,
         judgements,
@@ -454,3 +618,7 @@ fn plan_run(
         preview,
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
