@@ -44,6 +44,8 @@ fn agent_row(name: &str) -> AgentRow {
         started_at: NOW - 100,
         signal: None,
         signal_at: None,
+        adopted: false,
+        keep_dead_pane: true,
     }
 }
 
@@ -67,6 +69,7 @@ fn input(status: RunStatus, prev: OpState) -> TickInput {
             alive: HashMap::new(),
         },
         screens: HashMap::new(),
+        markers: HashMap::new(),
     }
 }
 
