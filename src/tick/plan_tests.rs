@@ -19,6 +19,7 @@ fn run_row(status: RunStatus) -> RunRow {
         doc_home_repo: None,
         ticket_dir: None,
         tmux_socket: None,
+        policy_path: None,
         status,
         message: String::new(),
         created_at: NOW - 100,
@@ -73,6 +74,7 @@ fn input(status: RunStatus, prev: OpState) -> TickInput {
         },
         screens: HashMap::new(),
         markers: HashMap::new(),
+        policies: HashMap::new(),
     }
 }
 
@@ -85,7 +87,7 @@ fn corroborated() -> OpState {
 }
 
 fn one(input: &TickInput, mode: LlmMode, dry_run: bool, now: i64) -> Planned {
-    plan(input, &Policy::default(), mode, dry_run, now)
+    plan(input, &Policy::default(), Some(mode), dry_run, now)
         .pop()
         .expect("one plan")
 }
