@@ -553,3 +553,6 @@ case ":${PATH:-}:" in
 	;;
 esac
 say "Agent hooks (optional): see hooks/codex-notify and hooks/claude-hooks.json."
+if mode_line=$(with_timeout 5 "$DEST" policy mode 2>&1 </dev/null); then
+	say "$mode_line"
+fi

@@ -50,7 +50,9 @@ Commands:
   tick          Observe every active run, decide, act (default when no command is given)
   status        Print the compact status-line segment (for #(…) in status-right)
   run           Register and manage runs: start, add-agent, list, show, stop, restart, forget
-  guide         Answer a run's pending guidance request
+  guide         Answer a run's pending question (by file, or typed into the agent's pane)
+  approve       Run the action assist mode holds for a run, if still wanted
+  dismiss       Drop the action assist mode holds for a run
   signal        Report an agent's state (working|waiting|done) from its pane
   log           Show the audit log
   policy        init | show | check the policy file

@@ -78,7 +78,9 @@ const LLM_KEYS: [&str; 9] = [
     "min_interval_seconds",
 ];
 const NOTIFY_KEYS: [&str; 3] = ["command", "tmux_message", "bell"];
-const STATUS_KEYS: [&str; 8] = [
+const STATUS_KEYS: [&str; 10] = [
+    "icon_approval",
+    "color_approval",
     "icon_ok",
     "icon_guidance",
     "icon_blocked",
@@ -203,6 +205,9 @@ pub struct StatusPolicy {
     pub color_guidance: String,
     pub color_blocked: String,
     pub color_done: String,
+    /// Runs with an action held for `metawsm-tick approve` (assist mode).
+    pub icon_approval: String,
+    pub color_approval: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -246,6 +251,21 @@ impl LlmMode {
             LlmMode::Off => "off",
             LlmMode::Assist => "assist",
             LlmMode::Auto => "auto",
+        }
+    }
+
+    /// The mode and what it means for the user, in one line.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            LlmMode::Off => {
+                "operator.llm.mode = off: the rules act alone (restarts and stops run by themselves); no LLM is called"
+            }
+            LlmMode::Assist => {
+                "operator.llm.mode = assist: restarts and stops wait for you (metawsm-tick approve RUN, or the tmux menu); the LLM only comments"
+            }
+            LlmMode::Auto => {
+                "operator.llm.mode = auto: restarts and stops run by themselves; the LLM may veto or escalate them instead"
+            }
         }
     }
 }
@@ -390,6 +410,8 @@ impl Default for StatusPolicy {
             color_guidance: "yellow".to_owned(),
             color_blocked: "red".to_owned(),
             color_done: "blue".to_owned(),
+            icon_approval: "⏸".to_owned(),
+            color_approval: "magenta".to_owned(),
         }
     }
 }
@@ -500,6 +522,8 @@ impl Policy {
             ("status.color_guidance", &s.color_guidance),
             ("status.color_blocked", &s.color_blocked),
             ("status.color_done", &s.color_done),
+            ("status.icon_approval", &s.icon_approval),
+            ("status.color_approval", &s.color_approval),
         ] {
             if value.chars().count() > MAX_STATUS_CHARS || value.chars().any(char::is_control) {
                 return Err(format!(
@@ -687,6 +711,8 @@ fn parse_text(text: &str) -> Result<Policy, String> {
         b.string("color_guidance", &mut s.color_guidance)?;
         b.string("color_blocked", &mut s.color_blocked)?;
         b.string("color_done", &mut s.color_done)?;
+        b.string("icon_approval", &mut s.icon_approval)?;
+        b.string("color_approval", &mut s.color_approval)?;
     }
 
     p.validate()?;

@@ -14,11 +14,14 @@ pub struct Counts {
     pub done: i64,
     /// Of `blocked`: runs whose tmux server is certainly gone.
     pub orphaned: i64,
+    /// Runs with an action assist mode holds for `metawsm-tick approve`.
+    #[serde(default)]
+    pub approval: i64,
 }
 
 impl Counts {
     pub fn total(&self) -> i64 {
-        self.ok + self.guidance + self.blocked + self.done
+        self.ok + self.guidance + self.blocked + self.done + self.approval
     }
 }
 
@@ -39,6 +42,8 @@ pub fn classify(rows: &[StatusRow]) -> Counts {
             || r.waiting_agents > 0
         {
             c.guidance += 1;
+        } else if r.awaiting_approval {
+            c.approval += 1;
         } else if r.dead_agents > 0 || escalated_blocked {
             c.blocked += 1;
         } else if r.agents > 0 && r.done_agents == r.agents {
@@ -57,9 +62,10 @@ pub enum Format {
     Json,
 }
 
+/// In display order: ok, guidance, blocked, done, awaiting approval.
 pub struct Style {
-    pub icons: [String; 4],
-    pub colors: [String; 4],
+    pub icons: [String; 5],
+    pub colors: [String; 5],
 }
 
 /// tmux `@metawsm-icon-*` options (captured at the last full tick) override the policy.
@@ -76,12 +82,14 @@ pub fn style(p: &StatusPolicy, tmux_opts: &HashMap<String, String>) -> Style {
             pick("@metawsm-icon-guidance", &p.icon_guidance),
             pick("@metawsm-icon-blocked", &p.icon_blocked),
             pick("@metawsm-icon-done", &p.icon_done),
+            p.icon_approval.clone(),
         ],
         colors: [
             p.color_ok.clone(),
             p.color_guidance.clone(),
             p.color_blocked.clone(),
             p.color_done.clone(),
+            p.color_approval.clone(),
         ],
     }
 }
@@ -97,14 +105,14 @@ pub fn render(c: &Counts, s: &Style, f: Format, marker: Option<&str>) -> String 
     if f == Format::Json {
         let mut v = serde_json::json!({
             "runs": c.total(), "ok": c.ok, "guidance": c.guidance, "blocked": c.blocked, "done": c.done,
-            "orphaned": c.orphaned,
+            "orphaned": c.orphaned, "approval": c.approval,
         });
         if let Some(m) = marker {
             v["error"] = serde_json::Value::String(m.to_string());
         }
         return v.to_string();
     }
-    let values = [c.ok, c.guidance, c.blocked, c.done];
+    let values = [c.ok, c.guidance, c.blocked, c.done, c.approval];
     let mut parts = Vec::new();
     for (i, n) in values.iter().enumerate() {
         // The working count is shown whenever there are runs; the others only when non-zero.
@@ -154,6 +162,7 @@ mod tests {
             last_alert: None,
             tmux_socket: None,
             orphaned: false,
+            awaiting_approval: false,
         }
     }
 
@@ -179,6 +188,11 @@ mod tests {
                 done_agents: 1,
                 ..row(RunStatus::Running)
             },
+            StatusRow {
+                dead_agents: 1,
+                awaiting_approval: true,
+                ..row(RunStatus::Running)
+            },
         ];
         let c = classify(&rows);
         assert_eq!(
@@ -188,7 +202,8 @@ mod tests {
                 guidance: 1,
                 blocked: 2,
                 done: 1,
-                orphaned: 0
+                orphaned: 0,
+                approval: 1,
             }
         );
         let st = style(&Policy::default().status, &HashMap::new());

@@ -20,6 +20,8 @@ pub struct StatusCache {
     pub done: i64,
     #[serde(default)]
     pub orphaned: i64,
+    #[serde(default)]
+    pub approval: i64,
     pub tmux_options: HashMap<String, String>,
     pub tmux_error: String,
     /// Runs whose escalation could not be written to a changelog.
@@ -35,6 +37,7 @@ impl StatusCache {
             blocked: self.blocked,
             done: self.done,
             orphaned: self.orphaned,
+            approval: self.approval,
         }
     }
 }
@@ -79,6 +82,7 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
         blocked: c.blocked,
         done: c.done,
         orphaned: c.orphaned,
+        approval: c.approval,
         tmux_options: meta
             .get("tmux_options")
             .and_then(|t| serde_json::from_str(t).ok())

@@ -1,5 +1,7 @@
 //! One file per subcommand; this file only routes.
 
+pub mod approve;
+pub mod dismiss;
 pub mod doctor;
 pub mod guide;
 pub mod hook;
@@ -35,6 +37,8 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "status" => status::main(parser, &ctx),
         "run" => run::main(parser, &ctx),
         "guide" => guide::main(parser, &ctx),
+        "approve" => approve::main(parser, &ctx),
+        "dismiss" => dismiss::main(parser, &ctx),
         "signal" => signal::main(parser, &ctx),
         "log" => log::main(parser, &ctx),
         "policy" => policy::main(parser, &ctx),
@@ -49,6 +53,24 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
             "unknown command '{other}' (see metawsm-tick --help)"
         ))),
     }
+}
+
+/// Parses a subcommand that takes one RUN and `--help`: None when help was printed.
+pub fn one_run(parser: &mut lexopt::Parser, help: &str, cmd: &str) -> CliResult<Option<String>> {
+    use lexopt::prelude::*;
+    let mut id = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                crate::cli::print_help(help);
+                return Ok(None);
+            }
+            Value(v) if id.is_none() => id = Some(crate::cli::os_to_string(v, "RUN")?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    id.map(Some)
+        .ok_or_else(|| CliError::Usage(format!("{cmd}: RUN is required")))
 }
 
 /// Parses a subcommand that takes only `--help`.

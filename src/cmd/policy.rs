@@ -7,11 +7,12 @@ use std::fs;
 use std::path::PathBuf;
 
 const HELP: &str = "\
-Usage: metawsm-tick policy <init [--force] | show | check [PATH]>
+Usage: metawsm-tick policy <init [--force] | show | check [PATH] | mode>
 
   init [--force]   Write the default policy to the policy path (refuses to overwrite)
   show             Print the effective policy (file merged over defaults) as JSON
   check [PATH]     Validate PATH (or the policy path); exit 2 with the bad field if invalid
+  mode             Say which operator.llm.mode is active and what it means, in one line
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
@@ -45,6 +46,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             fs::write(p, Policy::default().to_pretty_json())
                 .map_err(|e| CliError::Failure(format!("write {}: {e}", p.display())))?;
             crate::say!("wrote {}", p.display());
+            println!("{}", Policy::default().operator.llm.mode.meaning());
+            Ok(0)
+        }
+        Some("mode") => {
+            println!("{}", ctx.policy()?.operator.llm.mode.meaning());
             Ok(0)
         }
         Some("show") => {
@@ -64,12 +70,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             Ok(0)
         }
         Some(other) => Err(CliError::Usage(format!(
-            "policy: unknown command '{other}' (init|show|check)"
+            "policy: unknown command '{other}' (init|show|check|mode)"
         ))),
         None => {
             cli::print_help(HELP);
             Err(CliError::Usage(
-                "policy: missing command (init|show|check)".into(),
+                "policy: missing command (init|show|check|mode)".into(),
             ))
         }
     }

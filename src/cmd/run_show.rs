@@ -35,6 +35,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let op = st.op_state(&id)?;
     let guidance = st.pending_guidance(&id)?;
     let call = st.llm_call(&id)?;
+    let approval = st.approval(&id)?;
     let events = st.events(Some(&id), 10)?;
     // An escalation that never reached the ticket's changelog: nobody would find it there.
     let unwritten =
@@ -70,6 +71,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 "healthy_since": op.healthy_since, "last_alert": op.last_alert,
             },
             "guidance": guidance.iter().map(|g| json!({"id": g.id, "agent": g.agent, "question": g.question, "context": g.context, "source": g.source})).collect::<Vec<_>>(),
+            "approval": approval.as_ref().map(|a| json!({"intent": a.intent, "targets": a.targets, "reason": a.reason, "status": a.status, "created_at": a.created_at})),
             "llm": call.as_ref().map(|c| json!({"state": c.state, "fingerprint": c.fingerprint, "proposal": c.proposal.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()), "error": c.error})),
             "escalation_unwritten": unwritten,
             "last_output": evidence.iter().map(|e| json!({"at": e.at, "agent": e.agent, "before": e.to_state, "text": e.message})).collect::<Vec<_>>(),
@@ -143,6 +145,22 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             for line in g.context.lines() {
                 crate::say!("    | {line}");
             }
+        }
+    }
+    if let Some(a) = &approval {
+        if a.status == "pending" {
+            crate::say!(
+                "approval:  {} of {} held by assist mode: {} (metawsm-tick approve {id} | metawsm-tick dismiss {id})",
+                a.intent,
+                a.targets.join(", "),
+                a.reason
+            );
+        } else {
+            crate::say!(
+                "approval:  {} dismissed: {} (not proposed again until the run recovers)",
+                a.intent,
+                a.reason
+            );
         }
     }
     if let Some(c) = call {

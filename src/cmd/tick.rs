@@ -150,6 +150,8 @@ pub fn print_report(r: &TickReport, json: bool) {
                     .as_deref()
                     .unwrap_or(if r.dry_run { "dry-run" } else { "pending" })
             ));
+        } else if run.awaiting_approval {
+            line.push_str(" action=awaiting-approval (assist mode)");
         } else if run.intent == "auto_restart" || run.intent == "auto_stop_stale" {
             // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");

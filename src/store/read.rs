@@ -231,6 +231,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Every run's approval row (pending or dismissed).
+    pub fn approvals(&self) -> Result<HashMap<String, ApprovalRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_id, intent, targets, reason, situation, status, created_at FROM approvals",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let targets: String = r.get(2)?;
+            Ok(ApprovalRow {
+                run_id: r.get(0)?,
+                intent: r.get(1)?,
+                targets: serde_json::from_str(&targets).unwrap_or_default(),
+                reason: r.get(3)?,
+                situation: r.get(4)?,
+                status: r.get(5)?,
+                created_at: r.get(6)?,
+            })
+        })?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let r = r?;
+            out.insert(r.run_id.clone(), r);
+        }
+        Ok(out)
+    }
+
+    pub fn approval(&self, run_id: &str) -> Result<Option<ApprovalRow>> {
+        Ok(self.approvals()?.remove(run_id))
+    }
+
     pub fn llm_calls(&self) -> Result<HashMap<String, LlmCall>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request,
@@ -260,10 +289,12 @@ impl Store {
                 FROM agents GROUP BY run_id),
              g AS (SELECT run_id, count(*) AS n FROM guidance_requests WHERE status = 'pending' GROUP BY run_id)
              SELECT r.status, COALESCE(g.n, 0), COALESCE(a.dead, 0), COALESCE(a.waiting, 0),
-                    COALESCE(a.done, 0), COALESCE(a.n, 0), o.last_alert, r.tmux_socket
+                    COALESCE(a.done, 0), COALESCE(a.n, 0), o.last_alert, r.tmux_socket,
+                    ap.status IS NOT NULL
              FROM runs r
              LEFT JOIN a ON a.run_id = r.id
              LEFT JOIN g ON g.run_id = r.id
+             LEFT JOIN approvals ap ON ap.run_id = r.id AND ap.status = 'pending'
              LEFT JOIN operator_run_states o ON o.run_id = r.id
              WHERE r.status IN ('planning','running','awaiting_guidance','paused','stopping','closing')",
         )?;
@@ -279,6 +310,7 @@ impl Store {
                 last_alert: r.get(6)?,
                 tmux_socket: r.get(7)?,
                 orphaned: false,
+                awaiting_approval: r.get(8)?,
             })
         })?;
         let out = rows.collect::<rusqlite::Result<Vec<_>>>()?;

@@ -104,6 +104,23 @@ pub struct StatusRow {
     pub tmux_socket: Option<String>,
     /// Its tmux server is certainly gone (set by `orphan::mark`, not by SQL).
     pub orphaned: bool,
+    /// An action assist mode holds for a human's `approve`.
+    pub awaiting_approval: bool,
+}
+
+/// An action the rules want that assist mode holds: pending until `approve` (which runs
+/// it if the rules still want it) or `dismiss` (not proposed again in the episode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRow {
+    pub run_id: String,
+    pub intent: String,
+    pub targets: Vec<String>,
+    pub reason: String,
+    /// The situation without its measurements (intent and stable reason).
+    pub situation: String,
+    /// pending | dismissed
+    pub status: String,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

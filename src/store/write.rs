@@ -403,6 +403,38 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
+    /// Records (or refreshes) the action assist mode holds for the run.
+    pub fn put_approval(&self, a: &ApprovalRow, now: i64) -> Result<()> {
+        let targets = serde_json::to_string(&a.targets).unwrap_or_else(|_| "[]".into());
+        self.tx.execute(
+            "INSERT INTO approvals(run_id, intent, targets, reason, situation, status,
+                                   created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(run_id) DO UPDATE SET intent = excluded.intent,
+                    targets = excluded.targets, reason = excluded.reason,
+                    situation = excluded.situation, status = excluded.status,
+                    updated_at = excluded.updated_at",
+            params![
+                a.run_id,
+                a.intent,
+                targets,
+                a.reason,
+                a.situation,
+                a.status,
+                a.created_at,
+                now
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn clear_approval(&self, run_id: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .execute("DELETE FROM approvals WHERE run_id = ?1", [run_id])?
+            > 0)
+    }
+
     pub fn answer_guidance(&self, id: i64, answer: &str, now: i64) -> Result<()> {
         self.tx.execute(
             "UPDATE guidance_requests SET status = 'answered', answer = ?1, answered_at = ?2 WHERE id = ?3",

@@ -172,6 +172,41 @@ pub fn record(
                 source,
             )?;
         }
+        match &p.approval {
+            super::plan::ApprovalChange::Keep => {}
+            super::plan::ApprovalChange::Request(a) => {
+                tx.put_approval(a, now)?;
+                tx.add_event(
+                    now,
+                    &NewEvent {
+                        run_id: Some(run_id),
+                        kind: "approval_requested",
+                        to_state: "pending",
+                        message: &format!(
+                            "{} held by assist mode: {} (approve: metawsm-tick approve {run_id}; dismiss: metawsm-tick dismiss {run_id})",
+                            a.intent, a.reason
+                        ),
+                        source: "rule",
+                        ..Default::default()
+                    },
+                )?;
+            }
+            super::plan::ApprovalChange::Clear(why) => {
+                if tx.clear_approval(run_id)? {
+                    tx.add_event(
+                        now,
+                        &NewEvent {
+                            run_id: Some(run_id),
+                            kind: "approval_cleared",
+                            to_state: why,
+                            message: &format!("{why}: {}", p.decision.reason),
+                            source: "rule",
+                            ..Default::default()
+                        },
+                    )?;
+                }
+            }
+        }
         for id in &p.withdrawn {
             if tx.withdraw_question(*id, now)? {
                 tx.add_event(
@@ -499,7 +534,7 @@ pub fn escalate(
             }
             (event_name(p.alert_intent), m)
         };
-        if p.alert && p.alert_intent.is_escalation() {
+        if p.alert && (p.alert_intent.is_escalation() || p.awaiting_approval) {
             let results = write_changelog(p, &p.policy, now, &mut owed);
             let failed: Vec<&str> = results
                 .iter()
@@ -596,7 +631,13 @@ fn write_changelog(
     owed: &mut Vec<changelog::Owed>,
 ) -> Vec<(&'static str, String)> {
     let run = &p.run;
-    let answer = if p.gated.intent == Intent::EscalateGuidance
+    let answer = if p.awaiting_approval {
+        // Written inside backquotes: "`approve …` or `dismiss …`".
+        format!(
+            "metawsm-tick approve {id}` or `metawsm-tick dismiss {id}",
+            id = run.id
+        )
+    } else if p.gated.intent == Intent::EscalateGuidance
         && p.pending.as_ref().is_some_and(|g| !g.at_prompt)
     {
         format!("metawsm-tick guide {} --answer '…'", run.id)

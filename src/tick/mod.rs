@@ -53,6 +53,8 @@ pub struct RunOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_error: Option<String>,
     pub alert: bool,
+    /// Assist mode holds the action for `metawsm-tick approve`.
+    pub awaiting_approval: bool,
     pub targets: Vec<String>,
     pub agents: Vec<AgentLine>,
 }
@@ -157,6 +159,7 @@ pub fn run(
                 preview: p.preview.clone(),
                 policy_error: policy_errors.get(&p.run.id).cloned(),
                 alert: p.alert,
+                awaiting_approval: p.awaiting_approval,
                 targets: p.decision.targets.clone(),
                 agents: p
                     .agents

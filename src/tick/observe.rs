@@ -37,6 +37,8 @@ pub struct RunInput {
     pub screen_questions: Vec<(i64, String, String)>,
     /// How many questions of the run are pending (of every source).
     pub pending_count: usize,
+    /// The action assist mode holds for a human, or one dismissed in this episode.
+    pub approval: Option<crate::store::ApprovalRow>,
     /// Recorded `waiting` questions whose agent moved on or is gone: withdrawn this tick.
     pub withdrawn: Vec<i64>,
     /// Agents that report `waiting` with no question recorded yet: their panes are read.
@@ -108,6 +110,7 @@ pub fn observe(
     }
     let states = store.op_states()?;
     let pending_rows = store.all_pending_guidance()?;
+    let mut approvals = store.approvals()?;
     let rows = store.llm_calls()?;
     // No runs, no tmux: the cheapest possible tick.
     let obs = if runs.is_empty() {
@@ -195,6 +198,7 @@ pub fn observe(
                     at_prompt: false,
                 }),
                 withdrawn: gone.iter().map(|g| g.id).collect(),
+                approval: approvals.remove(&run.id),
                 unasked,
                 new_questions: Vec::new(),
                 agents,

@@ -18,9 +18,22 @@ use std::path::PathBuf;
 /// At most this many LLM workers run at once, whatever the number of runs.
 pub const MAX_LLM_IN_FLIGHT: usize = 4;
 
+/// What this tick does with the run's assist-mode approval.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalChange {
+    Keep,
+    /// A new (or changed) action held for a human.
+    Request(crate::store::ApprovalRow),
+    /// No longer wanted (healed, changed, or executed): why.
+    Clear(&'static str),
+}
+
 /// Everything one run's tick does, decided before anything is done: `apply` writes and
 /// acts from this alone and never reads the state back.
 pub struct Planned {
+    /// The action is held for a human's `approve` (assist mode).
+    pub awaiting_approval: bool,
+    pub approval: ApprovalChange,
     pub run: RunRow,
     pub agents: Vec<AgentRow>,
     pub judgements: Vec<Judgement>,
@@ -500,6 +513,38 @@ fn plan_run(
         llm_pending,
         policy.operator.llm.min_confidence,
     );
+    // Assist mode holds the rules' action for a human: a pending approval, unless the
+    // human dismissed this very situation in this episode.
+    let situation = format!(
+        "{}:{}",
+        decision.intent,
+        decide::stable_text(&decision.reason.to_string())
+    );
+    let held = mode == LlmMode::Assist && decision.execute && !gated.execute;
+    let dismissed = r
+        .approval
+        .as_ref()
+        .is_some_and(|a| a.status == "dismissed" && a.situation == situation);
+    let awaiting_approval = held && !dismissed;
+    let approval = match &r.approval {
+        _ if awaiting_approval => match &r.approval {
+            Some(a) if a.status == "pending" && a.situation == situation => ApprovalChange::Keep,
+            _ => ApprovalChange::Request(crate::store::ApprovalRow {
+                run_id: run.id.clone(),
+                intent: decision.intent.to_string(),
+                targets: decision.targets.clone(),
+                reason: decision.reason.to_string(),
+                situation,
+                status: "pending".into(),
+                created_at: now,
+            }),
+        },
+        Some(_) if gated.execute => ApprovalChange::Clear("executed"),
+        Some(_) if !decision.execute && tmux_error.is_none() => {
+            ApprovalChange::Clear("no longer wanted")
+        }
+        _ => ApprovalChange::Keep,
+    };
     let mut state = decision.state.clone();
     // An LLM veto of a rule action is something a human must hear about (once per
     // episode); a held action is not news yet.
@@ -595,6 +640,8 @@ fn plan_run(
         status_after,
         action,
         new_state: (final_state != prev).then_some(final_state),
+        awaiting_approval,
+        approval,
         run,
         agents,
         judgements,
