@@ -62,7 +62,7 @@ pub enum Format {
     Json,
 }
 
-/// In display order: ok, guidance, blocked, done, awaiting approval.
+/// In display order: ok, guidance, awaiting approval, blocked, done.
 pub struct Style {
     pub icons: [String; 5],
     pub colors: [String; 5],
@@ -80,16 +80,16 @@ pub fn style(p: &StatusPolicy, tmux_opts: &HashMap<String, String>) -> Style {
         icons: [
             pick("@metawsm-icon-ok", &p.icon_ok),
             pick("@metawsm-icon-guidance", &p.icon_guidance),
+            p.icon_approval.clone(),
             pick("@metawsm-icon-blocked", &p.icon_blocked),
             pick("@metawsm-icon-done", &p.icon_done),
-            p.icon_approval.clone(),
         ],
         colors: [
             p.color_ok.clone(),
             p.color_guidance.clone(),
+            p.color_approval.clone(),
             p.color_blocked.clone(),
             p.color_done.clone(),
-            p.color_approval.clone(),
         ],
     }
 }
@@ -112,7 +112,7 @@ pub fn render(c: &Counts, s: &Style, f: Format, marker: Option<&str>) -> String 
         }
         return v.to_string();
     }
-    let values = [c.ok, c.guidance, c.blocked, c.done, c.approval];
+    let values = [c.ok, c.guidance, c.approval, c.blocked, c.done];
     let mut parts = Vec::new();
     for (i, n) in values.iter().enumerate() {
         // The working count is shown whenever there are runs; the others only when non-zero.
@@ -207,10 +207,10 @@ mod tests {
             }
         );
         let st = style(&Policy::default().status, &HashMap::new());
-        assert_eq!(render(&c, &st, Format::Plain, None), "⚙2 ?1 ✖2 ✔1");
+        assert_eq!(render(&c, &st, Format::Plain, None), "⚙2 ?1 ⏸1 ✖2 ✔1");
         assert_eq!(
             render(&c, &st, Format::Tmux, None),
-            "#[fg=green]⚙2#[default] #[fg=yellow]?1#[default] #[fg=red]✖2#[default] #[fg=blue]✔1#[default]"
+            "#[fg=green]⚙2#[default] #[fg=yellow]?1#[default] #[fg=magenta]⏸1#[default] #[fg=red]✖2#[default] #[fg=blue]✔1#[default]"
         );
         assert_eq!(render(&Counts::default(), &st, Format::Tmux, None), "");
         assert!(render(&c, &st, Format::Json, None).contains("\"blocked\":2"));
