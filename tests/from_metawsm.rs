@@ -583,7 +583,7 @@ fn each_run_is_judged_by_its_project_policy() {
         "project policy (off) restarts: {actions:?}"
     );
     assert!(
-        actions.1.contains("action=not-executed"),
+        actions.1.contains("action=awaiting-approval (assist mode)"),
         "user policy (assist): {actions:?}"
     );
     // Read again at every use: an edit applies at once (here a broken file shows).
