@@ -209,7 +209,15 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
     let known = adopt::known_agents(&policy);
     let mut panes: Vec<PaneInfo> = Vec::new();
     for t in &a.targets {
-        let p = adopt::pane_info(ctx, t).map_err(CliError::Failure)?;
+        let mut p = adopt::pane_info(ctx, t).map_err(CliError::Failure)?;
+        // A pane that has just started may not have a current directory for tmux yet.
+        for _ in 0..20 {
+            if !p.path.is_empty() || p.dead || a.workspace.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            p = adopt::pane_info(ctx, t).map_err(CliError::Failure)?;
+        }
         if p.dead {
             return Err(CliError::Failure(format!(
                 "run adopt: pane {} ({}) is dead; nothing to adopt",
