@@ -90,8 +90,15 @@ fn approve_after_the_agent_recovered_does_nothing_and_dismiss_is_not_asked_again
     env.start("r1", &[&agent.to_string_lossy()]);
     held(&env, "r1");
     fs::write(env.ws.join("ping"), "").unwrap();
+    // Recovered as tmux sees it (its output reached the pane), checked without a change.
     wait_for("the agent recovered", Duration::from_secs(10), || {
-        (!env.ws.join("ping").exists()).then_some(())
+        let v: Value = serde_json::from_str(&env.ok(&["tick", "--dry-run", "--json"])).ok()?;
+        let r = v["runs"]
+            .as_array()?
+            .iter()
+            .find(|r| r["run_id"] == "r1")?
+            .clone();
+        (r["agents"][0]["health"] == "healthy").then_some(())
     });
     let out = env.run(&["approve", "r1"]);
     assert_eq!(out.status.code(), Some(1));
