@@ -60,6 +60,7 @@ fn input(status: RunStatus, prev: OpState) -> TickInput {
             recorded_guidance: None,
             screen_questions: Vec::new(),
             pending_count: 0,
+            approval: None,
             withdrawn: Vec::new(),
             unasked: Vec::new(),
             new_questions: Vec::new(),
