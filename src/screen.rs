@@ -657,6 +657,27 @@ fn agent_kind_depth(argv: &[String], depth: usize) -> Option<AgentKind> {
     None
 }
 
+/// Whether the pane still shows the dialog recorded as `question` (read now, in one
+/// spawn): `guide` types an answer only then, never into a screen that moved on.
+pub fn still_asks(
+    tmux: &TmuxClient,
+    pane: &str,
+    kind: &str,
+    extra_patterns: &[String],
+    question: &str,
+) -> bool {
+    let Some(target) = Target::pane(pane) else {
+        return false;
+    };
+    let Some(Some(s)) = capture_screens(tmux, &[target]).into_iter().next() else {
+        return false;
+    };
+    let pats = patterns(extra_patterns);
+    let pats: Vec<&Pattern> = pats.iter().collect();
+    let r = classify(kind, &s.text, &s.title, &pats);
+    r.state == ScreenState::Waiting && r.question == question
+}
+
 /// The pattern kind of an agent known to be interactive, or None for a batch agent (or
 /// a program not known as an agent CLI). An adopted pane is interactive whatever its
 /// command: someone started it by hand.

@@ -147,6 +147,18 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     // Answered in the pane by a human: the dialog leaves the screen, the question closes
     // and the run is running again.
     env.tmux(&["send-keys", "-t", "=dialog:", "y", "Enter"]);
+    wait_for("the dialog gone from the screen", WAIT, || {
+        env.tmux_out(&["capture-pane", "-p", "-t", "=dialog:"])
+            .contains("answered: y")
+            .then_some(())
+    });
+    // `guide` now refuses to type: the screen no longer shows the question.
+    let out = env.run(&["guide", "dialog", "--answer", "yes"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no longer shows"),
+        "{out:?}"
+    );
     wait_for("the screen question resolved", WAIT, || {
         env.tick();
         let st = env.sql("SELECT status FROM guidance_requests WHERE run_id = 'dialog'");
@@ -159,6 +171,16 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     assert!(
         q[0][0].contains("Would you like to run the following command? / $ rm -rf build"),
         "{q:?}"
+    );
+
+    // Answered with `guide`, typed into the pane while the dialog is there.
+    env.ok(&["guide", "blink", "--answer", "y"]);
+    let st = env.sql("SELECT status, answer FROM guidance_requests WHERE run_id = 'blink'");
+    assert_eq!(st, [["answered", "y"]]);
+    // No `working` signal is made up for an agent without hooks.
+    assert_eq!(
+        env.sql("SELECT signal FROM agents WHERE run_id = 'blink'"),
+        [["NULL"]]
     );
 
     // Idle at its prompt: escalated with the last lines, never as a question to answer

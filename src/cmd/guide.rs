@@ -231,6 +231,23 @@ fn answer_in_pane(
             )))
         }
     }
+    // A dialog read from the screen is answered only while it is still there.
+    if req.source == "screen" {
+        let policy = rctx.policy()?;
+        let kind = crate::screen::interactive_kind(&agent.argv, agent.adopted).unwrap_or("*");
+        if !crate::screen::still_asks(
+            &rctx.tmux,
+            &pane,
+            kind,
+            &policy.health.screen_patterns,
+            &req.question,
+        ) {
+            return Err(CliError::Failure(format!(
+                "agent {}'s screen no longer shows question #{}; nothing typed",
+                agent.name, req.id
+            )));
+        }
+    }
     let cmds = question::answer_cmds(&pane, id, &text);
     if print {
         crate::say!(
@@ -264,8 +281,12 @@ fn answer_in_pane(
             source: "cli",
         },
     )?;
-    // The agent has its answer: it works again until it says otherwise.
-    tx.set_agent_signal(id, &agent.name, AgentSignal::Working, now)?;
+    // The agent has its answer: it works again until it says otherwise. Only an agent
+    // whose hooks asked: for one read from its screen, a `working` signal would later
+    // pass for hook evidence of a hang (docs/screen.md).
+    if req.source == "signal" {
+        tx.set_agent_signal(id, &agent.name, AgentSignal::Working, now)?;
+    }
     answered(&tx, run, pending, now)?;
     tx.commit()?;
     let _ = crate::status_cache::refresh(st);
