@@ -78,12 +78,7 @@ pub fn judge(obs: SessionState<'_>, prior: &Prior, now: i64, t: &Thresholds) -> 
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    // A dead pane whose exit status tmux has not collected yet is no evidence of a
-    // failure: a clean exit looks just like it for a moment (two counted observations
-    // can be milliseconds apart across a second boundary). It is judged by its activity
-    // until the status is in.
-    let reported = first.dead_status.is_some() || first.dead_signal.is_some();
-    if reported && panes.iter().all(|p| p.dead) {
+    if panes.iter().all(|p| p.dead) {
         let (status, signal) = (first.dead_status, first.dead_signal);
         let mut j = Judgement {
             health: Health::Dead,
@@ -104,7 +99,9 @@ pub fn judge(obs: SessionState<'_>, prior: &Prior, now: i64, t: &Thresholds) -> 
             }
             (Some(code), _) => j.reason = format!("agent process exited with status {code}"),
             (None, Some(sig)) => j.reason = format!("agent process killed by signal {sig}"),
-            (None, None) => {}
+            // tmux has not reaped the status yet. Corroboration protects a clean exit:
+            // by the next counted observation the status (0 → exited) is normally in.
+            (None, None) => j.reason = "agent process exited (status not reported yet)".into(),
         }
         return j;
     }
@@ -289,11 +286,11 @@ mod tests {
                 "failed",
             ),
             (
-                "status not reported yet: judged by its activity",
+                "status not reported yet",
                 vec![pane(true, None, None, Some(now))],
                 None,
-                Health::Healthy,
-                "running",
+                Health::Dead,
+                "failed",
             ),
             (
                 "one pane alive",
