@@ -273,9 +273,14 @@ fn completion_needs_the_signal() {
     let env = Env::new();
     let dir = ticket_dir(&env);
     let script = notify_script(&env);
-    env.write_policy(&fast_policy(
-        json!({"operator": {"notify": {"command": [script.to_string_lossy()]}}}),
-    ));
+    // A gap of 2 (integer) seconds is at least 1 real second between counted
+    // observations. With 1, two ticks milliseconds apart across a second boundary both
+    // count, and on a loaded machine tmux can show the pane dead before its exit status
+    // (judged dead, not exited): the clean exit was then restarted (issue 14 report).
+    env.write_policy(&fast_policy(json!({"operator": {
+        "min_observation_gap_seconds": 2,
+        "notify": {"command": [script.to_string_lossy()]}
+    }})));
     env.start("silent", &["sh", "-c", "exit 0"]);
     let v = wait_for("exited", WAIT, || {
         let v = env.tick_json();
