@@ -16,6 +16,7 @@ mod json_dups;
 mod llm;
 mod llm_command;
 mod lock;
+mod menu;
 mod model;
 mod names;
 mod notify;
@@ -53,6 +54,7 @@ Commands:
   guide         Answer a run's pending question (by file, or typed into the agent's pane)
   approve       Run the action assist mode holds for a run, if still wanted
   dismiss       Drop the action assist mode holds for a run
+  menu          A tmux menu of the runs that need you (prefix + M)
   signal        Report an agent's state (working|waiting|done) from its pane
   log           Show the audit log
   policy        init | show | check the policy file

@@ -8,6 +8,7 @@ pub mod hook;
 pub mod import;
 pub mod llm_worker;
 pub mod log;
+pub mod menu;
 pub mod notify_run;
 pub mod policy;
 pub mod run;
@@ -39,6 +40,7 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "guide" => guide::main(parser, &ctx),
         "approve" => approve::main(parser, &ctx),
         "dismiss" => dismiss::main(parser, &ctx),
+        "menu" => menu::main(parser, &ctx),
         "signal" => signal::main(parser, &ctx),
         "log" => log::main(parser, &ctx),
         "policy" => policy::main(parser, &ctx),

@@ -119,6 +119,8 @@ pub struct PluginOptions {
     pub policy: Option<String>,
     pub interval: Option<String>,
     pub status_auto: Option<String>,
+    /// `@metawsm-key`: the prefix key that opens the menu (`none`: no binding).
+    pub key: Option<String>,
     pub status_right: String,
     pub status_left: String,
     /// The segment a previous load installed (`@metawsm-job`), if any.
@@ -132,6 +134,7 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
         ("P", "@metawsm-policy"),
         ("I", "@metawsm-interval"),
         ("A", "@metawsm-status-auto"),
+        ("K", "@metawsm-key"),
     ];
     let tag = |t: &'static str| Cmd::new("display-message").flag("-p").flag(t);
     let mut cmds: Vec<Cmd> = names
@@ -181,6 +184,7 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
             "P" => o.policy = value,
             "I" => o.interval = value,
             "A" => o.status_auto = value,
+            "K" => o.key = value,
             "R" if line == "R" => section = 'R',
             "L" if line == "L" => section = 'L',
             "J" if line == "J" => section = 'J',
@@ -193,7 +197,7 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
 /// `'<bin>' --db '<db>' --policy '<policy>' <tail…>`, shell-quoted, `#` doubled (tmux
 /// expands formats in both `#()` jobs and run-shell commands). A path that cannot be
 /// carried through a `#()` job (a newline, or not UTF-8) is refused, naming the path.
-fn invocation(ctx: &Ctx, bin: &std::path::Path, tail: &[&str]) -> CliResult<String> {
+pub fn invocation(ctx: &Ctx, bin: &std::path::Path, tail: &[&str]) -> CliResult<String> {
     let word = |what: &str, p: &std::path::Path| -> CliResult<String> {
         let s = p.to_str().ok_or_else(|| {
             CliError::Usage(format!(
@@ -315,6 +319,25 @@ pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> CliRes
                 .format(&command),
         );
     }
+    // prefix + M (`@metawsm-key`) opens the menu of runs that need a human. Last in the
+    // batch: a key tmux refuses must not undo the rest.
+    let key = o.key.as_deref().map(str::trim).unwrap_or("M");
+    let plain_key = !key.is_empty()
+        && key.len() <= 16
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let mut bind = None;
+    if key != "none" && plain_key {
+        let shell = format!(
+            "exec {} --client '#{{client_name}}' >/dev/null 2>&1",
+            invocation(ctx, bin, &["menu"])?
+        );
+        bind = Some(
+            Cmd::new("bind-key")
+                .word("key", key)
+                .flags(&["run-shell", "-b"])
+                .format(&shell),
+        );
+    }
     cmds.push(
         Cmd::new("set-option")
             .flags(&["-g", "@metawsm-loaded"])
@@ -325,5 +348,6 @@ pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> CliRes
             .flags(&["-g", "@metawsm-job"])
             .format(&job),
     );
+    cmds.extend(bind);
     Ok(cmds)
 }
