@@ -24,6 +24,15 @@ pub fn askable(status: RunStatus, rule_reason: &Reason) -> bool {
         && !rule_reason.is_transient()
 }
 
+/// How long past its timeout a worker may take (writing its answer) before a tick calls it
+/// lost: the worker's own watchdog fires at the same moment.
+pub const WORKER_GRACE_SECONDS: i64 = 15;
+
+/// When an in-flight call started at `started_at` is overdue.
+pub fn call_deadline(started_at: i64, llm: &LlmPolicy) -> i64 {
+    started_at + llm.timeout_seconds + WORKER_GRACE_SECONDS
+}
+
 /// The run's latest LLM call as the tick read it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CallView<'a> {
@@ -52,7 +61,7 @@ pub fn llm_pending(
     if c.state == "in_flight" {
         return c.fingerprint == fingerprint
             && c.worker_alive
-            && now < c.started_at + llm.timeout_seconds + 15;
+            && now < call_deadline(c.started_at, llm);
     }
     // An action decision is asked at once (exempt from min_interval, see ask_llm).
     let _ = llm;

@@ -76,10 +76,6 @@ pub enum ProviderKind {
 /// all (not installed, not on PATH): retried sooner than an answer the model got wrong.
 pub const START_FAILED: &str = "failed to start";
 
-pub fn is_start_failure(error: &str) -> bool {
-    error.contains(START_FAILED)
-}
-
 /// All provider flag spellings live here and only here. The prompt always goes
 /// on stdin (argv is visible in `ps` and has length limits).
 pub fn build_invocation(

@@ -146,6 +146,24 @@ fn remove_call_dirs(which: impl Fn(i32) -> bool, min_age: Duration) {
     }
 }
 
+/// Why a call produced no proposal. `unstarted` is set where the LLM program failed to
+/// start (not installed, not on PATH): such a call is retried sooner, and no text in the
+/// message (a provider's stderr may say anything) decides that.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallError {
+    pub message: String,
+    pub unstarted: bool,
+}
+
+impl From<String> for CallError {
+    fn from(message: String) -> Self {
+        CallError {
+            message,
+            unstarted: false,
+        }
+    }
+}
+
 /// The worker's whole life, once its arguments are parsed.
 pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
     // The run's own policy (its project's), as the tick that asked used.
@@ -155,7 +173,8 @@ pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
     };
     let timeout = policy.operator.llm.timeout_seconds.max(1) as u64;
     // Watchdog for the worker itself, beyond the child's deadline.
-    let _ = nix::unistd::alarm::set((timeout + 15).min(u64::from(u32::MAX)) as u32);
+    let grace = crate::gate::WORKER_GRACE_SECONDS as u64;
+    let _ = nix::unistd::alarm::set((timeout + grace).min(u64::from(u32::MAX)) as u32);
     let mut st = ctx.open(OpenMode::Existing, false)?;
     let Some(call) = st.llm_call(run)? else {
         return Ok(0);
@@ -174,24 +193,16 @@ pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
     let now = now_unix();
     let (proposal, error) = match &result {
         Ok(p) => (serde_json::to_string(p).ok(), None),
-        Err(e) => (None, Some(e.clone())),
+        Err(e) => (None, Some(e)),
     };
     let message = match &result {
         Ok(p) => format!(
             "proposal intent={} confidence={:.2} needs_human={} reason={}",
             p.intent, p.confidence, p.needs_human, p.reason
         ),
-        Err(e) => format!("error: {e}"),
+        Err(e) => format!("error: {}", e.message),
     };
-    write_result(
-        &mut st,
-        run,
-        fp,
-        proposal.as_deref(),
-        error.as_deref(),
-        &message,
-        now,
-    )?;
+    write_result(&mut st, run, fp, proposal.as_deref(), error, &message, now)?;
     Ok(0)
 }
 
@@ -202,7 +213,7 @@ fn write_result(
     run: &str,
     fp: &str,
     proposal: Option<&str>,
-    error: Option<&str>,
+    error: Option<&CallError>,
     message: &str,
     now: i64,
 ) -> CliResult {
@@ -223,12 +234,16 @@ fn write_once(
     run: &str,
     fp: &str,
     proposal: Option<&str>,
-    error: Option<&str>,
+    error: Option<&CallError>,
     message: &str,
     now: i64,
 ) -> Result<(), store::StoreError> {
     let tx = st.write()?;
-    if tx.llm_call_finish(run, fp, proposal, error, now)? {
+    let (text, unstarted) = match error {
+        Some(e) => (Some(e.message.as_str()), e.unstarted),
+        None => (None, false),
+    };
+    if tx.llm_call_finish(run, fp, proposal, text, unstarted, now)? {
         tx.add_event(
             now,
             &NewEvent {
@@ -341,7 +356,7 @@ fn consult(
     request: &str,
     timeout: u64,
     program: &str,
-) -> Result<llm::Proposal, String> {
+) -> Result<llm::Proposal, CallError> {
     let mut context: serde_json::Value =
         serde_json::from_str(request).map_err(|e| format!("bad request context: {e}"))?;
     pane_tails(ctx, &mut context);
@@ -411,7 +426,7 @@ fn run_llm(
     timeout: u64,
     run: &str,
     program: &str,
-) -> Result<llm::Proposal, String> {
+) -> Result<llm::Proposal, CallError> {
     let l = &policy.operator.llm;
     let kind = match l.provider {
         LlmProvider::Codex => ProviderKind::Codex,
@@ -460,7 +475,10 @@ fn run_llm(
         .stderr(stderr)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("{} {}: {e}", inv.program, llm::START_FAILED))?;
+        .map_err(|e| CallError {
+            message: format!("{} {}: {e}", inv.program, llm::START_FAILED),
+            unstarted: true,
+        })?;
     let pgid = child.id() as i32;
     if let Some(mut stdin) = child.stdin.take() {
         // On a thread: a child that never reads stdin must not keep us from the deadline.
@@ -492,7 +510,8 @@ fn run_llm(
                 return Err(format!(
                     "{} wrote more than {MAX_LLM_OUTPUT} bytes (killed)",
                     inv.program
-                ));
+                )
+                .into());
             }
             Ok(None) if Instant::now() < deadline => sleep(POLL),
             Ok(None) | Err(_) => {
@@ -501,7 +520,8 @@ fn run_llm(
                 return Err(format!(
                     "{} timed out after {timeout}s (process group killed)",
                     inv.program
-                ));
+                )
+                .into());
             }
         }
     };
@@ -521,7 +541,8 @@ fn run_llm(
             } else {
                 format!(": {tail}")
             }
-        ));
+        )
+        .into());
     }
     let (path, what) = match &inv.answer {
         AnswerSource::OutputFile(p) => (p.as_path(), "answer file"),
@@ -531,7 +552,7 @@ fn run_llm(
         .map_err(|e| format!("read {what}: {e}"))?
         .ok_or_else(|| format!("no {what}"))?;
     llm::parse_answer(kind, &raw, run)
-        .map_err(|e| format!("rejected answer: {}", llm::sanitize_text(&e)))
+        .map_err(|e| format!("rejected answer: {}", llm::sanitize_text(&e)).into())
 }
 
 #[cfg(test)]
@@ -628,5 +649,28 @@ mod tests {
         }
         let _ = fs::remove_file(&link);
         assert_eq!(left, [false, true, true, true, true]);
+    }
+
+    #[test]
+    fn only_a_program_that_never_ran_is_unstarted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let script = dir.path().join("llm");
+        // A provider that ran and failed may say anything on stderr, these words too.
+        fs::write(
+            &script,
+            "#!/bin/sh\necho 'daemon failed to start' >&2\nexit 1\n",
+        )
+        .expect("write");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut policy = crate::policy::Policy::default();
+        policy.operator.llm.provider = LlmProvider::Command;
+        let work = private_dir().expect("dir");
+        let program = script.to_string_lossy().into_owned();
+        let ran = run_llm(&policy, &work, "prompt", 10, "r1", &program).expect_err("fails");
+        let missing = run_llm(&policy, &work, "prompt", 10, "r1", "/nonexistent/llm");
+        let _ = fs::remove_dir_all(&work);
+        assert!(ran.message.contains("failed to start"), "{ran:?}");
+        assert!(!ran.unstarted, "{ran:?}");
+        assert!(missing.expect_err("fails").unstarted);
     }
 }

@@ -250,7 +250,7 @@ fn state_survives_reopen_and_illegal_transitions_are_refused() {
     assert_eq!(env.ok(&["run", "list"]).trim(), "no active runs");
     assert!(env.ok(&["run", "list", "--all"]).contains("stopped"));
     let rows = env.sql("PRAGMA user_version");
-    assert_eq!(rows[0][0], "5");
+    assert_eq!(rows[0][0], "6");
     let mode = std::fs::metadata(&env.db)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.ok(), Some(0o600));

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_llm_calls_reaped.sql"),
     include_str!("migrations/0004_adopted_agents_questions_approvals.sql"),
     include_str!("migrations/0005_runs_policy_path.sql"),
+    include_str!("migrations/0006_llm_calls_unstarted.sql"),
 ];
 
 /// What went wrong, by kind (from SQLite's result codes, never from message text); the

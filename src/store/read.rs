@@ -263,7 +263,7 @@ impl Store {
     pub fn llm_calls(&self) -> Result<HashMap<String, LlmCall>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request,
-                    reaped
+                    reaped, unstarted
              FROM llm_calls",
         )?;
         let rows = stmt.query_map([], llm_call_from_row)?;
@@ -384,6 +384,7 @@ fn llm_call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCall> {
         error: r.get(7)?,
         request: r.get(8)?,
         reaped: r.get(9)?,
+        unstarted: r.get(10)?,
     })
 }
 
@@ -467,7 +468,7 @@ fn get_llm_call(conn: &Connection, run_id: &str) -> Result<Option<LlmCall>> {
     Ok(conn
         .query_row(
             "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request,
-                    reaped
+                    reaped, unstarted
              FROM llm_calls WHERE run_id = ?1",
             [run_id],
             llm_call_from_row,

@@ -137,6 +137,8 @@ pub struct LlmCall {
     pub request: String,
     /// The tick gave up on its worker (dead or overdue) and ended the call.
     pub reaped: bool,
+    /// The LLM program could not be started at all (see `worker::CallError`).
+    pub unstarted: bool,
 }
 
 /// A new event to append to the audit log.

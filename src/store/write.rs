@@ -484,7 +484,7 @@ impl Tx<'_> {
              VALUES (?1, ?2, 'in_flight', NULL, ?3, NULL, ?4, NULL, NULL)
              ON CONFLICT(run_id) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight',
                     pid = NULL, started_at = excluded.started_at, finished_at = NULL,
-                    request = excluded.request, proposal = NULL, error = NULL, reaped = 0",
+                    request = excluded.request, proposal = NULL, error = NULL, reaped = 0, unstarted = 0",
             params![run_id, fingerprint, now, request],
         )?;
         Ok(())
@@ -507,16 +507,20 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
+    /// `unstarted`: the error is that the LLM program could not be started at all.
+    #[allow(clippy::too_many_arguments)]
     pub fn llm_call_finish(
         &self,
         run_id: &str,
         fingerprint: &str,
         proposal: Option<&str>,
         error: Option<&str>,
+        unstarted: bool,
         now: i64,
     ) -> Result<bool> {
         let n = self.tx.execute(
-            "UPDATE llm_calls SET state = ?1, finished_at = ?2, proposal = ?3, error = ?4
+            "UPDATE llm_calls SET state = ?1, finished_at = ?2, proposal = ?3, error = ?4,
+                    unstarted = ?7
              WHERE run_id = ?5 AND fingerprint = ?6 AND state = 'in_flight'",
             params![
                 if error.is_some() { "error" } else { "done" },
@@ -524,7 +528,8 @@ impl Tx<'_> {
                 proposal,
                 error,
                 run_id,
-                fingerprint
+                fingerprint,
+                unstarted
             ],
         )?;
         Ok(n > 0)

@@ -5,7 +5,6 @@ use super::observe::Calls;
 use super::plan::{Planned, MAX_LLM_IN_FLIGHT};
 use crate::cli::{CliError, Ctx};
 use crate::gate;
-use crate::llm;
 use crate::policy::{LlmMode, Policy};
 use crate::store::{NewEvent, Store};
 use crate::timeutil::rfc3339;
@@ -74,7 +73,7 @@ pub fn ask_llm(
         let run_id = p.run.id.as_str();
         if let Some(c) = calls.rows.get(run_id) {
             if c.state == "in_flight" {
-                let deadline = c.started_at + llm.timeout_seconds + 15;
+                let deadline = gate::call_deadline(c.started_at, llm);
                 let alive = calls.worker_alive(run_id);
                 if alive && now < deadline {
                     continue;
@@ -112,7 +111,7 @@ pub fn ask_llm(
                 let long = llm.min_interval_seconds.max(60).saturating_mul(10);
                 // A program that could not start (say, installed since) is worth another
                 // try after min_interval, not after the long pause.
-                let unstarted = c.error.as_deref().is_some_and(llm::is_start_failure);
+                let unstarted = c.unstarted;
                 let pause = match c.state.as_str() {
                     "done" if !p.decision.execute => continue,
                     _ if c.reaped => 0,
@@ -149,6 +148,7 @@ pub fn ask_llm(
                     &p.fingerprint,
                     None,
                     Some(&format!("spawn worker: {e}")),
+                    false,
                     now,
                 )?;
                 tx.commit()?;

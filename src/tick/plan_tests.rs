@@ -178,6 +178,7 @@ fn an_answer_on_an_earlier_decision_does_not_end_the_hold() {
         error: Some("boom".into()),
         request: String::new(),
         reaped: false,
+        unstarted: false,
     };
     i.calls.rows.insert("r1".into(), call("older", "error"));
     assert!(one(&i, LlmMode::Auto, false, NOW).gated.held);
