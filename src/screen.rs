@@ -414,6 +414,8 @@ enum Border {
     Top,
     Bottom,
     Side,
+    /// A solid horizontal rule across the screen (Claude Code draws one above a dialog).
+    Rule,
 }
 
 const BOX_TOP: &[char] = &['╭', '┌', '╔', '┏'];
@@ -421,9 +423,18 @@ const BOX_BOTTOM: &[char] = &['╰', '└', '╚', '┗'];
 const BOX_SIDE: &[char] = &['│', '┃', '║'];
 const BOX_FILL: &[char] = &['─', '━', '═', '╮', '┐', '╗', '┓', '╯', '┘', '╝', '┛'];
 
-/// A screen line without its box drawing, and which border it was.
+/// A screen line without its box drawing, and which border it was. A line of box
+/// drawing only is a rule when solid, a blank when dashed (Claude Code's dashed lines
+/// frame the command inside its dialog).
 fn unbox(line: &str) -> (String, Border) {
     let t = line.trim();
+    if !t.is_empty() && t.chars().all(|c| ('\u{2500}'..='\u{257F}').contains(&c)) {
+        let solid = t.chars().any(|c| matches!(c, '─' | '━' | '═'));
+        return (
+            String::new(),
+            if solid { Border::Rule } else { Border::None },
+        );
+    }
     let first = t.chars().next();
     let border = match first {
         Some(c) if BOX_TOP.contains(&c) => Border::Top,
@@ -440,7 +451,7 @@ fn unbox(line: &str) -> (String, Border) {
             .trim_start_matches(BOX_SIDE)
             .trim_end_matches(BOX_SIDE)
             .to_string(),
-        Border::None => t.to_string(),
+        Border::None | Border::Rule => t.to_string(),
     };
     (inner.trim().to_string(), border)
 }
@@ -543,7 +554,7 @@ fn dialog(lines: &[(String, Border)], top: usize, bottom: usize) -> String {
     let mut taken = 0;
     while from > 0 && taken < 12 {
         let (l, b) = &lines[from - 1];
-        if boxed && *b != Border::Side || !boxed && matches!(b, Border::Bottom) {
+        if boxed && *b != Border::Side || !boxed && matches!(b, Border::Bottom | Border::Rule) {
             break;
         }
         if l.is_empty() {
@@ -561,7 +572,7 @@ fn dialog(lines: &[(String, Border)], top: usize, bottom: usize) -> String {
     let (mut blanks, mut taken) = (0, 0);
     while to < lines.len() && taken < 12 {
         let (l, b) = &lines[to];
-        if boxed && *b != Border::Side || !boxed && matches!(b, Border::Top) {
+        if boxed && *b != Border::Side || !boxed && matches!(b, Border::Top | Border::Rule) {
             break;
         }
         if l.is_empty() {
@@ -984,7 +995,7 @@ mod tests {
                 "approval",
                 "[ ! ] Action Required | ws",
                 ScreenState::Waiting,
-                "Press enter to confirm",
+                "Enter to confirm",
             ),
             ("done", "ws", ScreenState::Idle, "? for shortcuts"),
         ];
@@ -1044,6 +1055,55 @@ mod tests {
             assert_eq!(ansi.state, plain.state, "{name}");
             assert_eq!(ansi.question, plain.question, "{name}");
         }
+    }
+
+    /// Screens recorded from the real Claude Code 2.1.328 in tmux, a local stand-in for
+    /// its service answering (a `Bash` tool call for the permission dialog, a 20 s wait
+    /// for the busy screen).
+    #[test]
+    fn recorded_claude_screens() {
+        let dir = "claude-code-2.1.328";
+        let cases: &[(&str, ScreenState, &str)] = &[
+            ("api-key-dialog", ScreenState::Waiting, "Enter to confirm"),
+            (
+                "permission",
+                ScreenState::Waiting,
+                "Do you want to proceed?",
+            ),
+            ("busy", ScreenState::Working, "esc to interrupt"),
+            ("idle", ScreenState::Idle, "^❯$"),
+            ("interrupted", ScreenState::Idle, ""),
+            ("unreachable", ScreenState::Unknown, ""),
+        ];
+        for (name, want, matched) in cases {
+            let title = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/screens")
+                    .join(format!("{dir}/{name}.title")),
+            )
+            .unwrap_or_default();
+            let r = read("claude", &fixture(&format!("{dir}/{name}.txt")), &title);
+            assert_eq!(r.state, *want, "{name}: {r:?}");
+            assert!(
+                r.matched.as_deref().unwrap_or("").contains(matched),
+                "{name}: {r:?}"
+            );
+        }
+        let q = |name: &str| read("claude", &fixture(&format!("{dir}/{name}.txt")), "").question;
+        assert_eq!(
+            q("permission"),
+            "Bash command / Tip: auto mode handles these prompts for you — choose \"switch to auto \
+             mode\" below / Remove the build directory / rm -rf build / Do you want to proceed? / \
+             ❯ 1. Yes / 2. Yes, and always allow access to /tmp/screen-scratch/cl/ws from this \
+             project / 3. Yes, and switch to auto mode · auto mode handles these prompts for you / \
+             4. No / Esc to cancel · Tab to amend"
+        );
+        assert_eq!(
+            q("api-key-dialog"),
+            "Detected a custom API key in your environment / ANTHROPIC_API_KEY: \
+             sk-ant-...sk-ant-test-0000 / Do you want to use this API key? / Yes / ❯ No \
+             (recommended) / Enter to confirm · Esc to cancel"
+        );
     }
 
     #[test]
