@@ -4,6 +4,7 @@ mod adopt;
 mod agents;
 mod changelog;
 mod cli;
+mod clock;
 mod cmd;
 mod decide;
 mod escape;

@@ -67,6 +67,13 @@ pub enum Reason {
     ExitedWithoutCompletion { agent: String },
     /// Nothing to do.
     Nothing,
+    /// A fresh start after a clock step or a long gap (see clock.rs): the rule's action
+    /// waits for a normally spaced observation.
+    ClockHeld {
+        why: String,
+        held: crate::model::Intent,
+        rule: Box<Reason>,
+    },
 }
 
 fn stale(f: &mut fmt::Formatter<'_>, age: i64, threshold: i64) -> fmt::Result {
@@ -164,6 +171,7 @@ impl fmt::Display for Reason {
                 write!(f, "agent {agent} exited without completion signal")
             }
             Reason::Nothing => f.write_str("no deterministic action required"),
+            Reason::ClockHeld { why, held, rule } => write!(f, "{why} (held {held}: {rule})"),
         }
     }
 }
@@ -177,6 +185,7 @@ impl Reason {
             Reason::TmuxUnreachable(_)
                 | Reason::AwaitingCorroboration { .. }
                 | Reason::Cooldown { .. }
+                | Reason::ClockHeld { .. }
         )
     }
 }

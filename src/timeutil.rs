@@ -2,11 +2,27 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// TEST ONLY: `METAWSM_TEST_CLOCK_OFFSET=<seconds>` (may be negative) shifts the
+/// program's clock, so tests can step it back or jump it forward (suspend) without
+/// touching the machine's. Not for real use: every stored time follows it.
+pub const TEST_CLOCK_ENV: &str = "METAWSM_TEST_CLOCK_OFFSET";
+
+fn test_clock_offset() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var(TEST_CLOCK_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+        .saturating_add(test_clock_offset())
 }
 
 /// Days since 1970-01-01 → (year, month, day); Howard Hinnant's civil_from_days.

@@ -44,6 +44,42 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// A fresh start after a clock step or a long gap (see clock.rs): every stored time in
+    /// the future comes back to `now` (a cooldown to at most `now + cooldown_cap`), and
+    /// the activity of every agent not stopped counts from `now`. Returns the number of
+    /// rows changed.
+    pub fn clock_fresh_start(&self, now: i64, cooldown_cap: i64) -> Result<usize> {
+        let mut n = 0;
+        for sql in [
+            "UPDATE runs SET created_at = MIN(created_at, ?1), updated_at = MIN(updated_at, ?1),
+                 status_changed_at = MIN(status_changed_at, ?1)
+             WHERE MAX(created_at, updated_at, status_changed_at) > ?1",
+            "UPDATE agents SET started_at = MIN(started_at, ?1), updated_at = MIN(updated_at, ?1),
+                 signal_at = MIN(signal_at, ?1)
+             WHERE MAX(started_at, updated_at, COALESCE(signal_at, 0)) > ?1",
+            "UPDATE agents SET last_activity_at = ?1, last_progress_at = ?1
+             WHERE status != 'stopped'
+               AND (last_activity_at IS NULL OR last_activity_at != ?1
+                    OR last_progress_at IS NULL OR last_progress_at != ?1)",
+            "UPDATE operator_run_states SET last_restart_at = MIN(last_restart_at, ?1),
+                 last_observation_at = MIN(last_observation_at, ?1),
+                 healthy_since = MIN(healthy_since, ?1), last_alert_at = MIN(last_alert_at, ?1),
+                 cooldown_until = MIN(cooldown_until, ?1 + ?2), updated_at = MIN(updated_at, ?1)
+             WHERE MAX(COALESCE(last_restart_at, 0), COALESCE(last_observation_at, 0),
+                       COALESCE(healthy_since, 0), COALESCE(last_alert_at, 0), updated_at) > ?1
+                OR COALESCE(cooldown_until, 0) > ?1 + ?2",
+            "UPDATE llm_calls SET started_at = MIN(started_at, ?1) WHERE started_at > ?1",
+        ] {
+            // SQLite's multi-argument MIN is NULL when any argument is: NULLs stay NULL.
+            n += if sql.contains("?2") {
+                self.tx.execute(sql, params![now, cooldown_cap])?
+            } else {
+                self.tx.execute(sql, params![now])?
+            };
+        }
+        Ok(n)
+    }
+
     pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
         self.tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2)

@@ -67,6 +67,45 @@ pub struct TickReport {
     pub runs: Vec<RunOutcome>,
 }
 
+/// Meta key: when the last real tick observed (any tick, full or one-run).
+const LAST_OBSERVED: &str = "last_observed_at";
+
+/// Reads the time since the last observation; on a step (clock.rs) clamps the stored
+/// times, counts activity from now and records one event. Returns why the tick must act
+/// on nothing, if it must. A dry run only reads.
+fn clock_step(
+    store: &mut Store,
+    policy: &Policy,
+    now: i64,
+    dry_run: bool,
+) -> Result<Option<String>, CliError> {
+    let interval = policy.operator.tick_interval_seconds;
+    let last = store
+        .meta_get(LAST_OBSERVED)?
+        .and_then(|v| v.parse::<i64>().ok());
+    let step = crate::clock::step(last, now, interval);
+    let note = crate::clock::note(step, interval);
+    if dry_run {
+        return Ok(note);
+    }
+    let tx = store.write()?;
+    tx.meta_set(LAST_OBSERVED, &now.to_string())?;
+    if let Some(n) = &note {
+        tx.clock_fresh_start(now, policy.operator.restart_cooldown_max_seconds)?;
+        tx.add_event(
+            now,
+            &crate::store::NewEvent {
+                kind: "clock",
+                message: n,
+                source: "rule",
+                ..Default::default()
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(note)
+}
+
 pub fn run(
     store: &mut Store,
     ctx: &Ctx,
@@ -79,6 +118,9 @@ pub fn run(
     } else {
         drain_inbox(store, now)?
     };
+    // Clock stepped back or a long gap: a fresh start (see clock.rs), stored future times
+    // clamped before anything reads them.
+    let clock_hold = clock_step(store, policy, now, opts.dry_run)?;
     // A real tick takes the guidance requests it records; a dry run only looks.
     let take = (!opts.dry_run).then_some(now);
     let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take)?;
@@ -86,6 +128,7 @@ pub fn run(
     let (policies, policy_errors) =
         crate::project_policy::per_run(ctx, policy, input.runs.iter().map(|r| &r.run));
     input.policies = policies;
+    input.clock_hold = clock_hold;
     if input.tmux_error.is_none() {
         let wanted = plan::screens_to_read(&input, policy, now);
         let targets: Vec<_> = wanted.iter().map(|(_, _, t)| t.clone()).collect();

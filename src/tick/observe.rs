@@ -23,6 +23,9 @@ pub struct TickInput {
     pub markers: HashMap<String, i64>,
     /// Each run's own policy (project policy, else the global one), filled by the tick.
     pub policies: HashMap<String, std::rc::Rc<crate::policy::Policy>>,
+    /// Set on a fresh start after a clock step or a long gap (clock.rs): why the tick
+    /// acts on nothing.
+    pub clock_hold: Option<String>,
 }
 
 /// One run as read from the database and its workspace.
@@ -225,6 +228,7 @@ pub fn observe(
         screens: HashMap::new(),
         markers,
         policies: HashMap::new(),
+        clock_hold: None,
     })
 }
 

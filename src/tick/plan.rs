@@ -450,7 +450,10 @@ fn plan_run(
         guidance: pending.clone(),
         tmux_unknown: tmux_error.clone(),
     };
-    let decision = decide::decide(&view, &prev, policy, now);
+    let decision = crate::clock::hold(
+        decide::decide(&view, &prev, policy, now),
+        input.clock_hold.as_deref(),
+    );
     let preview = if dry_run {
         decide::preview(&view, &prev, policy, now).map(|(intent, n)| {
             format!(
@@ -559,7 +562,8 @@ fn plan_run(
         alert_intent,
         &gated.reason,
         gated.execute || gated.held,
-        tmux_error.is_none(),
+        // A held tick is no evidence that an episode ended.
+        tmux_error.is_none() && input.clock_hold.is_none(),
         now,
     );
     let decision_fp = format!(
