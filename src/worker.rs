@@ -34,7 +34,7 @@ const STDERR_TAIL_CHARS: usize = 200;
 /// 1.1 GB in 5 s.
 pub const MAX_LLM_OUTPUT: u64 = 4 << 20;
 /// How often the worker looks at the child and the size of its output.
-const POLL: Duration = Duration::from_millis(10);
+const POLL: Duration = Duration::from_millis(25);
 
 /// Starts the worker detached (see `proc::spawn_detached`).
 pub fn spawn(ctx: &Ctx, run_id: &str, fingerprint: &str) -> std::io::Result<u32> {
