@@ -318,6 +318,8 @@ pub fn record(
     if full {
         tx.meta_set("last_full_tick", &now.to_string())?;
     }
+    // When this tick observed, for the next one's clock check (tick::clock_step).
+    tx.meta_set(super::LAST_OBSERVED, &now.to_string())?;
     // Cached for the status line, which must not call tmux itself.
     match obs {
         Observation::Unknown(e) => tx.meta_set("tmux_error", e)?,

@@ -67,8 +67,9 @@ pub struct TickReport {
     pub runs: Vec<RunOutcome>,
 }
 
-/// Meta key: when the last real tick observed (any tick, full or one-run).
-const LAST_OBSERVED: &str = "last_observed_at";
+/// Meta key: when the last real tick observed (any tick, full or one-run); written with
+/// the tick's record.
+pub(crate) const LAST_OBSERVED: &str = "last_observed_at";
 
 /// Reads the time since the last observation; on a step (clock.rs) clamps the stored
 /// times, counts activity from now and records one event. Returns why the tick must act
@@ -85,23 +86,23 @@ fn clock_step(
         .and_then(|v| v.parse::<i64>().ok());
     let step = crate::clock::step(last, now, interval);
     let note = crate::clock::note(step, interval);
-    if dry_run {
+    // A steady tick writes nothing here (its record carries LAST_OBSERVED): the status
+    // line's ticks stay one write transaction.
+    let Some(n) = note.as_ref().filter(|_| !dry_run) else {
         return Ok(note);
-    }
+    };
     let tx = store.write()?;
     tx.meta_set(LAST_OBSERVED, &now.to_string())?;
-    if let Some(n) = &note {
-        tx.clock_fresh_start(now, policy.operator.restart_cooldown_max_seconds)?;
-        tx.add_event(
-            now,
-            &crate::store::NewEvent {
-                kind: "clock",
-                message: n,
-                source: "rule",
-                ..Default::default()
-            },
-        )?;
-    }
+    tx.clock_fresh_start(now, policy.operator.restart_cooldown_max_seconds)?;
+    tx.add_event(
+        now,
+        &crate::store::NewEvent {
+            kind: "clock",
+            message: n,
+            source: "rule",
+            ..Default::default()
+        },
+    )?;
     tx.commit()?;
     Ok(note)
 }
