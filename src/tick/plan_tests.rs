@@ -76,6 +76,7 @@ fn input(status: RunStatus, prev: OpState) -> TickInput {
         screens: HashMap::new(),
         markers: HashMap::new(),
         policies: HashMap::new(),
+        clock_hold: None,
     }
 }
 
@@ -300,4 +301,25 @@ fn what_the_record_writes() {
     assert_eq!(p.status_after_action(true), RunStatus::Stopped);
     assert_eq!(p.status_after_action(false), RunStatus::Stopping);
     assert_eq!(p.targets().count(), 1);
+}
+
+#[test]
+fn a_fresh_start_after_a_clock_step_acts_on_nothing() {
+    let mut i = input(RunStatus::Running, corroborated());
+    i.clock_hold = Some("clock stepped back 60s".into());
+    let p = one(&i, LlmMode::Off, false, NOW);
+    assert_eq!(p.decision.intent, Intent::Noop);
+    assert_eq!(p.action, None);
+    assert!(!p.alert);
+    assert!(
+        p.decision.reason.to_string().contains("held auto_restart"),
+        "{}",
+        p.decision.reason
+    );
+    // The next, steady observation acts.
+    i.clock_hold = None;
+    assert_eq!(
+        one(&i, LlmMode::Off, false, NOW).action,
+        Some(Action::Restart)
+    );
 }
