@@ -324,6 +324,42 @@ marked_line() {
 	grep -F -- "$MARKER" "$1" | head -n 1
 }
 
+
+# ---------------------------------------------------------------- completions and man page
+abs_or() { case ${1:-} in /*) printf '%s' "$1" ;; *) printf '%s' "$2" ;; esac; }
+DATA_HOME=$(abs_or "${XDG_DATA_HOME:-}" "$HOME/.local/share")
+CONFIG_HOME=$(abs_or "${XDG_CONFIG_HOME:-}" "$HOME/.config")
+# Where each shell looks on its own (zsh: a directory to add to $fpath), and man's.
+GENERATED="$DATA_HOME/bash-completion/completions/metawsm-tick|completions bash
+$DATA_HOME/zsh/site-functions/_metawsm-tick|completions zsh
+$CONFIG_HOME/fish/completions/metawsm-tick.fish|completions fish
+$DATA_HOME/man/man1/metawsm-tick.1|man"
+
+# $1 = destination, $2 = the binary's arguments that print it. Rewritten only when it
+# changed, so a second install writes nothing.
+install_generated() {
+	local dest=$1 tmp
+	mkdir -p "${dest%/*}" 2>/dev/null || {
+		say "note: cannot create ${dest%/*}; skipped $dest"
+		return 0
+	}
+	tmp="${dest%/*}/.metawsm-tick.install.$$"
+	# shellcheck disable=SC2086 # $2 is our own word list
+	if ! with_timeout 10 "$DEST" $2 >"$tmp" 2>/dev/null </dev/null; then
+		rm -f "$tmp"
+		say "note: could not generate $dest"
+		return 0
+	fi
+	if [ -f "$dest" ] && cmp -s "$tmp" "$dest"; then
+		rm -f "$tmp"
+		say "up to date: $dest"
+	else
+		chmod 644 "$tmp"
+		mv -f "$tmp" "$dest"
+		say "installed: $dest"
+	fi
+}
+
 # ---------------------------------------------------------------- uninstall
 uninstall() {
 	load_record
@@ -343,6 +379,16 @@ uninstall() {
 		fi
 	done <<EOF
 $(printf '%s' "$list" | awk 'NF && !seen[$0]++')
+EOF
+
+	local gen_dest gen_args
+	while IFS='|' read -r gen_dest gen_args; do
+		if [ -f "$gen_dest" ] && grep -qi 'metawsm' "$gen_dest" 2>/dev/null; then
+			rm -f "$gen_dest"
+			say "removed $gen_dest"
+		fi
+	done <<EOF
+$GENERATED
 EOF
 
 	if [ -n "$rec_conf" ]; then conf=$rec_conf; else conf=$(find_conf); fi
@@ -531,6 +577,14 @@ if tmux_running; then
 else
 	say "tmux: no $SERVER_NAME running; the plugin loads the next time tmux starts"
 fi
+
+# ---------------------------------------------------------------- completions, man page
+while IFS='|' read -r gen_dest gen_args; do
+	install_generated "$gen_dest" "$gen_args"
+done <<EOF
+$GENERATED
+EOF
+say "zsh: add $DATA_HOME/zsh/site-functions to fpath before compinit (bash, fish and man find theirs)."
 
 # ---------------------------------------------------------------- doctor
 say ""

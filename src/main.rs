@@ -6,6 +6,7 @@ mod changelog;
 mod cli;
 mod clock;
 mod cmd;
+mod commands;
 mod decide;
 mod escape;
 mod evidence;
@@ -43,7 +44,7 @@ mod worker;
 use cli::{CliError, Globals, EXIT_OK};
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 metawsm-tick — keeps AI coding agents in tmux moving without a human watching them.
 
 Usage: metawsm-tick [GLOBAL OPTIONS] [COMMAND]
@@ -62,7 +63,10 @@ Commands:
   doctor        Check tmux, the server, the database, the policy and the plugin
   import        Take over the original metawsm's active runs (its database is only read)
   hook          Entry point for tmux hooks (silent, always exits 0)
+  timer         Entry point for the no-client timer tmux runs (ticks when due, re-arms)
   tmux-setup    Install the status segment, hooks and timer into the running tmux server
+  completions   Print a shell completion script (bash|zsh|fish)
+  man           Print the man page (roff)
 
 Global options:
   --db PATH            State database [env METAWSM_DB; default $XDG_STATE_HOME/metawsm/state.db]

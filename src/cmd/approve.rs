@@ -7,7 +7,7 @@ use crate::store::{NewEvent, OpenMode};
 use crate::tick::{self, TickOptions};
 use crate::timeutil::now_unix;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick approve RUN
 
 Executes the action that assist mode (operator.llm.mode = assist) holds for the run

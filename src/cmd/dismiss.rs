@@ -5,7 +5,7 @@ use crate::cli::{CliError, CliResult, Ctx};
 use crate::store::{NewEvent, OpenMode};
 use crate::timeutil::now_unix;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick dismiss RUN
 
 Drops the action assist mode holds for the run (see `metawsm-tick approve`). The same

@@ -6,7 +6,7 @@ use crate::store::{OpenMode, Store};
 use crate::timeutil::{age, now_unix};
 use crate::tmux::{self, Observation};
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick doctor
 
 Checks: tmux found and its version (>= 3.3), server reachable, database path writable and

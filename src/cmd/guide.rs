@@ -11,7 +11,7 @@ use lexopt::prelude::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick guide RUN|--ticket T (--answer TEXT | --answer-buffer NAME) [--print]
 
 Answers the run's oldest pending question.

@@ -10,7 +10,7 @@ use crate::timeutil::now_unix;
 use crate::tmux;
 use std::time::Duration;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick hook EVENT [ARGS…]
 
 Called by the hooks that 'tmux-setup' registers (index 91):

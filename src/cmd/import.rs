@@ -9,7 +9,7 @@ use crate::tmux::{Observation, SessionState};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick import [--from PATH] [--dry-run]
 
 Takes over the active runs of the original metawsm: tickets, workspace (from the

@@ -6,7 +6,7 @@ use crate::timeutil::rfc3339;
 use lexopt::prelude::*;
 use serde_json::json;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick log [--run ID] [--limit N] [--json]
 
 Shows the audit log (oldest first): every transition, health change, decision, action

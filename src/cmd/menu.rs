@@ -6,7 +6,7 @@ use crate::menu::{self, Entry};
 use crate::store::OpenMode;
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick menu [--client NAME] [--print [--json]]
 
 Opens a tmux display-menu on the client listing the runs that need a human (a pending

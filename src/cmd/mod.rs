@@ -1,6 +1,7 @@
 //! One file per subcommand; this file only routes.
 
 pub mod approve;
+pub mod completions;
 pub mod dismiss;
 pub mod doctor;
 pub mod guide;
@@ -8,6 +9,7 @@ pub mod hook;
 pub mod import;
 pub mod llm_worker;
 pub mod log;
+pub mod man;
 pub mod menu;
 pub mod notify_run;
 pub mod policy;
@@ -49,6 +51,10 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "import" => import::main(parser, &ctx),
         "timer" => timer::main(parser, &ctx),
         "tmux-setup" => tmux_setup::main(parser, &ctx),
+        "completions" => completions::main(parser, &ctx),
+        "man" => man::main(parser, &ctx),
+        "__runs" => completions::runs(parser, &ctx),
+        "__reference" => man::reference(parser, &ctx),
         "__llm-worker" => llm_worker::main(parser, &ctx),
         "__notify" => notify_run::main(parser, &ctx),
         other => Err(CliError::Usage(format!(

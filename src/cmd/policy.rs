@@ -6,7 +6,7 @@ use lexopt::prelude::*;
 use std::fs;
 use std::path::PathBuf;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick policy <init [--force] | show | check [PATH] | mode>
 
   init [--force]   Write the default policy to the policy path (refuses to overwrite)

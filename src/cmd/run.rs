@@ -3,7 +3,7 @@
 use crate::cli::{self, CliError, CliResult, Ctx};
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run <COMMAND>
 
 Commands:

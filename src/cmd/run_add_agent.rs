@@ -6,7 +6,7 @@ use crate::store::OpenMode;
 use crate::timeutil::now_unix;
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run add-agent RUN --agent NAME [--session NAME] -- CMD [ARGS…]
 
 Starts another agent for RUN in its own tmux session (same working directory rules as

@@ -12,7 +12,7 @@ use lexopt::prelude::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run adopt --ticket T [OPTIONS] TARGET… [-- CMD [ARGS…]]
        metawsm-tick run adopt --scan [--json]
 

@@ -5,7 +5,7 @@ use crate::model::RunStatus;
 use crate::store::OpenMode;
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run forget RUN
 
 Deletes a stopped or completed run and everything recorded about it (agents, events,

@@ -6,7 +6,7 @@ use crate::timeutil::{age, now_unix};
 use lexopt::prelude::*;
 use serde_json::json;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run list [--all] [--json]
 
 Lists active runs (or all with --all): id, status, tickets, agents with their health, age.

@@ -7,7 +7,7 @@ use crate::timeutil::now_unix;
 use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run restart RUN|--ticket T [--agent NAME]
 
 Kills and starts again the run's agents (or only NAME) with their stored argv and working

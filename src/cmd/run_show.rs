@@ -6,7 +6,7 @@ use crate::timeutil::{age, now_unix, rfc3339};
 use lexopt::prelude::*;
 use serde_json::json;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run show RUN|--ticket T [--json]
 
 Shows the run, its agents, operator state (restart budget, cooldown), pending guidance,

@@ -11,7 +11,7 @@ use crate::tmux;
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run start --ticket T --workspace DIR [OPTIONS] -- CMD [ARGS…]
 
 Registers a run and starts CMD (as an argv, no shell unless you pass one) detached in its

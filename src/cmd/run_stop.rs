@@ -7,7 +7,7 @@ use crate::timeutil::now_unix;
 use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run stop RUN|--ticket T
 
 Moves the run to stopping, kills each agent's tmux session (exact target), then stopped.

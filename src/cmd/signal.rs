@@ -9,7 +9,7 @@ use crate::timeutil::now_unix;
 use lexopt::prelude::*;
 use std::time::Duration;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick signal [--pane %ID] [--run ID --agent NAME] working|waiting|done
 
 Records what the agent in a pane reports. The agent is found from --run/--agent, else

@@ -12,7 +12,7 @@ use crate::timeutil::now_unix;
 use lexopt::prelude::*;
 use std::collections::HashMap;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick status [--format tmux|plain|json] [--no-tick]
 
 Prints the compact segment for status-right, e.g. ⚙3 ?1 ✖1 (working, needs guidance,

@@ -8,7 +8,7 @@ use crate::tick::{self, TickOptions, TickReport};
 use lexopt::prelude::*;
 use std::time::{Duration, Instant};
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick tick [--run ID|--ticket T] [--json] [--dry-run] [--llm-mode off|assist|auto] [--wait-llm]
 
 Observe every active run with one tmux call, decide with the deterministic rules, act

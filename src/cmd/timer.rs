@@ -11,7 +11,7 @@ use crate::timeutil::now_unix;
 use lexopt::prelude::*;
 use std::time::Duration;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick timer [--chain N]
 
 Run by tmux ('run-shell -b -d N') after 'tmux-setup': ticks when due, then re-arms itself

@@ -11,7 +11,7 @@ use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick tmux-setup [--bin PATH] [--print]
 
 Run inside tmux by tmux/metawsm.tmux. Reads @metawsm-db, @metawsm-policy,
