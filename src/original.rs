@@ -157,20 +157,20 @@ pub fn workspace_path(config_dir: &Path, name: &str) -> Result<PathBuf, String> 
     Ok(PathBuf::from(path))
 }
 
-/// A small outside file: non-blocking open (a FIFO must not hang us), at most 1 MiB.
+/// A small outside file, through the one bounded non-blocking reader (fsio): a FIFO
+/// must not hang us, at most 1 MiB.
 fn read_small(p: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(p)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+    match crate::fsio::read_bounded(p, 1 << 20) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(std::io::ErrorKind::NotFound.into()),
+        Err(crate::fsio::ReadError::Io(_, e)) => Err(e),
+        Err(crate::fsio::ReadError::NotRegular(_, kind)) => Err(std::io::Error::other(format!(
+            "is {kind}, not a regular file"
+        ))),
+        Err(crate::fsio::ReadError::TooLarge(_, limit, _)) => {
+            Err(std::io::Error::other(format!("larger than {limit} bytes")))
+        }
     }
-    let mut buf = Vec::new();
-    f.take(1 << 20).read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 /// The run's doc-home repo from its spec: `doc_home_repo`, else `doc_repo`, else the
