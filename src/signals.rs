@@ -455,6 +455,47 @@ mod tests {
         assert!(write_response(outside.path(), ws.path(), &body).is_err());
     }
 
+    /// The check-then-open race on `.metawsm`: a thread keeps exchanging it with a
+    /// symlink to a directory outside while answers are written. Nothing lands outside.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_signal_dir_swapped_for_a_symlink_never_leads_outside() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let ws = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(ws.path().join(".metawsm")).expect("mkdir");
+        std::os::unix::fs::symlink(outside.path(), ws.path().join("swap")).expect("symlink");
+        let wsdir = fs::File::open(ws.path()).expect("open ws");
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = nix::fcntl::renameat2(
+                        &wsdir,
+                        ".metawsm",
+                        &wsdir,
+                        "swap",
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    );
+                }
+            })
+        };
+        let body = serde_json::json!({"answer": "x"});
+        for _ in 0..1500 {
+            let _ = write_response(ws.path(), ws.path(), &body);
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().expect("swapper");
+        let escaped: Vec<_> = fs::read_dir(outside.path())
+            .expect("outside")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(escaped.is_empty(), "written outside: {escaped:?}");
+    }
+
     #[test]
     fn oversized_and_missing_files() {
         let dir = tempfile::tempdir().expect("tmp");
