@@ -982,7 +982,7 @@ fn small_commit_ms(w: &World, iters: usize) -> f64 {
     median(&t)
 }
 
-/// 6. `status` at the default status interval: every call a client makes, most
+/// `status` at the default status interval (6.): every call a client makes, most
 /// answered from the cache, the share that finds a tick due paying for it.
 fn bench_status_cadence(o: &Opts, real_tmux: &Path, n: usize, rows: &mut Vec<Row>) {
     // tmux's default status-interval is 15 s, the default tick interval 15 s too: with
