@@ -31,9 +31,12 @@ const FIELDS: [&str; 5] = [
     "needs_human",
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Proposal {
-    #[serde(serialize_with = "serialize_intent")]
+    #[serde(
+        serialize_with = "serialize_intent",
+        deserialize_with = "deserialize_intent"
+    )]
     pub intent: Intent,
     pub target_run: String,
     pub reason: String,
@@ -43,6 +46,24 @@ pub struct Proposal {
 
 fn serialize_intent<S: serde::Serializer>(intent: &Intent, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(intent.as_str())
+}
+
+fn deserialize_intent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Intent, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    s.parse()
+        .map_err(|_| serde::de::Error::custom("unknown intent"))
+}
+
+impl Proposal {
+    /// A proposal as the worker stored it (its own serialisation); the reason is
+    /// sanitised again on the way out, as everything read back from the database.
+    pub fn from_stored(text: &str) -> Option<Proposal> {
+        let p: Proposal = serde_json::from_str(text).ok()?;
+        Some(Proposal {
+            reason: sanitize_text(&p.reason),
+            ..p
+        })
+    }
 }
 
 /// Where the answer is read from.

@@ -17,6 +17,7 @@ mod import;
 mod json_dups;
 mod llm;
 mod llm_command;
+mod llm_request;
 mod lock;
 mod menu;
 mod model;

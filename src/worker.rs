@@ -5,6 +5,7 @@
 
 use crate::cli::{self, CliResult, Ctx};
 use crate::llm::{self, AnswerSource, ProviderKind};
+use crate::llm_request::Request;
 use crate::policy::LlmProvider;
 use crate::proc::KILL_GRACE;
 use crate::proc::{self, all_procs, have_proc, is_zombie, kill_group, kill_groups, pid_alive};
@@ -261,18 +262,12 @@ fn write_once(
 }
 
 /// Pane tails of unhealthy agents, ANSI stripped, in one tmux call.
-fn pane_tails(ctx: &Ctx, context: &mut serde_json::Value) {
-    let Some(agents) = context.get_mut("agents").and_then(|a| a.as_array_mut()) else {
-        return;
-    };
-    let sessions: Vec<String> = agents
+fn pane_tails(ctx: &Ctx, request: &mut Request) {
+    let sessions: Vec<String> = request
+        .agents
         .iter()
-        .filter(|a| a.get("unhealthy").and_then(|u| u.as_bool()) == Some(true))
-        .filter_map(|a| {
-            a.get("session")
-                .and_then(|s| s.as_str())
-                .map(str::to_string)
-        })
+        .filter(|a| a.unhealthy)
+        .map(|a| a.session.clone())
         .collect();
     if sessions.is_empty() {
         return;
@@ -314,15 +309,8 @@ fn pane_tails(ctx: &Ctx, context: &mut serde_json::Value) {
             }
         }
     }
-    for a in agents.iter_mut() {
-        let Some(s) = a
-            .get("session")
-            .and_then(|s| s.as_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        if let Some(i) = sessions.iter().position(|x| *x == s) {
+    for a in request.agents.iter_mut() {
+        if let Some(i) = sessions.iter().position(|x| *x == a.session) {
             let lines: Vec<&str> = tails[i]
                 .iter()
                 .rev()
@@ -344,7 +332,7 @@ fn pane_tails(ctx: &Ctx, context: &mut serde_json::Value) {
                 }
                 tail = tail[cut..].to_string();
             }
-            a["pane_tail"] = serde_json::Value::String(tail);
+            a.pane_tail = Some(tail);
         }
     }
 }
@@ -357,15 +345,10 @@ fn consult(
     timeout: u64,
     program: &str,
 ) -> Result<llm::Proposal, CallError> {
-    let mut context: serde_json::Value =
+    let mut request: Request =
         serde_json::from_str(request).map_err(|e| format!("bad request context: {e}"))?;
-    pane_tails(ctx, &mut context);
-    let permitted: Vec<crate::model::Intent> = context
-        .get("permitted")
-        .and_then(|p| p.as_array())
-        .map(|a| a.iter().filter_map(|i| i.as_str()?.parse().ok()).collect())
-        .unwrap_or_default();
-    let prompt = llm::build_prompt(&context, &permitted);
+    pane_tails(ctx, &mut request);
+    let prompt = llm::build_prompt(&request.to_value(), &request.permitted_intents());
     // Leftovers of killed workers; the age rules out a fresh one whose pid was reused.
     remove_call_dirs(|_| true, Duration::from_secs(60));
     let dir = private_dir().map_err(|e| format!("temp dir: {e}"))?;

@@ -5,48 +5,54 @@ use super::observe::Calls;
 use super::plan::{Planned, MAX_LLM_IN_FLIGHT};
 use crate::cli::{CliError, Ctx};
 use crate::gate;
+use crate::llm_request::{AgentContext, Guidance, Request, Restart, Rule};
 use crate::policy::{LlmMode, Policy};
 use crate::store::{NewEvent, Store};
 use crate::timeutil::rfc3339;
-use serde_json::json;
 
-fn llm_context(p: &Planned, policy: &Policy, now: i64) -> serde_json::Value {
-    let agents: Vec<serde_json::Value> = p
-        .agents
-        .iter()
-        .zip(&p.judgements)
-        .map(|(a, j)| {
-            json!({
-                "name": a.name,
-                "session": a.session,
-                "health": j.health.as_str(),
-                "unhealthy": j.health.is_unhealthy(),
-                "activity_age_seconds": j.last_activity_at.map(|t| now - t),
-                "exit_status": j.exit_status,
-                "exit_signal": j.exit_signal,
-                "signal": a.signal.map(|s| s.as_str()),
-                "reason": j.reason,
-            })
-        })
-        .collect();
-    json!({
-        "run_id": p.run.id,
-        "status": p.run.status.as_str(),
-        "tickets": p.run.tickets,
-        "rule": {"intent": p.decision.intent.as_str(), "reason": p.decision.reason.to_string()},
-        "permitted": p.decision.permitted.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
-        "restart": {
-            "attempts": p.state.restart_attempts,
-            "budget": policy.operator.restart_budget,
-            "cooldown_until": p.state.cooldown_until.map(rfc3339),
+fn llm_context(p: &Planned, policy: &Policy, now: i64) -> Request {
+    Request {
+        run_id: p.run.id.clone(),
+        status: p.run.status.as_str().into(),
+        tickets: p.run.tickets.clone(),
+        rule: Rule {
+            intent: p.decision.intent.as_str().into(),
+            reason: p.decision.reason.to_string(),
         },
-        "agents": agents,
-        "guidance": p.pending.as_ref().map(|g| json!({
-            "agent": g.agent,
-            "question": g.question,
-            "context": g.context,
-        })),
-    })
+        permitted: p
+            .decision
+            .permitted
+            .iter()
+            .map(|i| i.as_str().into())
+            .collect(),
+        restart: Restart {
+            attempts: p.state.restart_attempts,
+            budget: policy.operator.restart_budget,
+            cooldown_until: p.state.cooldown_until.map(rfc3339),
+        },
+        agents: p
+            .agents
+            .iter()
+            .zip(&p.judgements)
+            .map(|(a, j)| AgentContext {
+                name: a.name.clone(),
+                session: a.session.clone(),
+                health: j.health.as_str().into(),
+                unhealthy: j.health.is_unhealthy(),
+                activity_age_seconds: j.last_activity_at.map(|t| now - t),
+                exit_status: j.exit_status,
+                exit_signal: j.exit_signal,
+                signal: a.signal.map(|s| s.as_str().into()),
+                reason: j.reason.clone(),
+                pane_tail: None,
+            })
+            .collect(),
+        guidance: p.pending.as_ref().map(|g| Guidance {
+            agent: g.agent.clone(),
+            question: g.question.clone(),
+            context: g.context.clone(),
+        }),
+    }
 }
 
 pub fn ask_llm(
@@ -133,7 +139,7 @@ pub fn ask_llm(
             continue;
         }
         in_flight += 1;
-        let request = llm_context(p, policy, now).to_string();
+        let request = serde_json::to_string(&llm_context(p, policy, now)).unwrap_or_default();
         {
             let tx = store.write()?;
             tx.llm_call_start(run_id, &p.fingerprint, &request, now)?;

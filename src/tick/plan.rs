@@ -6,7 +6,7 @@ use super::observe::{BadFile, RunInput, TickInput};
 use crate::decide::{self, AgentView, Decision, PendingGuidance, RunView};
 use crate::gate::{self, Gated};
 use crate::health::{self, Judgement, Prior, Thresholds};
-use crate::llm::{self, Proposal};
+use crate::llm::Proposal;
 use crate::model::{AgentSignal, Health, Intent, RunStatus};
 use crate::policy::{LlmMode, OnComplete, Policy};
 use crate::screen::{self, Reading};
@@ -96,17 +96,6 @@ fn fnv(s: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
-}
-
-pub fn proposal_from_json(text: &str) -> Option<Proposal> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    Some(Proposal {
-        intent: v.get("intent")?.as_str()?.parse().ok()?,
-        target_run: v.get("target_run")?.as_str()?.to_string(),
-        reason: llm::sanitize_text(v.get("reason")?.as_str()?),
-        confidence: v.get("confidence")?.as_f64()?,
-        needs_human: v.get("needs_human")?.as_bool()?,
-    })
 }
 
 fn signal_guidance(agents: &[AgentRow], judgements: &[Judgement]) -> Option<PendingGuidance> {
@@ -488,7 +477,7 @@ fn plan_run(
     let proposal = call
         .filter(|c| c.state == "done" && c.fingerprint == fingerprint)
         .and_then(|c| c.proposal.as_deref())
-        .and_then(proposal_from_json);
+        .and_then(Proposal::from_stored);
     // In auto mode an action waits (never the tick) for the LLM's answer on it — but
     // only if a worker slot can take the question (else the hold would never end).
     let own_in_flight = call.is_some_and(|c| c.state == "in_flight");
