@@ -57,18 +57,46 @@ pub fn timer_command(ctx: &Ctx, chain: i64) -> String {
     format!("exec {} >/dev/null 2>&1", words.join(" "))
 }
 
-pub fn arm(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64, chain: i64) {
-    let every = interval(st, policy).max(1);
-    let cmd = tmux::Cmd::new("run-shell")
+fn arm_cmd(ctx: &Ctx, every: i64, chain: i64) -> tmux::Cmd {
+    tmux::Cmd::new("run-shell")
         .flags(&["-b", "-d"])
         .num(every)
         .end_of_flags()
-        .expanded("timer command", &timer_command(ctx, chain));
-    if ctx.tmux.run(&[cmd]).is_ok() {
-        if let Ok(tx) = st.write() {
-            let _ = tx.meta_set("timer_next_due", &(now + every).to_string());
-            let _ = tx.commit();
-        }
+        .expanded("timer command", &timer_command(ctx, chain))
+}
+
+fn armed(st: &mut Store, at: i64) {
+    if let Ok(tx) = st.write() {
+        let _ = tx.meta_set("timer_next_due", &at.to_string());
+        let _ = tx.commit();
+    }
+}
+
+pub fn arm(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64, chain: i64) {
+    let every = interval(st, policy).max(1);
+    if ctx.tmux.run(&[arm_cmd(ctx, every, chain)]).is_ok() {
+        armed(st, now + every);
+    }
+}
+
+/// A firing that ticks re-arms inside the tick's own tmux spawn (`run-shell` first in
+/// the observation batch): one tmux process per firing. `tick` runs the tick; when it
+/// made no tmux call at all the timer is armed on its own.
+pub fn arm_with(
+    st: &mut Store,
+    ctx: &Ctx,
+    policy: &Policy,
+    now: i64,
+    chain: i64,
+    tick: impl FnOnce(&mut Store),
+) {
+    let every = interval(st, policy).max(1);
+    tmux::ride_along(arm_cmd(ctx, every, chain));
+    tick(st);
+    if tmux::take_riders().is_empty() {
+        armed(st, now + every);
+    } else {
+        arm(st, ctx, policy, now, chain);
     }
 }
 

@@ -19,6 +19,56 @@ pub const PANE_FORMAT: &str = concat!(
     "#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_current_command}"
 );
 
+/// The free-text fields the observation asks for only when some agent needs them: at
+/// 500 panes `pane_current_command` alone (tmux reads each pane's process from /proc)
+/// was 38% of `list-panes`' time. A field not asked for is left empty in its column, so
+/// every row keeps the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Wants {
+    /// `pane_title`: interactive agents (an approval dialog shows in the title).
+    pub title: bool,
+    /// `pane_current_command`: the original metawsm's wrapper panes (back at a shell?).
+    pub command: bool,
+}
+
+impl Wants {
+    pub const ALL: Wants = Wants {
+        title: true,
+        command: true,
+    };
+}
+
+/// `PANE_FORMAT` with the unwanted free-text fields left empty.
+pub fn pane_format(w: Wants) -> String {
+    // The last two fields are the title and the command (the format holds no other TAB).
+    let fields: Vec<&str> = PANE_FORMAT.split('\t').collect();
+    let n = fields.len();
+    let mut out = fields[..n - 2].join("\t");
+    for (on, f) in [(w.title, fields[n - 2]), (w.command, fields[n - 1])] {
+        out.push('\t');
+        if on {
+            out.push_str(f);
+        }
+    }
+    out
+}
+
+thread_local! {
+    static RIDERS: std::cell::RefCell<Vec<Cmd>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `cmd` runs first in this process's next tmux spawn (the timer re-arms itself inside
+/// the tick's observation: one spawn per firing). It must always succeed (`run-shell
+/// -b`), since tmux stops a batch at the first failing command.
+pub fn ride_along(cmd: Cmd) {
+    RIDERS.with(|r| r.borrow_mut().push(cmd));
+}
+
+/// Takes back the commands no spawn carried (true when there were some).
+pub fn take_riders() -> Vec<Cmd> {
+    RIDERS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
 const OPTS_MARK: &str = "METAWSM-OPTS";
 const CLIENT_MARK: &str = "METAWSM-CLIENT";
 /// User options read in the same spawn as the observation.
@@ -125,9 +175,11 @@ impl TmuxClient {
     /// Run every command in one tmux process (`;` between them). tmux stops at the
     /// first failing command, so callers only batch commands expected to succeed. Every
     /// argument is checked first: one refused value and tmux is not called at all.
+    /// Commands left by `ride_along` go first.
     pub fn run(&self, cmds: &[Cmd]) -> Result<String, TmuxError> {
+        let riders = RIDERS.with(|r| std::mem::take(&mut *r.borrow_mut()));
         let mut args: Vec<&str> = Vec::new();
-        for c in cmds {
+        for c in riders.iter().chain(cmds) {
             let argv = c.argv().map_err(|e| TmuxError::Refused(e.to_string()))?;
             if !args.is_empty() {
                 args.push(";");
@@ -164,29 +216,73 @@ impl TmuxClient {
 
     /// The tick's single observation call: every pane on the server plus our options.
     pub fn observe(&self) -> Observation {
+        self.observe_with(Wants::ALL)
+    }
+
+    /// `observe`, asking tmux only for the free-text fields in `wants`.
+    pub fn observe_with(&self, wants: Wants) -> Observation {
+        let all = Cmd::new("list-panes")
+            .flags(&["-a", "-F"])
+            .format(&pane_format(wants));
+        match self.observe_panes(vec![all]) {
+            Ok(snap) => Observation::Known(snap),
+            Err(e) => Observation::Unknown(e.to_string()),
+        }
+    }
+
+    /// A one-run tick (a hook's): only the panes of `sessions`, one `list-panes -s` each,
+    /// in the same spawn. tmux stops at a session that is gone (the batch fails): then
+    /// every pane is listed after all, so a missing session still reads as absent.
+    pub fn observe_sessions(&self, wants: Wants, sessions: &[&str]) -> Observation {
+        if sessions.is_empty() {
+            return self.observe_with(wants);
+        }
+        let fmt = pane_format(wants);
+        let cmds = sessions
+            .iter()
+            .map(|s| {
+                Cmd::new("list-panes")
+                    .flag("-s")
+                    .target(Target::Session(s))
+                    .flag("-F")
+                    .format(&fmt)
+            })
+            .collect();
+        match self.observe_panes(cmds) {
+            Ok(snap) => Observation::Known(snap),
+            // tmux missing: asking again would not help.
+            Err(e @ TmuxError::Missing(_)) => Observation::Unknown(e.to_string()),
+            Err(TmuxError::Failed(e))
+                if e.contains("no server running") || e.contains("error connecting") =>
+            {
+                Observation::Unknown(e)
+            }
+            Err(_) => self.observe_with(wants),
+        }
+    }
+
+    fn observe_panes(&self, panes: Vec<Cmd>) -> Result<Snapshot, TmuxError> {
         let opts_fmt = std::iter::once(OPTS_MARK.to_string())
             .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
             .chain(std::iter::once("#{socket_path}".to_string()))
             .collect::<Vec<_>>()
             .join("\t");
         let client_fmt = format!("{CLIENT_MARK}\t#{{client_name}}\t#{{client_tty}}");
-        let cmds = [
+        let mut cmds = vec![
             Cmd::new("display-message").flag("-p").format(&opts_fmt),
             Cmd::new("list-clients").flag("-F").format(&client_fmt),
-            Cmd::new("list-panes")
-                .flags(&["-a", "-F"])
-                .format(PANE_FORMAT),
         ];
+        cmds.extend(panes);
         match self.run(&cmds) {
-            Ok(text) => Observation::Known(parse_snapshot(&text)),
+            Ok(text) => Ok(parse_snapshot(&text)),
             // A server with no sessions (exit-empty off) answers but has nothing to list:
             // every agent session is definitely gone.
             Err(TmuxError::Failed(e))
                 if e.contains("no current target") || e.contains("no sessions") =>
             {
-                Observation::Known(Snapshot::default())
+                Ok(Snapshot::default())
             }
-            Err(e) => Observation::Unknown(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 
@@ -323,6 +419,22 @@ pub fn kill_session_cmd(session: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unwanted_free_text_fields_are_not_asked_for() {
+        assert_eq!(pane_format(Wants::ALL), PANE_FORMAT);
+        let none = pane_format(Wants::default());
+        assert!(!none.contains("pane_title") && !none.contains("pane_current_command"));
+        assert!(none.ends_with("#{window_activity}\t\t"), "{none:?}");
+        let title = pane_format(Wants {
+            title: true,
+            command: false,
+        });
+        assert!(title.contains("pane_title") && !title.contains("pane_current_command"));
+        // Every row keeps its ten columns.
+        let row = "a\t@1\t%1\t100\t0\t\t\t1700000000\t\t\n";
+        assert_eq!(parse_snapshot(row).sessions["a"][0].current_command, "");
+    }
 
     #[test]
     fn parses_rows_options_and_free_text_last() {

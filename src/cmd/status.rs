@@ -27,7 +27,7 @@ Options:
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
-    let (mut format, mut no_tick) = (Format::Tmux, false);
+    let (mut format, mut no_tick, mut handed) = (Format::Tmux, false, false);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("format") => {
@@ -43,6 +43,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 }
             }
             Long("no-tick") => no_tick = true,
+            // Internal: the background tick a status job handed off (see `hand_off`).
+            Long("handed-off") => handed = true,
             Short('h') | Long("help") => {
                 cli::print_help(HELP);
                 return Ok(0);
@@ -54,11 +56,36 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     // What the watchdog prints is in the asked format (JSON stays JSON).
     let timeout = marker_only(&Default::default(), format, "metawsm:!timeout");
     crate::cli::watchdog(3, Some(timeout));
-    println!("{}", segment(ctx, format, no_tick));
+    let seg = segment(ctx, format, no_tick, handed);
+    if !handed {
+        println!("{seg}");
+    }
     Ok(0)
 }
 
-fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
+/// A status job of the tmux bar (`TMUX` is set) that finds a tick due starts it as a
+/// background `status --handed-off` and prints from the cache: the bar never waits for
+/// a tick (its p99 was the tick's cost). The child re-checks under the lock, so several
+/// clients at once start at most one tick. From a plain shell the tick runs inline, so
+/// the segment printed is fresh.
+fn hand_off(ctx: &Ctx) -> bool {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("TMUX").is_none() {
+        return false;
+    }
+    std::process::Command::new(cli::current_exe())
+        .args(ctx.self_args())
+        .args(["status", "--handed-off"])
+        // Never the job's pipe: tmux would wait for it (and the child for the bar).
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .is_ok()
+}
+
+fn segment(ctx: &Ctx, format: Format, no_tick: bool, handed: bool) -> String {
     let policy = match ctx.policy() {
         Ok(p) => p,
         Err(_) => return marker_only(&Default::default(), format, "metawsm:!policy"),
@@ -81,7 +108,16 @@ fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> String {
         Err(StoreError::NotFound(_)) => return String::new(),
         Err(_) => return marker_only(&policy.status, format, "metawsm:!db"),
     };
-    if !no_tick && due(&store, &policy, now) {
+    let due_now = !no_tick && due(&store, &policy, now);
+    if due_now && !handed && hand_off(ctx) {
+        return match cached {
+            Some(c) => from_cache(&c, &policy.status, format),
+            None => status_cache::refresh(&store)
+                .map(|c| from_cache(&c, &policy.status, format))
+                .unwrap_or_else(|_| marker_only(&policy.status, format, "metawsm:!db")),
+        };
+    }
+    if due_now {
         // try_lock only: a busy lock means someone else is ticking right now.
         if let Ok(Some(_lock)) = StateLock::acquire(&ctx.db, Wait::No) {
             // Re-check under the lock: another status call may have just ticked.

@@ -73,13 +73,21 @@ fn fire(ctx: &Ctx, chain: Option<i64>) {
             }
         }
     }
+    let opts = TickOptions {
+        run: None,
+        dry_run: false,
+        llm_mode: None,
+        source: "timer",
+    };
+    if due(&st, &policy, now) && active(&st) {
+        // Re-armed inside the tick's observation; the next firing ends the chain when no
+        // run is left to supervise.
+        crate::schedule::arm_with(&mut st, ctx, &policy, now, chain.unwrap_or(current), |st| {
+            let _ = tick::run(st, ctx, &policy, &opts);
+        });
+        return;
+    }
     if due(&st, &policy, now) {
-        let opts = TickOptions {
-            run: None,
-            dry_run: false,
-            llm_mode: None,
-            source: "timer",
-        };
         let _ = tick::run(&mut st, ctx, &policy, &opts);
     }
     if active(&st) {

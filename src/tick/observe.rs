@@ -119,7 +119,23 @@ pub fn observe(
     let obs = if runs.is_empty() {
         Observation::Known(Default::default())
     } else {
-        ctx.tmux.observe()
+        // Only what some agent of these runs needs from tmux (see `tmux::Wants`).
+        let agents = || {
+            runs.iter()
+                .flat_map(|r| agents_by_run.get(&r.id).into_iter().flatten())
+        };
+        let wants = crate::tmux::Wants {
+            title: agents().any(|a| crate::screen::interactive_kind(&a.argv, a.adopted).is_some()),
+            command: agents().any(|a| crate::original::is_wrapped(&a.argv)),
+        };
+        // A one-run tick lists its own sessions only, unless an adopted agent's pane
+        // (found by id, in any session) is among them.
+        if only.is_some() && !agents().any(|a| a.adopted) {
+            let sessions: Vec<&str> = agents().map(|a| a.session.as_str()).collect();
+            ctx.tmux.observe_sessions(wants, &sessions)
+        } else {
+            ctx.tmux.observe_with(wants)
+        }
     };
     // A database shared by several tmux servers: each server supervises only its runs.
     if let Observation::Known(snap) = &obs {
@@ -251,7 +267,14 @@ fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>)
     };
     let ws = std::path::Path::new(&run.workspace);
     for root in signals::roots(&run.workspace, run.doc_home_repo.as_deref()) {
+        // One directory read; a file that appears after it is read next tick.
+        let Some(names) = signals::present(&root) else {
+            continue;
+        };
+        let has = |n: &str| names.contains(n);
+        let requests = has(signals::GUIDANCE_REQUEST) || has(signals::ARCHIVE);
         match take {
+            Some(_) if !requests => {}
             Some(now) => {
                 let (taken, bad_taken) = signals::take_guidance(&root, ws, &run.id, since, now);
                 f.bad_files
@@ -269,6 +292,7 @@ fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>)
                     }
                 }
             }
+            None if !has(signals::GUIDANCE_REQUEST) => {}
             None => match signals::read_guidance(&root) {
                 Read_::Found(_, g) if signals::for_run(&g.run_id, &run.id) => {
                     f.new_guidance.push((root.clone(), g))
@@ -276,6 +300,9 @@ fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>)
                 Read_::Bad(p, why) => f.bad_files.push(bad(&p, why)),
                 _ => {}
             },
+        }
+        if !has(signals::COMPLETION) {
+            continue;
         }
         match signals::read_completion_since(&root, since) {
             Read_::Found(_, c) if signals::for_run(&c.run_id, &run.id) => f.completions.push(c),

@@ -1,0 +1,125 @@
+//! What a tick costs: it asks tmux only for what its agents need, a hook's tick looks at
+//! its own sessions only, and the status bar never waits for a tick.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::time::{Duration, Instant};
+
+fn calls(log: &std::path::Path) -> Vec<String> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_tick_over_batch_agents_does_not_ask_for_titles_or_commands() {
+    let mut env = Env::new();
+    env.start("r1", &["sleep", "1000"]);
+    let log = env.log_tmux_calls();
+    env.tick();
+    let lists: Vec<String> = calls(&log)
+        .into_iter()
+        .filter(|c| c.contains("list-panes"))
+        .collect();
+    assert_eq!(lists.len(), 1, "{lists:#?}");
+    // tmux reads every pane's process from /proc for pane_current_command.
+    assert!(
+        !lists[0].contains("pane_current_command") && !lists[0].contains("pane_title"),
+        "{}",
+        lists[0]
+    );
+    assert_eq!(env.health("r1", "agent"), "healthy");
+}
+
+#[test]
+fn a_hook_tick_lists_its_own_session_only() {
+    let mut env = Env::new();
+    env.start("other", &["sleep", "1000"]);
+    env.start("dies", &["sh", "-c", "sleep 0.5; exit 3"]);
+    env.wait_pane_dead("dies");
+    let pane = env.tmux_out(&["display-message", "-p", "-t", "=dies:", "#{pane_id}"]);
+    let log = env.log_tmux_calls();
+    env.ok(&["hook", "pane-died", pane.trim(), "dies", "3"]);
+    let lists: Vec<String> = calls(&log)
+        .into_iter()
+        .filter(|c| c.contains("list-panes"))
+        .collect();
+    assert_eq!(lists.len(), 1, "{lists:#?}");
+    assert!(
+        lists[0].contains("list-panes -s -t =dies ") && !lists[0].contains(" -a "),
+        "{}",
+        lists[0]
+    );
+    wait_for("dies judged dead", Duration::from_secs(20), || {
+        (env.health("dies", "agent") != "healthy").then_some(())
+    });
+    assert_eq!(env.health("other", "agent"), "healthy");
+    // A session that is gone fails the scoped listing: every pane is listed after all,
+    // so the agent reads as gone (not as "tmux unknown").
+    env.tmux(&["kill-session", "-t", "=other"]);
+    fs::remove_file(&log).expect("rm log");
+    env.ok(&["hook", "pane-died", "%999", "other", "1"]);
+    let all = calls(&log);
+    assert!(
+        all.iter().any(|c| c.contains("list-panes -a ")),
+        "no fallback listing: {all:#?}"
+    );
+}
+
+#[test]
+fn a_status_job_hands_a_due_tick_to_the_background() {
+    let mut env = Env::new();
+    env.start("r1", &["sleep", "1000"]);
+    env.tick();
+    let before = env.sql("SELECT value FROM meta WHERE key = 'last_full_tick'")[0][0].clone();
+    // Every observation now takes 2 s (under the status watchdog's 3 s).
+    env.tmux_wrapper("case \"$*\" in *list-panes*) sleep 2;; esac");
+    std::thread::sleep(Duration::from_millis(1100));
+    let t = Instant::now();
+    let out = env
+        .cmd(&["status", "--format", "plain"])
+        .env("TMUX", "/tmp/not-used,1,0")
+        .output()
+        .expect("status");
+    let took = t.elapsed();
+    assert!(out.status.success());
+    assert!(
+        took < Duration::from_millis(1800),
+        "the status job waited {took:?} for the tick"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1"));
+    wait_for("the handed-off tick", Duration::from_secs(30), || {
+        let now = env.sql("SELECT value FROM meta WHERE key = 'last_full_tick'")[0][0].clone();
+        (now != before).then_some(())
+    });
+}
+
+#[test]
+fn a_timer_firing_spawns_tmux_once() {
+    let mut env = Env::new();
+    env.start("r1", &["sleep", "1000"]);
+    let chain = env
+        .sql("SELECT value FROM meta WHERE key = 'timer_chain'")
+        .first()
+        .map(|r| r[0].clone())
+        .unwrap_or_else(|| "0".into());
+    let log = env.log_tmux_calls();
+    // The tick interval is 1 s: the firing finds a tick due.
+    std::thread::sleep(Duration::from_millis(1100));
+    env.ok(&["timer", "--chain", &chain]);
+    let all = calls(&log);
+    assert_eq!(all.len(), 1, "one spawn per firing: {all:#?}");
+    assert!(
+        all[0].contains("run-shell -b -d") && all[0].contains("list-panes"),
+        "{}",
+        all[0]
+    );
+    let due = env.sql("SELECT value FROM meta WHERE key = 'timer_next_due'");
+    assert_eq!(due.len(), 1, "the re-arm is recorded");
+    // Kill the re-armed chain's firing: only this test's server, by its socket.
+    env.tmux(&["kill-server"]);
+}
