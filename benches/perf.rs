@@ -5,6 +5,7 @@
 //! cargo bench --bench perf -- --quick   # fewer iterations, about a minute
 //! cargo bench --bench perf -- --strict  # exit 1 when a goal is missed
 //! cargo bench --bench perf -- --screen  # only the screen-reading figures
+//! cargo bench --bench perf -- --idle    # idle cost with the plugin loaded (10 min; 1 with --quick)
 //! ```
 //!
 //! Peak RSS comes from `/usr/bin/time -v` when present, else from `wait4`'s rusage
@@ -37,6 +38,8 @@ struct Opts {
     strict: bool,
     /// `--screen`: only the screen-reading figures.
     screen_only: bool,
+    /// `--idle`: only the idle cost (10 minutes by default).
+    idle: bool,
 }
 
 impl Opts {
@@ -45,6 +48,7 @@ impl Opts {
             quick: false,
             strict: false,
             screen_only: false,
+            idle: false,
         };
         // cargo passes `--bench`; anything else unknown is ignored too (filters etc.).
         for a in std::env::args().skip(1) {
@@ -52,6 +56,7 @@ impl Opts {
                 "--quick" => o.quick = true,
                 "--strict" => o.strict = true,
                 "--screen" => o.screen_only = true,
+                "--idle" => o.idle = true,
                 _ => {}
             }
         }
@@ -356,7 +361,9 @@ impl World {
 
     /// The binary against this world; `counting` puts the tmux wrapper first on PATH.
     fn cmd(&self, args: &[&str], counting: bool) -> Command {
-        let mut c = Command::new(BIN);
+        // `METAWSM_BENCH_BIN`: measure another build (an older one) with the same harness.
+        let bin = std::env::var("METAWSM_BENCH_BIN").unwrap_or_else(|_| BIN.to_string());
+        let mut c = Command::new(bin);
         c.arg("--db")
             .arg(&self.db)
             .arg("--policy")
@@ -1018,6 +1025,106 @@ fn bench_status_cadence(o: &Opts, real_tmux: &Path, n: usize, rows: &mut Vec<Row
     ));
 }
 
+// ---- idle cost: the plugin loaded, no client attached --------------------------------
+
+/// (utime + stime, cutime + cstime) of a process, in seconds: its own CPU and that of
+/// the children it reaped (for the tmux server: the timer's shells and our binary, with
+/// the tmux clients our binary spawned and reaped).
+fn cpu_seconds(pid: &str) -> (f64, f64) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // After the comm: state is 0, utime 11, stime 12, cutime 13, cstime 14.
+    let tck = 100.0; // USER_HZ on Linux
+    let get = |i: usize| f.get(i).copied().unwrap_or(0.0) / tck;
+    (get(11) + get(12), get(13) + get(14))
+}
+
+/// `--idle`: for 10 and 500 runs, the plugin loaded (`tmux-setup`: hooks, timer at the
+/// default 15 s tick interval), no client attached, for `METAWSM_BENCH_IDLE_SECONDS`
+/// (600 by default; 60 with --quick). Reports the tmux server's own CPU and ours (every
+/// timer firing: shell, metawsm-tick and the tmux clients it spawned), as CPU s/hour,
+/// and the tmux spawns per firing through the counting wrapper on the server's PATH.
+fn bench_idle(o: &Opts, real_tmux: &Path, rows: &mut Vec<Row>) {
+    let secs: u64 = std::env::var("METAWSM_BENCH_IDLE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if o.quick { 60 } else { 600 });
+    let policy = bench_policy(serde_json::json!({"operator": {"tick_interval_seconds": 15}}));
+    let worlds: Vec<(usize, World)> = [10usize, 500]
+        .iter()
+        .map(|&n| (n, World::new(n, &policy, real_tmux)))
+        .collect();
+    let mut start = Vec::new();
+    for (_, w) in &worlds {
+        // The server's PATH (for the timer's tmux calls) gets the counting wrapper.
+        let path = std::env::var("PATH").unwrap_or_default();
+        w.tmux_ok(&[
+            "set-environment",
+            "-g",
+            "PATH",
+            &format!("{}:{path}", w.wrap.display()),
+        ]);
+        timed(&mut w.cmd(&["tmux-setup"], false));
+        w.reset_count();
+        let out = w
+            .tmux()
+            .args(["display-message", "-p", "#{pid}"])
+            .output()
+            .expect("server pid");
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        start.push((pid.clone(), cpu_seconds(&pid), last_full_tick(w)));
+    }
+    println!("idle: measuring {secs} s with the plugin loaded and no client attached…");
+    std::thread::sleep(Duration::from_secs(secs));
+    for ((n, w), (pid, (s0, c0), t0)) in worlds.iter().zip(&start) {
+        let (s1, c1) = cpu_seconds(pid);
+        let per_hour = 3600.0 / secs as f64;
+        let (server, ours) = ((s1 - s0) * per_hour, (c1 - c0) * per_hour);
+        let spawns = w.tmux_spawns();
+        let firings = spawns.iter().filter(|l| l.contains("run-shell")).count();
+        let ticks = last_full_tick(w) - t0;
+        let goal = if *n >= 500 { 4.0 } else { 1.0 };
+        rows.push(row(
+            &format!("idle cost, N={n}, plugin loaded, no client, {secs} s: ours / tmux server"),
+            format!(
+                "{ours:.2} / {server:.2} CPU s/hour; {} tmux spawns for {firings} timer firings; last tick advanced {ticks} s",
+                spawns.len()
+            ),
+            &format!("ours ≤ {goal} CPU s/hour, 1 spawn per firing"),
+            Some(ours <= goal && spawns.len() <= firings),
+        ));
+        println!("idle N={n}: ours {ours:.2} CPU s/hour, tmux server {server:.2}, {} spawns / {firings} firings", spawns.len());
+    }
+}
+
+/// The results table; the number of goals missed (exit 1 with `strict`).
+fn print_rows(rows: &[Row], strict: bool) -> usize {
+    println!();
+    println!("| metric | value | target | result |");
+    println!("|---|---|---|---|");
+    let mut missed = 0;
+    for r in rows {
+        let res = match r.pass {
+            Some(true) => "PASS",
+            Some(false) => {
+                missed += 1;
+                "**MISS**"
+            }
+            None => "—",
+        };
+        println!("| {} | {} | {} | {} |", r.metric, r.value, r.target, res);
+    }
+    if strict && missed > 0 {
+        println!("{missed} goal(s) missed.");
+        std::process::exit(1);
+    }
+    missed
+}
+
 fn main() {
     let o = Opts::parse();
     let real_tmux = which("tmux").expect("tmux is not on PATH: the benchmarks need tmux ≥ 3.3");
@@ -1034,6 +1141,11 @@ fn main() {
     println!();
 
     let mut rows = Vec::new();
+    if o.idle {
+        bench_idle(&o, &real_tmux, &mut rows);
+        print_rows(&rows, o.strict);
+        return;
+    }
     bench_floor(&o, &mut rows);
     let mut figures = Vec::new();
     let sizes: &[usize] = if o.screen_only { &[] } else { &[10, 50, 500] };
@@ -1115,21 +1227,7 @@ fn main() {
     }
     bench_quiet_interactive(&o, &real_tmux, &mut rows);
 
-    println!();
-    println!("| metric | value | target | result |");
-    println!("|---|---|---|---|");
-    let mut missed = 0;
-    for r in &rows {
-        let res = match r.pass {
-            Some(true) => "PASS",
-            Some(false) => {
-                missed += 1;
-                "**MISS**"
-            }
-            None => "—",
-        };
-        println!("| {} | {} | {} | {} |", r.metric, r.value, r.target, res);
-    }
+    let missed = print_rows(&rows, false);
     // Cost per run, from the two ends of the tick series.
     if let (Some(a), Some(b)) = (figures.first(), figures.last()) {
         let per_run = (median(&b.tick) - median(&a.tick)) / (b.n - a.n) as f64;

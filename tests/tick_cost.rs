@@ -15,22 +15,27 @@ fn calls(log: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// The one `list-panes` call in the log.
+fn the_listing(log: &std::path::Path) -> String {
+    let lists: Vec<String> = calls(log)
+        .into_iter()
+        .filter(|c| c.contains("list-panes"))
+        .collect();
+    assert_eq!(lists.len(), 1, "{lists:#?}");
+    lists[0].clone()
+}
+
 #[test]
 fn a_tick_over_batch_agents_does_not_ask_for_titles_or_commands() {
     let mut env = Env::new();
     env.start("r1", &["sleep", "1000"]);
     let log = env.log_tmux_calls();
     env.tick();
-    let lists: Vec<String> = calls(&log)
-        .into_iter()
-        .filter(|c| c.contains("list-panes"))
-        .collect();
-    assert_eq!(lists.len(), 1, "{lists:#?}");
+    let list = the_listing(&log);
     // tmux reads every pane's process from /proc for pane_current_command.
     assert!(
-        !lists[0].contains("pane_current_command") && !lists[0].contains("pane_title"),
-        "{}",
-        lists[0]
+        !list.contains("pane_current_command") && !list.contains("pane_title"),
+        "{list}"
     );
     assert_eq!(env.health("r1", "agent"), "healthy");
 }
@@ -44,15 +49,10 @@ fn a_hook_tick_lists_its_own_session_only() {
     let pane = env.tmux_out(&["display-message", "-p", "-t", "=dies:", "#{pane_id}"]);
     let log = env.log_tmux_calls();
     env.ok(&["hook", "pane-died", pane.trim(), "dies", "3"]);
-    let lists: Vec<String> = calls(&log)
-        .into_iter()
-        .filter(|c| c.contains("list-panes"))
-        .collect();
-    assert_eq!(lists.len(), 1, "{lists:#?}");
+    let list = the_listing(&log);
     assert!(
-        lists[0].contains("list-panes -s -t =dies ") && !lists[0].contains(" -a "),
-        "{}",
-        lists[0]
+        list.contains("list-panes -s -t =dies ") && !list.contains(" -a "),
+        "{list}"
     );
     wait_for("dies judged dead", Duration::from_secs(20), || {
         (env.health("dies", "agent") != "healthy").then_some(())
