@@ -13,6 +13,8 @@ pub struct AgentSpec {
     pub name: String,
     pub session: Option<String>,
     pub argv: Vec<String>,
+    /// `--resume-cmd`: how a restart continues the conversation (else derived).
+    pub resume_cmd: Option<Vec<String>>,
 }
 
 /// The environment every agent session gets, so agent-side adapters find their run.
@@ -88,11 +90,20 @@ pub fn start_agent(
         }
         SessionState::Absent | SessionState::Unknown => {}
     }
+    // Claude Code gets a conversation id of ours, so a restart can resume exactly it.
+    let (argv, resume) = crate::resume::prepare(
+        &spec.argv,
+        spec.resume_cmd.as_deref(),
+        None,
+        false,
+        &mut crate::resume::new_uuid,
+        now,
+    );
     let agent = AgentRow {
         run_id: run.id.clone(),
         name: spec.name.clone(),
         session: session.clone(),
-        argv: spec.argv,
+        argv,
         workdir: workdir(run),
         status: "running".into(),
         health: Health::Healthy,
@@ -106,6 +117,7 @@ pub fn start_agent(
         signal_at: None,
         adopted: false,
         keep_dead_pane: true,
+        resume,
     };
     let mut cmds = agent_start_cmds(ctx, policy, &agent);
     cmds.push(
@@ -175,4 +187,77 @@ pub fn start_agent(
         return Err(e.into());
     }
     Ok(agent)
+}
+
+/// What one agent's restart runs: a resume of its conversation or a fresh start (with a
+/// new conversation id where the agent needs one), and why. `row` is the agent as it will
+/// be stored once the restart ran (its `argv` is the command the restart runs).
+pub struct Launch {
+    pub kind: crate::resume::StartKind,
+    pub why: String,
+    pub row: AgentRow,
+    /// The start command to store (a resume leaves it as it was).
+    pub start_argv: Vec<String>,
+}
+
+pub fn restart_launch(
+    a: &AgentRow,
+    obs: &tmux::Observation,
+    policy: &Policy,
+    now: i64,
+    fresh_requested: bool,
+) -> Launch {
+    use crate::resume::{choose, prepare, ResumePolicy, StartKind};
+    // When did the last process end? A dead pane's death time; a live one (or one gone
+    // with its server) is being replaced now.
+    let died_at = match crate::adopt::agent_panes(obs, a) {
+        SessionState::Present(panes) if panes.iter().all(|p| p.dead) => panes
+            .iter()
+            .filter_map(|p| p.dead_at.or(p.window_activity))
+            .max()
+            .map(|t| t.min(now)),
+        _ => None,
+    };
+    let o = &policy.operator;
+    let rp = ResumePolicy {
+        fresh_only: o.restart_mode == crate::policy::RestartMode::Fresh,
+        min_conversation_seconds: o.resume_min_conversation_seconds,
+        resume_failed_within_seconds: o.resume_failed_within_seconds,
+    };
+    let (kind, why) = choose(&a.resume, a.started_at, died_at, now, &rp, fresh_requested);
+    match (kind, &a.resume.argv) {
+        (StartKind::Resume, Some(resume_argv)) => Launch {
+            kind,
+            why,
+            row: AgentRow {
+                argv: resume_argv.clone(),
+                resume: crate::resume::Resume {
+                    kind: StartKind::Resume,
+                    ..a.resume.clone()
+                },
+                ..a.clone()
+            },
+            start_argv: a.argv.clone(),
+        },
+        _ => {
+            let (argv, resume) = prepare(
+                &a.argv,
+                None,
+                Some(&a.resume),
+                true,
+                &mut crate::resume::new_uuid,
+                now,
+            );
+            Launch {
+                kind: StartKind::Fresh,
+                why,
+                row: AgentRow {
+                    argv: argv.clone(),
+                    resume,
+                    ..a.clone()
+                },
+                start_argv: argv,
+            }
+        }
+    }
 }

@@ -209,6 +209,7 @@ mod tests {
             pane_id: "%1".into(),
             pid: Some(1),
             dead,
+            dead_at: None,
             dead_status: status,
             dead_signal: signal,
             window_activity: activity,

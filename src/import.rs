@@ -329,6 +329,7 @@ fn one_run(
             // (a restart replaces the session, as the original's did).
             adopted: false,
             keep_dead_pane: true,
+            resume: Default::default(),
         });
     }
     let (_, workspace) = workspaces
@@ -423,6 +424,8 @@ fn one_run(
             ticket_dir: None,
             tmux_socket: socket.map(str::to_string),
             policy_path,
+            orphaned: None,
+            tmux_server: None,
             status,
             message: "imported from metawsm".into(),
             created_at,

@@ -30,6 +30,8 @@ mod proc;
 mod project_policy;
 mod question;
 mod reason;
+mod resume;
+mod revive;
 mod render;
 mod schedule;
 mod screen;

@@ -47,10 +47,36 @@ pub fn server_state(socket: &str) -> ServerState {
 }
 
 /// Why the run is orphaned, or None when its server may still be there. A run that
-/// never recorded its server (older databases) is never judged.
+/// never recorded its server (older databases) is never judged by its socket.
 pub fn orphaned(run: &RunRow) -> Option<String> {
-    socket_gone(run.tmux_socket.as_deref()?)
+    run.orphaned
+        .clone()
+        .or_else(|| socket_gone(run.tmux_socket.as_deref()?))
 }
+
+/// The run's agents were last seen on another instance of this server (it restarted on
+/// the same socket: a reboot), and none of their sessions is here: they died with it.
+/// Orphaned, never judged dead (which would start agents nobody asked for after a reboot).
+pub fn left_by_restart(
+    run: &RunRow,
+    agents: &[crate::store::AgentRow],
+    obs: &crate::tmux::Observation,
+) -> Option<String> {
+    let crate::tmux::Observation::Known(snap) = obs else {
+        return None;
+    };
+    let (seen, here) = (run.tmux_server.as_deref()?, snap.server.as_deref()?);
+    let none_here = agents.iter().all(|a| {
+        matches!(
+            crate::adopt::agent_panes(obs, a),
+            crate::tmux::SessionState::Absent
+        )
+    });
+    (seen != here && none_here).then(|| {
+        format!("tmux server restarted (was {seen}, now {here}); its agents died with it")
+    })
+}
+
 
 /// `Some(evidence)` when the server on this socket is certainly gone.
 pub fn socket_gone(socket: &str) -> Option<String> {
@@ -80,7 +106,7 @@ impl Probe {
 pub fn mark(rows: &mut [crate::store::StatusRow]) {
     let mut probe = Probe::default();
     for r in rows {
-        r.orphaned = probe.gone(r.tmux_socket.as_deref()).is_some();
+        r.orphaned = r.orphaned || probe.gone(r.tmux_socket.as_deref()).is_some();
     }
 }
 

@@ -52,8 +52,12 @@ const HEALTH_KEYS: [&str; 5] = [
     "restart_quiet_interactive",
     "screen_patterns",
 ];
-const OPERATOR_KEYS: [&str; 12] = [
+const OPERATOR_KEYS: [&str; 16] = [
     "on_complete",
+    "restart_mode",
+    "resume_min_conversation_seconds",
+    "resume_failed_within_seconds",
+    "revive_on_server_start",
     "agent_names",
     "unhealthy_confirmations",
     "restart_budget",
@@ -133,6 +137,33 @@ pub struct OperatorPolicy {
     pub on_complete: OnComplete,
     /// Agent CLI names `run adopt --scan` recognises, besides the built-in ones.
     pub agent_names: Vec<String>,
+    /// Restarts continue the agent's conversation when it has a resume command (resume)
+    /// or always start over (fresh). docs/restarts.md.
+    pub restart_mode: RestartMode,
+    /// A conversation younger than this is started over rather than resumed.
+    pub resume_min_conversation_seconds: i64,
+    /// A resumed agent that ends this soon failed to resume: the next start is fresh.
+    pub resume_failed_within_seconds: i64,
+    /// A server that starts and finds runs orphaned by its predecessor revives them.
+    pub revive_on_server_start: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartMode {
+    Resume,
+    Fresh,
+}
+
+impl FromStr for RestartMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "resume" => Ok(RestartMode::Resume),
+            "fresh" => Ok(RestartMode::Fresh),
+            _ => Err(format!("unknown value {s:?} (expected resume|fresh)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -369,6 +400,10 @@ impl Default for OperatorPolicy {
             notify: NotifyPolicy::default(),
             on_complete: OnComplete::Keep,
             agent_names: Vec::new(),
+            restart_mode: RestartMode::Resume,
+            resume_min_conversation_seconds: 60,
+            resume_failed_within_seconds: 15,
+            revive_on_server_start: false,
         }
     }
 }
@@ -488,6 +523,14 @@ impl Policy {
             o.min_observation_gap_seconds,
         )?;
         non_negative("operator.healthy_reset_seconds", o.healthy_reset_seconds)?;
+        non_negative(
+            "operator.resume_min_conversation_seconds",
+            o.resume_min_conversation_seconds,
+        )?;
+        non_negative(
+            "operator.resume_failed_within_seconds",
+            o.resume_failed_within_seconds,
+        )?;
 
         // llm.mode and llm.provider are enums: bad values were already rejected by the parser.
         let llm = &o.llm;
@@ -669,6 +712,16 @@ fn parse_text(text: &str) -> Result<Policy, String> {
         b.int("healthy_reset_seconds", &mut o.healthy_reset_seconds)?;
         b.int("tick_interval_seconds", &mut o.tick_interval_seconds)?;
         b.parsed("on_complete", &mut o.on_complete)?;
+        b.parsed("restart_mode", &mut o.restart_mode)?;
+        b.int(
+            "resume_min_conversation_seconds",
+            &mut o.resume_min_conversation_seconds,
+        )?;
+        b.int(
+            "resume_failed_within_seconds",
+            &mut o.resume_failed_within_seconds,
+        )?;
+        b.boolean("revive_on_server_start", &mut o.revive_on_server_start)?;
         b.string_array("agent_names", &mut o.agent_names)?;
 
         if let Some(l) = b.block("llm", &LLM_KEYS)? {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 /// is written with its end bytes, so the format itself holds no newline or TAB. The pane
 /// title (free text too, set by the program) goes just before the command.
 pub const PANE_FORMAT: &str = concat!(
-    "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t",
+    "#{session_name}\t#{window_id}\t#{pane_id}\t#{pane_pid}\t#{?pane_dead,1:#{pane_dead_time},0}\t",
     "#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}\t",
     "#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_title}\t",
     "#{s/[\u{1}-\u{1f}\u{7f}]/ /:pane_current_command}"
@@ -109,6 +109,8 @@ pub struct PaneRow {
     pub pane_id: String,
     pub pid: Option<i64>,
     pub dead: bool,
+    /// When the pane died (`1:<pane_dead_time>` in the dead field: no extra column).
+    pub dead_at: Option<i64>,
     pub dead_status: Option<i64>,
     pub dead_signal: Option<i64>,
     pub window_activity: Option<i64>,
@@ -126,6 +128,9 @@ pub struct Snapshot {
     pub clients: Vec<Client>,
     /// The server's own `#{socket_path}`: which server this snapshot describes.
     pub socket: Option<String>,
+    /// This server instance (`pid:start_time`): a server restarted on the same socket
+    /// (a reboot) is another instance, and its predecessor's agents died with it.
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -264,7 +269,7 @@ impl TmuxClient {
     fn observe_panes(&self, panes: Vec<Cmd>) -> Result<Snapshot, TmuxError> {
         let opts_fmt = std::iter::once(OPTS_MARK.to_string())
             .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
-            .chain(std::iter::once("#{socket_path}".to_string()))
+            .chain(["#{socket_path}".to_string(), "#{pid}:#{start_time}".to_string()])
             .collect::<Vec<_>>()
             .join("\t");
         let client_fmt = format!("{CLIENT_MARK}\t#{{client_name}}\t#{{client_tty}}");
@@ -321,6 +326,10 @@ pub fn parse_snapshot(text: &str) -> Snapshot {
                 .get(USER_OPTIONS.len())
                 .filter(|s| !s.is_empty())
                 .map(|s| s.to_string());
+            snap.server = values
+                .get(USER_OPTIONS.len() + 1)
+                .filter(|s| s.len() > 1)
+                .map(|s| s.to_string());
             continue;
         }
         if let Some(rest) = line.strip_prefix(CLIENT_MARK) {
@@ -342,7 +351,8 @@ pub fn parse_snapshot(text: &str) -> Snapshot {
             window_id: f[1].to_string(),
             pane_id: f[2].to_string(),
             pid: num(f[3]),
-            dead: f[4] == "1",
+            dead: f[4].starts_with('1'),
+            dead_at: f[4].strip_prefix("1:").and_then(num),
             dead_status: num(f[5]),
             dead_signal: num(f[6]),
             window_activity: num(f[7]),
@@ -410,6 +420,14 @@ pub fn start_agent_cmds(
             .num(silence_seconds),
         respawn,
     ]
+}
+
+/// An argv as one shell-quoted line, for humans to read or paste.
+pub fn sh_quote_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| sh_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn kill_session_cmd(session: &str) -> Cmd {

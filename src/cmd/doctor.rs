@@ -231,18 +231,13 @@ fn llm_command_check(
     }
 }
 
-/// Active runs whose tmux server is certainly gone: nothing supervises them.
+/// Active runs whose tmux server is certainly gone, or restarted since their agents ran:
+/// nothing supervises them.
 fn orphan_check(s: &Store, r: &mut Report) {
-    let mut probe = crate::orphan::Probe::default();
-    let found: Vec<String> = s
-        .runs(false)
+    let found: Vec<String> = crate::revive::orphaned_runs(s)
         .unwrap_or_default()
         .iter()
-        .filter_map(|run| {
-            probe
-                .gone(run.tmux_socket.as_deref())
-                .map(|why| format!("{} ({why})", run.id))
-        })
+        .map(|(run, why)| format!("{} ({why})", run.id))
         .collect();
     if found.is_empty() {
         r.line("ok", "orphaned runs", "none");
@@ -251,7 +246,7 @@ fn orphan_check(s: &Store, r: &mut Report) {
             "warn",
             "orphaned runs",
             &format!(
-                "{}; stop or forget them (metawsm-tick run stop ID / run forget ID)",
+                "{}; revive them here (metawsm-tick run revive --all) or stop/forget them",
                 found.join(", ")
             ),
         );

@@ -19,6 +19,7 @@ pub mod run_adopt;
 pub mod run_forget;
 pub mod run_list;
 pub mod run_restart;
+pub mod run_revive;
 pub mod run_show;
 pub mod run_start;
 pub mod run_stop;

@@ -15,6 +15,7 @@ Commands:
   stop        Stop a run and kill its agent sessions
   restart     Restart a run's agents (all, or one with --agent); resets the restart budget
   forget      Delete a stopped or completed run's rows
+  revive      Start an orphaned run's agents again on this tmux server (after a reboot)
 
 Run 'metawsm-tick run <COMMAND> --help' for details.
 ";
@@ -23,7 +24,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let Some(arg) = parser.next()? else {
         cli::print_help(HELP);
         return Err(CliError::Usage(
-            "run: missing command (start|adopt|add-agent|list|show|stop|restart|forget)".into(),
+            "run: missing command (start|adopt|add-agent|list|show|stop|restart|forget|revive)".into(),
         ));
     };
     match arg {
@@ -40,8 +41,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             "stop" => super::run_stop::main(parser, ctx),
             "restart" => super::run_restart::main(parser, ctx),
             "forget" => super::run_forget::main(parser, ctx),
+            "revive" => super::run_revive::main(parser, ctx),
             other => Err(CliError::Usage(format!(
-                "run: unknown command '{other}' (start|adopt|add-agent|list|show|stop|restart|forget)"
+                "run: unknown command '{other}' (start|adopt|add-agent|list|show|stop|restart|forget|revive)"
             ))),
         },
         other => Err(other.unexpected().into()),

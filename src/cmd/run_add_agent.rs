@@ -57,6 +57,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             name,
             session,
             argv,
+            resume_cmd: None,
         },
         now_unix(),
         false,

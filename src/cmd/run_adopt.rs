@@ -30,6 +30,8 @@ Options:
                        (without it the pane closes on exit and only its absence is seen)
   --doc-home-repo REPO Repository inside the workspace that holds the docs (ttmp/)
   --ticket-dir DIR     Ticket directory for escalation entries (inside the workspace)
+  --resume-cmd CMD     Shell command (sh -c) that continues the agent's conversation on a
+                       restart [default: derived for Claude Code and Codex]
   --scan               List unsupervised panes that run a known agent CLI (codex, claude,
                        aider, gemini, opencode, goose, amp, cursor-agent, plus the policy's
                        operator.agent_names), by the pane's command or a process below it
@@ -44,6 +46,7 @@ struct Args {
     id: Option<String>,
     agent: Option<String>,
     keep_dead_pane: bool,
+    resume_cmd: Option<Vec<String>>,
     repo: Option<String>,
     ticket_dir: Option<String>,
     scan: bool,
@@ -68,6 +71,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             Long("id") => a.id = Some(cli::os_to_string(parser.value()?, "--id")?),
             Long("agent") => a.agent = Some(cli::os_to_string(parser.value()?, "--agent")?),
             Long("keep-dead-pane") => a.keep_dead_pane = true,
+            Long("resume-cmd") => {
+                let c = cli::os_to_string(parser.value()?, "--resume-cmd")?;
+                a.resume_cmd = Some(crate::resume::shell_command(&c));
+            }
             Long("doc-home-repo") => {
                 a.repo = Some(cli::os_to_string(parser.value()?, "--doc-home-repo")?)
             }
@@ -292,6 +299,8 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
             .map(|p| p.socket.clone())
             .filter(|s| !s.is_empty()),
         policy_path: crate::project_policy::find_for(&ws),
+        orphaned: None,
+        tmux_server: None,
         status: RunStatus::Running,
         message: "run adopted".into(),
         created_at: now,
@@ -317,6 +326,7 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
             .clone()
             .or_else(|| adopt::restart_argv(&p.start_command))
             .unwrap_or_default();
+        let resume = crate::resume::for_adopted(&argv, a.resume_cmd.as_deref());
         agents.push(AgentRow {
             run_id: run_id.clone(),
             name,
@@ -339,6 +349,7 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
             signal_at: None,
             adopted: true,
             keep_dead_pane: a.keep_dead_pane,
+            resume,
         });
     }
     if a.keep_dead_pane {

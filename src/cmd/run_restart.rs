@@ -8,19 +8,27 @@ use crate::tmux::{self, SessionState};
 use lexopt::prelude::*;
 
 pub const HELP: &str = "\
-Usage: metawsm-tick run restart RUN|--ticket T [--agent NAME]
+Usage: metawsm-tick run restart RUN|--ticket T [--agent NAME] [--fresh]
 
-Kills and starts again the run's agents (or only NAME) with their stored argv and working
-directory. A stopped, failed or completed run becomes running. Resets restart attempts,
-cooldown and corroboration: a human decided.
+Kills and starts again the run's agents (or only NAME) in their working directory. An
+agent with a resume command continues its conversation (docs/restarts.md), unless --fresh
+or operator.restart_mode = fresh. A stopped, failed or completed run becomes running.
+Resets restart attempts, cooldown and corroboration: a human decided.
+
+Options:
+  --agent NAME   Only this agent
+  --fresh        Start over instead of resuming the conversation
+  --ticket T     The ticket's one active run, instead of RUN
+  -h, --help     Show this help
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let mut ticket = None;
-    let (mut id, mut only) = (None, None);
+    let (mut id, mut only, mut fresh) = (None, None, false);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("agent") => only = Some(cli::os_to_string(parser.value()?, "--agent")?),
+            Long("fresh") => fresh = true,
             Short('h') | Long("help") => {
                 cli::print_help(HELP);
                 return Ok(0);
@@ -73,13 +81,16 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let kept = crate::evidence::capture(&rctx.tmux, &present);
     let mut cmds = Vec::new();
     let mut in_place = Vec::new();
+    let mut launches = Vec::new();
     for a in &agents {
         let present = matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_));
         in_place.push(a.adopted && present);
+        let l = crate::agents::restart_launch(a, &obs, &policy, now, fresh);
         cmds.extend(
-            crate::adopt::restart_cmds(ctx, &policy, a, present)
+            crate::adopt::restart_cmds(ctx, &policy, &l.row, present)
                 .map_err(|e| CliError::Failure(format!("run {id}: {e}")))?,
         );
+        launches.push(l);
     }
     // A completion or answer left from before must not finish or answer the new agents.
     let moved = crate::signals::archive_leftovers(
@@ -108,9 +119,15 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             "cli",
         )?;
     }
-    for (a, in_place) in agents.iter().zip(&in_place) {
+    for ((a, in_place), l) in agents.iter().zip(&in_place).zip(&launches) {
         tx.mark_agent_started(&id, &a.name, now, *in_place)?;
+        tx.set_agent_launch(&id, &a.name, &l.start_argv, &l.row.resume)?;
     }
+    let kinds = launches
+        .iter()
+        .map(|l| format!("{}: {} ({})", l.row.name, l.kind.as_str(), l.why))
+        .collect::<Vec<_>>()
+        .join("; ");
     // A human decided: budget, cooldown and corroboration start over; the alert episode
     // (and so the one changelog entry per question) does not.
     let prev = tx.op_state_tx(&id)?;
@@ -127,10 +144,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             run_id: Some(&id),
             kind: "restart",
             to_state: "ok",
-            message: &format!(
-                "manual restart of {}; restart budget reset",
-                names.join(",")
-            ),
+            message: &format!("manual restart, {kinds}; restart budget reset"),
             source: "cli",
             ..Default::default()
         },
@@ -138,6 +152,6 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
-    println!("restarted {} in {id}", names.join(", "));
+    crate::say!("restarted {} in {id} ({kinds})", names.join(", "));
     Ok(0)
 }

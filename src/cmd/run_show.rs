@@ -64,6 +64,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 "signal": a.signal.map(|s| s.as_str()),
                 "adopted": a.adopted, "keep_dead_pane": a.keep_dead_pane,
                 "observability": crate::adopt::observability(a),
+                "resume_argv": a.resume.argv, "conversation_id": a.resume.conversation,
+                "started_as": a.resume.kind.as_str(), "resume_cmd_explicit": a.resume.explicit,
             })).collect::<Vec<_>>(),
             "operator": {
                 "restart_attempts": op.restart_attempts, "last_restart_at": op.last_restart_at,
@@ -117,6 +119,19 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 .map(|s| format!(" signal={}", s.as_str()))
                 .unwrap_or_default()
         );
+        crate::say!(
+            "      started as: {}; command: {}",
+            a.resume.kind.as_str(),
+            crate::tmux::sh_quote_argv(&a.argv)
+        );
+        match &a.resume.argv {
+            Some(r) => crate::say!(
+                "      resume: {}{}",
+                crate::tmux::sh_quote_argv(r),
+                if a.resume.explicit { " (--resume-cmd)" } else { " (derived)" }
+            ),
+            None => crate::say!("      resume: none (restarts start over)"),
+        }
         for line in crate::adopt::observability(a) {
             println!("      {line}");
         }

@@ -26,6 +26,9 @@ Options:
   --doc-home-repo REPO Repository inside the workspace that holds the docs (ttmp/)
   --ticket-dir DIR     Ticket directory for escalation entries (inside the workspace)
   --session NAME       tmux session name [default: policy tmux.session_pattern]
+  --resume-cmd CMD     Shell command (run with sh -c in the agent's directory) that
+                       continues the agent's conversation on a restart [default: derived
+                       for Claude Code and Codex, see docs/restarts.md]
   -h, --help           Show this help
 ";
 
@@ -34,6 +37,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let (mut workspace, mut id, mut agent, mut repo, mut ticket_dir, mut session) =
         (None, None, "agent".to_string(), None, None, None);
     let mut argv = None;
+    let mut resume_cmd = None;
     loop {
         if let Some(a) = super::take_argv(parser)? {
             argv = Some(a);
@@ -52,6 +56,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 ticket_dir = Some(cli::os_to_string(parser.value()?, "--ticket-dir")?)
             }
             Long("session") => session = Some(cli::os_to_string(parser.value()?, "--session")?),
+            Long("resume-cmd") => {
+                let c = cli::os_to_string(parser.value()?, "--resume-cmd")?;
+                resume_cmd = Some(crate::resume::shell_command(&c));
+            }
             Short('h') | Long("help") => {
                 cli::print_help(HELP);
                 return Ok(0);
@@ -117,9 +125,13 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     // Before the lock: a server this command starts loads its config, and the plugin's
     // tmux-setup in it wants the lock too.
     let boot = boot_server(ctx);
-    let started = start_locked(
-        ctx, &policy, tickets, ws, id, repo, ticket_dir, agent, session, argv,
-    );
+    let spec = AgentSpec {
+        name: agent,
+        session,
+        argv,
+        resume_cmd,
+    };
+    let started = start_locked(ctx, &policy, tickets, ws, id, repo, ticket_dir, spec);
     if let Some(b) = boot {
         let _ = ctx.tmux.run(&[tmux::kill_session_cmd(&b)]);
     }
@@ -155,9 +167,7 @@ fn start_locked(
     id: Option<String>,
     repo: Option<String>,
     ticket_dir: Option<String>,
-    agent: String,
-    session: Option<String>,
-    argv: Vec<String>,
+    spec: AgentSpec,
 ) -> CliResult<i32> {
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Create, true)?;
@@ -179,16 +189,13 @@ fn start_locked(
         ticket_dir,
         tmux_socket: None,
         policy_path: crate::project_policy::find_for(&ws),
+        orphaned: None,
+        tmux_server: None,
         status: RunStatus::Running,
         message: "run started".into(),
         created_at: now,
         updated_at: now,
         status_changed_at: now,
-    };
-    let spec = AgentSpec {
-        name: agent,
-        session,
-        argv,
     };
     // What an earlier run left in this workspace must not complete or answer this one.
     let moved = crate::signals::archive_leftovers(

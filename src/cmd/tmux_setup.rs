@@ -110,6 +110,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     // The server's own PATH: what its ticks will find.
     crate::llm_command::record(&mut st, &policy);
     crate::schedule::arm_new_chain(&mut st, &ctx, &policy, now_unix());
+    // A server that starts and finds its predecessor's runs (a reboot) says so once, and
+    // revives them only when the policy asks (operator.revive_on_server_start). Starting
+    // agents needs the lock: without it, the tick's marker still shows them.
+    if lock.is_some() {
+        if let Err(e) = crate::revive::on_server_start(&mut st, &ctx, &policy, now_unix()) {
+            eprintln!("{}", crate::escape::human(&format!("metawsm-tick: {e}")));
+        }
+    }
     Ok(0)
 }
 

@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_adopted_agents_questions_approvals.sql"),
     include_str!("migrations/0005_runs_policy_path.sql"),
     include_str!("migrations/0006_llm_calls_unstarted.sql"),
+    include_str!("migrations/0007_agents_resume.sql"),
 ];
 
 /// What went wrong, by kind (from SQLite's result codes, never from message text); the

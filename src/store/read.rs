@@ -35,7 +35,7 @@ impl Store {
     pub fn runs(&self, all: bool) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                    created_at, updated_at, status_changed_at, tmux_socket, policy_path FROM runs
+                    created_at, updated_at, status_changed_at, tmux_socket, policy_path, orphaned, tmux_server FROM runs
              ORDER BY created_at, id",
         )?;
         let rows = stmt.query_map([], run_from_row)?;
@@ -53,7 +53,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                        created_at, updated_at, status_changed_at, tmux_socket, policy_path FROM runs
+                        created_at, updated_at, status_changed_at, tmux_socket, policy_path, orphaned, tmux_server FROM runs
                  WHERE id = ?1",
                 [id],
                 run_from_row,
@@ -65,7 +65,8 @@ impl Store {
     pub fn agents(&self, run_id: Option<&str>) -> Result<Vec<AgentRow>> {
         let sql = "SELECT run_id, name, session, argv, workdir, status, health, last_activity_at,
                           last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
-                          signal_at, adopted, keep_dead_pane FROM agents";
+                          signal_at, adopted, keep_dead_pane, resume_argv, conversation_id,
+                          start_kind, conversation_since, resume_explicit FROM agents";
         let mut out = Vec::new();
         match run_id {
             Some(id) => {
@@ -290,7 +291,7 @@ impl Store {
              g AS (SELECT run_id, count(*) AS n FROM guidance_requests WHERE status = 'pending' GROUP BY run_id)
              SELECT r.status, COALESCE(g.n, 0), COALESCE(a.dead, 0), COALESCE(a.waiting, 0),
                     COALESCE(a.done, 0), COALESCE(a.n, 0), o.last_alert, r.tmux_socket,
-                    ap.status IS NOT NULL
+                    ap.status IS NOT NULL, r.orphaned IS NOT NULL
              FROM runs r
              LEFT JOIN a ON a.run_id = r.id
              LEFT JOIN g ON g.run_id = r.id
@@ -309,7 +310,7 @@ impl Store {
                 agents: r.get(5)?,
                 last_alert: r.get(6)?,
                 tmux_socket: r.get(7)?,
-                orphaned: false,
+                orphaned: r.get(9)?,
                 awaiting_approval: r.get(8)?,
             })
         })?;
@@ -404,6 +405,8 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         status_changed_at: r.get(9)?,
         tmux_socket: r.get(10)?,
         policy_path: r.get(11)?,
+        orphaned: r.get(12)?,
+        tmux_server: r.get(13)?,
     })
 }
 
@@ -429,6 +432,15 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
         signal_at: r.get(14)?,
         adopted: r.get::<_, i64>(15)? != 0,
         keep_dead_pane: r.get::<_, i64>(16)? != 0,
+        resume: crate::resume::Resume {
+            argv: r
+                .get::<_, Option<String>>(17)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
+            conversation: r.get(18)?,
+            kind: r.get::<_, String>(19)?.parse().unwrap_or_default(),
+            since: r.get(20)?,
+            explicit: r.get::<_, i64>(21)? != 0,
+        },
     })
 }
 

@@ -13,6 +13,10 @@ pub struct RunRow {
     pub tmux_socket: Option<String>,
     /// The project policy file recorded for this run (absolute), if one was found.
     pub policy_path: Option<String>,
+    /// Why its agents cannot be on the server any more (the server restarted since).
+    pub orphaned: Option<String>,
+    /// The server instance (`pid:start_time`) a tick last saw the run's agents on.
+    pub tmux_server: Option<String>,
     pub status: RunStatus,
     pub message: String,
     pub created_at: i64,
@@ -41,6 +45,8 @@ pub struct AgentRow {
     pub adopted: bool,
     /// The pane keeps `remain-on-exit` (exit status observable).
     pub keep_dead_pane: bool,
+    /// How a restart can continue its conversation (docs/restarts.md).
+    pub resume: crate::resume::Resume,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -17,6 +17,8 @@ fn run(id: &str, status: RunStatus) -> RunRow {
         ticket_dir: None,
         tmux_socket: None,
         policy_path: None,
+        orphaned: None,
+        tmux_server: None,
         status,
         message: String::new(),
         created_at: 10,

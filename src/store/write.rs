@@ -139,8 +139,10 @@ impl Tx<'_> {
         self.tx.execute(
             "INSERT INTO agents(run_id, name, session, argv, workdir, status, health, last_activity_at,
                                 last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
-                                signal_at, updated_at, adopted, keep_dead_pane)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, ?10, ?11, NULL, NULL, ?12, ?13, ?14)",
+                                signal_at, updated_at, adopted, keep_dead_pane, resume_argv,
+                                conversation_id, start_kind, conversation_since, resume_explicit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, ?10, ?11, NULL, NULL, ?12, ?13, ?14,
+                     ?15, ?16, ?17, ?18, ?19)",
             params![
                 a.run_id,
                 a.name,
@@ -155,7 +157,12 @@ impl Tx<'_> {
                 a.started_at,
                 now,
                 a.adopted,
-                a.keep_dead_pane
+                a.keep_dead_pane,
+                resume_argv(&a.resume),
+                a.resume.conversation,
+                a.resume.kind.as_str(),
+                a.resume.since,
+                a.resume.explicit
             ],
         )
         .map_err(|e| match e {
@@ -265,6 +272,56 @@ impl Tx<'_> {
                     started_at = ?1, signal = NULL, signal_at = ?1, updated_at = ?1
              WHERE run_id = ?2 AND name = ?3",
             params![now, run_id, name, in_place],
+        )?;
+        Ok(())
+    }
+
+    /// What a (re)start ran: its command (a fresh Claude start gets a new conversation
+    /// id) and how a later restart can continue it.
+    pub fn set_agent_launch(
+        &self,
+        run_id: &str,
+        name: &str,
+        argv: &[String],
+        r: &crate::resume::Resume,
+    ) -> Result<()> {
+        self.tx.execute(
+            "UPDATE agents SET argv = ?3, resume_argv = ?4, conversation_id = ?5, start_kind = ?6,
+                    conversation_since = ?7, resume_explicit = ?8
+             WHERE run_id = ?1 AND name = ?2",
+            params![
+                run_id,
+                name,
+                serde_json::to_string(argv).unwrap_or_else(|_| "[]".into()),
+                resume_argv(r),
+                r.conversation,
+                r.kind.as_str(),
+                r.since,
+                r.explicit
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A run left behind by a server restart (`why`), or found again (`None`).
+    pub fn set_run_orphaned(&self, run_id: &str, why: Option<&str>) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET orphaned = ?2 WHERE id = ?1",
+            params![run_id, why],
+        )?;
+        Ok(())
+    }
+
+    /// The server (socket path and instance) a run's agents now live on.
+    pub fn set_run_server(
+        &self,
+        run_id: &str,
+        socket: Option<&str>,
+        instance: Option<&str>,
+    ) -> Result<()> {
+        self.tx.execute(
+            "UPDATE runs SET tmux_socket = COALESCE(?2, tmux_socket), tmux_server = ?3 WHERE id = ?1",
+            params![run_id, socket, instance],
         )?;
         Ok(())
     }
@@ -570,4 +627,10 @@ impl Tx<'_> {
         )?;
         Ok(n > 0)
     }
+}
+
+fn resume_argv(r: &crate::resume::Resume) -> Option<String> {
+    r.argv
+        .as_ref()
+        .and_then(|a| serde_json::to_string(a).ok())
 }

@@ -357,14 +357,18 @@ pub fn act(
         let kept = crate::evidence::capture(&ctx.tmux, &present);
         let mut cmds = Vec::new();
         let mut refused = Vec::new();
+        let mut launches = Vec::new();
         for a in &targets {
             // An adopted agent's own pane only, never the user's session around it.
             let present = matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_));
             if restart {
-                match crate::adopt::restart_cmds(ctx, &p.policy, a, present) {
+                // Resume the conversation when it is worth it, else start over.
+                let l = crate::agents::restart_launch(a, obs, &p.policy, now, false);
+                match crate::adopt::restart_cmds(ctx, &p.policy, &l.row, present) {
                     Ok(c) => cmds.extend(c),
                     Err(e) => refused.push(e),
                 }
+                launches.push(l);
             } else {
                 cmds.extend(crate::adopt::stop_cmds(a, present));
             }
@@ -376,7 +380,13 @@ pub fn act(
         } else {
             ctx.tmux.run(&cmds)
         };
+        let kinds = launches
+            .iter()
+            .map(|l| format!("{}: {} ({})", l.row.name, l.kind.as_str(), l.why))
+            .collect::<Vec<_>>()
+            .join("; ");
         let outcome = match &result {
+            Ok(_) if restart => format!("ok, {kinds}"),
             Ok(_) => "ok".to_string(),
             Err(e) => format!("failed: {e}"),
         };
@@ -396,10 +406,11 @@ pub fn act(
         )?;
         if restart {
             if result.is_ok() {
-                for a in &targets {
+                for (a, l) in targets.iter().zip(&launches) {
                     let in_place = a.adopted
                         && matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_));
                     tx.mark_agent_started(run_id, &a.name, now, in_place)?;
+                    tx.set_agent_launch(run_id, &a.name, &l.start_argv, &l.row.resume)?;
                 }
             }
             let st = p.state_after();

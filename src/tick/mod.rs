@@ -156,6 +156,7 @@ pub fn run(
             opts.source,
             opts.run.is_none(),
         )?;
+        note_servers(store, &input.servers, now)?;
         // Committed: the requests taken this tick are recorded for good.
         for r in &input.runs {
             for staged in &r.files.taken {
@@ -254,4 +255,36 @@ fn read_questions(ctx: &Ctx, input: &mut observe::TickInput) {
             });
         }
     }
+}
+
+/// Records runs orphaned by a server restart (once, with an event) and the server
+/// instance runs were seen on. Rare: only when something changed.
+fn note_servers(
+    store: &mut Store,
+    notes: &[observe::ServerNote],
+    now: i64,
+) -> Result<(), CliError> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let tx = store.write()?;
+    for n in notes {
+        tx.set_run_orphaned(&n.run_id, n.orphaned.as_deref())?;
+        tx.set_run_server(&n.run_id, None, n.server.as_deref())?;
+        if let Some(why) = &n.orphaned {
+            tx.add_event(
+                now,
+                &crate::store::NewEvent {
+                    run_id: Some(&n.run_id),
+                    kind: "orphaned",
+                    to_state: "orphaned",
+                    message: &format!("{why}; revive with: metawsm-tick run revive {}", n.run_id),
+                    source: "tick",
+                    ..Default::default()
+                },
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }

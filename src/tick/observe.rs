@@ -26,6 +26,15 @@ pub struct TickInput {
     /// Set on a fresh start after a clock step or a long gap (clock.rs): why the tick
     /// acts on nothing.
     pub clock_hold: Option<String>,
+    /// Runs orphaned by a server restart, or seen on a new server instance: recorded.
+    pub servers: Vec<ServerNote>,
+}
+
+/// What the tick learnt of a run's server (docs/restarts.md).
+pub struct ServerNote {
+    pub run_id: String,
+    pub orphaned: Option<String>,
+    pub server: Option<String>,
 }
 
 /// One run as read from the database and its workspace.
@@ -143,6 +152,38 @@ pub fn observe(
             runs.retain(|r| r.tmux_socket.as_deref().is_none_or(|s| s == here));
         }
     }
+    // A reboot: runs whose agents died with an earlier instance of this server are
+    // orphaned, left alone; runs seen on this instance remember it.
+    let mut servers = Vec::new();
+    if let Observation::Known(snap) = &obs {
+        runs.retain(|r| {
+            let agents = agents_by_run.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(why) = crate::orphan::left_by_restart(r, agents, &obs) {
+                if r.orphaned.is_none() {
+                    servers.push(ServerNote {
+                        run_id: r.id.clone(),
+                        orphaned: Some(why),
+                        server: r.tmux_server.clone(),
+                    });
+                }
+                return false;
+            }
+            let present = agents.iter().any(|a| {
+                matches!(
+                    crate::adopt::agent_panes(&obs, a),
+                    crate::tmux::SessionState::Present(_)
+                )
+            });
+            if present && (r.tmux_server != snap.server || r.orphaned.is_some()) {
+                servers.push(ServerNote {
+                    run_id: r.id.clone(),
+                    orphaned: None,
+                    server: snap.server.clone(),
+                });
+            }
+            true
+        });
+    }
     let tmux_error = match &obs {
         Observation::Unknown(e) => Some(e.clone()),
         Observation::Known(_) => None,
@@ -237,6 +278,7 @@ pub fn observe(
         })
         .collect();
     Ok(TickInput {
+        servers,
         runs,
         obs,
         tmux_error,
