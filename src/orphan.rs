@@ -72,11 +72,9 @@ pub fn left_by_restart(
             crate::tmux::SessionState::Absent
         )
     });
-    (seen != here && none_here).then(|| {
-        format!("tmux server restarted (was {seen}, now {here}); its agents died with it")
-    })
+    (seen != here && none_here)
+        .then(|| format!("tmux server restarted (was {seen}, now {here}); its agents died with it"))
 }
-
 
 /// `Some(evidence)` when the server on this socket is certainly gone.
 pub fn socket_gone(socket: &str) -> Option<String> {

@@ -91,10 +91,27 @@ const CODEX_CARRIED: [(&str, bool); 16] = [
     ("--search", false),
 ];
 /// Codex options that take a value but are not carried (the value is not the prompt).
-const CODEX_OTHER_VALUED: [&str; 6] = ["-C", "--cd", "-i", "--image", "--local-provider", "--remote"];
+const CODEX_OTHER_VALUED: [&str; 6] = [
+    "-C",
+    "--cd",
+    "-i",
+    "--image",
+    "--local-provider",
+    "--remote",
+];
 /// Codex subcommands: a start command using one is not the interactive TUI.
 const CODEX_SUBCOMMANDS: [&str; 12] = [
-    "exec", "e", "review", "login", "logout", "mcp", "resume", "fork", "apply", "a", "cloud",
+    "exec",
+    "e",
+    "review",
+    "login",
+    "logout",
+    "mcp",
+    "resume",
+    "fork",
+    "apply",
+    "a",
+    "cloud",
     "app-server",
 ];
 
@@ -168,13 +185,13 @@ fn known(argv: &[String]) -> Option<Known> {
 
 /// The value of `--session-id` in a Claude start command, and where it sits.
 fn claude_session_id(argv: &[String]) -> Option<(usize, String)> {
-    argv.iter().enumerate().find_map(|(i, w)| {
-        match split_opt(w) {
+    argv.iter()
+        .enumerate()
+        .find_map(|(i, w)| match split_opt(w) {
             ("--session-id", Some(v)) => Some((i, v.to_string())),
             ("--session-id", None) => argv.get(i + 1).map(|v| (i, v.clone())),
             _ => None,
-        }
-    })
+        })
 }
 
 /// The command a start runs and what a later resume needs. `fresh_restart`: a conversation
@@ -235,7 +252,10 @@ pub fn prepare(
             let mut resume = vec![argv[0].clone(), "resume".into()];
             // An id the notify adapter reported is exact; `--last` is this directory's
             // most recent session (Codex filters by the working directory).
-            match prior.and_then(|p| p.conversation.clone()).filter(|_| !fresh_restart) {
+            match prior
+                .and_then(|p| p.conversation.clone())
+                .filter(|_| !fresh_restart)
+            {
                 Some(id) => {
                     resume.push(id.clone());
                     r.conversation = Some(id);
@@ -325,11 +345,16 @@ pub fn choose(
         }
     }
     let ended_at = died_at.unwrap_or(now);
-    let age = ended_at.saturating_sub(r.since.unwrap_or(started_at)).max(0);
+    let age = ended_at
+        .saturating_sub(r.since.unwrap_or(started_at))
+        .max(0);
     if age < p.min_conversation_seconds {
         return fresh(format!("the conversation is only {age}s old"));
     }
-    (StartKind::Resume, format!("continuing a {age}s conversation"))
+    (
+        StartKind::Resume,
+        format!("continuing a {age}s conversation"),
+    )
 }
 
 /// A random (version 4) UUID, from the kernel's random source.
@@ -376,12 +401,20 @@ mod tests {
 
     #[test]
     fn derived_resume_commands() {
-        let cases: &[(&[&str], Option<&[&str]>, &[&str])] = &[
+        type Case<'a> = (&'a [&'a str], Option<&'a [&'a str]>, &'a [&'a str]);
+        let cases: &[Case] = &[
             // (start command, resume command, start command as run)
             (
                 &["claude", "--model", "opus", "fix the bug"],
                 Some(&["claude", "--resume", "id-1", "--model", "opus"]),
-                &["claude", "--session-id", "id-1", "--model", "opus", "fix the bug"],
+                &[
+                    "claude",
+                    "--session-id",
+                    "id-1",
+                    "--model",
+                    "opus",
+                    "fix the bug",
+                ],
             ),
             (
                 &["/opt/bin/claude", "--session-id", "u-1", "go"],
@@ -391,12 +424,43 @@ mod tests {
             (&["claude", "-p", "once"], None, &["claude", "-p", "once"]),
             (&["claude", "--continue"], None, &["claude", "--continue"]),
             (
-                &["codex", "-s", "workspace-write", "--approve-for-me", "-C", "/x", "implement"],
-                Some(&["codex", "resume", "--last", "-s", "workspace-write", "--approve-for-me"]),
-                &["codex", "-s", "workspace-write", "--approve-for-me", "-C", "/x", "implement"],
+                &[
+                    "codex",
+                    "-s",
+                    "workspace-write",
+                    "--approve-for-me",
+                    "-C",
+                    "/x",
+                    "implement",
+                ],
+                Some(&[
+                    "codex",
+                    "resume",
+                    "--last",
+                    "-s",
+                    "workspace-write",
+                    "--approve-for-me",
+                ]),
+                &[
+                    "codex",
+                    "-s",
+                    "workspace-write",
+                    "--approve-for-me",
+                    "-C",
+                    "/x",
+                    "implement",
+                ],
             ),
-            (&["codex", "exec", "do it"], None, &["codex", "exec", "do it"]),
-            (&["codex", "-m", "o3", "exec", "x"], None, &["codex", "-m", "o3", "exec", "x"]),
+            (
+                &["codex", "exec", "do it"],
+                None,
+                &["codex", "exec", "do it"],
+            ),
+            (
+                &["codex", "-m", "o3", "exec", "x"],
+                None,
+                &["codex", "-m", "o3", "exec", "x"],
+            ),
             (&["aider"], None, &["aider"]),
             (&["sh", "-c", "claude"], None, &["sh", "-c", "claude"]),
         ];
@@ -432,7 +496,11 @@ mod tests {
     fn explicit_and_reported_ids() {
         let e = v(&["my-agent", "--continue"]);
         let (argv, r) = prepare(&v(&["claude"]), Some(&e), None, false, &mut ids(), 1);
-        assert_eq!(argv, v(&["claude"]), "an explicit resume command leaves the start alone");
+        assert_eq!(
+            argv,
+            v(&["claude"]),
+            "an explicit resume command leaves the start alone"
+        );
         assert_eq!(r.argv.as_ref(), Some(&e));
         assert!(r.explicit);
         // Kept across later restarts without being passed again.
@@ -478,7 +546,14 @@ mod tests {
             (with(Fresh, Some(0)), 0, Some(600), false, false, Resumed),
             (with(Fresh, Some(0)), 0, Some(30), false, false, Fresh), // too young
             (with(Resumed, Some(0)), 500, Some(503), false, false, Fresh), // resume died at once
-            (with(Resumed, Some(0)), 500, Some(700), false, false, Resumed),
+            (
+                with(Resumed, Some(0)),
+                500,
+                Some(700),
+                false,
+                false,
+                Resumed,
+            ),
             (with(Fresh, Some(0)), 0, Some(600), true, false, Fresh),
             (with(Fresh, Some(0)), 0, Some(600), false, true, Fresh),
             (super::Resume::default(), 0, Some(600), false, false, Fresh), // no resume command

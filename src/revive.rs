@@ -33,7 +33,9 @@ pub fn revive(
     source: &str,
 ) -> Result<String, CliError> {
     let Observation::Known(snap) = obs else {
-        return Err(CliError::Failure("tmux unreachable: nothing to revive on".into()));
+        return Err(CliError::Failure(
+            "tmux unreachable: nothing to revive on".into(),
+        ));
     };
     let policy = crate::project_policy::for_run(ctx, run)?;
     let agents = st.agents(Some(&run.id))?;
@@ -143,7 +145,11 @@ pub fn on_server_start(
                 Err(e) => eprintln!("metawsm-tick: revive {}: {e}", r.id),
             }
         }
-        format!("metawsm: revived {} orphaned run(s): {}", done.len(), done.join(" "))
+        format!(
+            "metawsm: revived {} orphaned run(s): {}",
+            done.len(),
+            done.join(" ")
+        )
     } else {
         format!(
             "metawsm: {} run(s) orphaned by a server restart ({}): metawsm-tick run revive --all",

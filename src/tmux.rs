@@ -269,7 +269,10 @@ impl TmuxClient {
     fn observe_panes(&self, panes: Vec<Cmd>) -> Result<Snapshot, TmuxError> {
         let opts_fmt = std::iter::once(OPTS_MARK.to_string())
             .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
-            .chain(["#{socket_path}".to_string(), "#{pid}:#{start_time}".to_string()])
+            .chain([
+                "#{socket_path}".to_string(),
+                "#{pid}:#{start_time}".to_string(),
+            ])
             .collect::<Vec<_>>()
             .join("\t");
         let client_fmt = format!("{CLIENT_MARK}\t#{{client_name}}\t#{{client_tty}}");

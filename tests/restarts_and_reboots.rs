@@ -53,12 +53,14 @@ fn args_log(env: &Env) -> Vec<String> {
 
 /// Only death is unhealthy here (a quiet fake is never stalled): restarts follow crashes.
 fn resume_policy() -> serde_json::Value {
-    fast_policy(json!({"health": {"idle_seconds": 60, "activity_stalled_seconds": 120},
-        "operator": {
-        "unhealthy_confirmations": 1, "min_observation_gap_seconds": 0,
-        "restart_cooldown_seconds": 1, "restart_cooldown_max_seconds": 1,
-        "resume_min_conversation_seconds": 1, "resume_failed_within_seconds": 2
-    }}))
+    fast_policy(
+        json!({"health": {"idle_seconds": 60, "activity_stalled_seconds": 120},
+            "operator": {
+            "unhealthy_confirmations": 1, "min_observation_gap_seconds": 0,
+            "restart_cooldown_seconds": 1, "restart_cooldown_max_seconds": 1,
+            "resume_min_conversation_seconds": 1, "resume_failed_within_seconds": 2
+        }}),
+    )
 }
 
 /// Ticks until the run has restarted `n` times in all.
@@ -79,7 +81,12 @@ fn tick_until_restarts(env: &Env, run: &str, n: usize) {
                 "{done} of {n} restarts after {WAIT:?}; log:\n{}\nargs: {:?}\npanes: {}\ntick: {}",
                 env.ok(&["log", "--run", run, "--limit", "200"]),
                 args_log(env),
-                env.tmux_out(&["list-panes", "-a", "-F", "#{session_name} #{pane_dead} #{pane_dead_status} #{pane_start_command}"]),
+                env.tmux_out(&[
+                    "list-panes",
+                    "-a",
+                    "-F",
+                    "#{session_name} #{pane_dead} #{pane_dead_status} #{pane_start_command}"
+                ]),
                 env.ok(&["tick", "--json"])
             );
         }
@@ -108,7 +115,9 @@ fn a_crash_resumes_the_same_conversation() {
     );
     env.wait_pane_dead("c1");
     tick_until_restarts(&env, "c1", 1);
-    wait_for("the resumed agent", WAIT, || (args_log(&env).len() >= 2).then_some(()));
+    wait_for("the resumed agent", WAIT, || {
+        (args_log(&env).len() >= 2).then_some(())
+    });
     let log = args_log(&env);
     assert_eq!(log[1], format!("--resume {id} --model opus"), "{log:?}");
     let show = env.show("c1");
@@ -143,7 +152,10 @@ fn a_resume_that_exits_at_once_is_followed_by_a_fresh_start() {
     assert_ne!(a, b, "a fresh start is a new conversation");
     let show = env.show("c2");
     assert_eq!(show["agents"][0]["started_as"], "fresh");
-    assert_eq!(show["operator"]["restart_attempts"], 2, "the budget counts both");
+    assert_eq!(
+        show["operator"]["restart_attempts"], 2,
+        "the budget counts both"
+    );
     let events = env.ok(&["log", "--run", "c2"]);
     assert!(events.contains("the last resume ended after"), "{events}");
 }
@@ -189,8 +201,20 @@ fn restart_server(env: &Env) {
 
 fn start_server(env: &Env) {
     // A reboot: the same socket path, a new server instance.
-    let out = env.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "keepalive", "sleep 1000000"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "keepalive",
+        "sleep 1000000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -222,20 +246,30 @@ fn a_killed_server_orphans_the_run_and_revive_brings_it_back_with_its_budget() {
     let _ = setup;
     let v = env.tick_json();
     assert!(
-        v["runs"].as_array().is_none_or(|r| r.iter().all(|x| x["run"] != "r1")),
+        v["runs"]
+            .as_array()
+            .is_none_or(|r| r.iter().all(|x| x["run"] != "r1")),
         "an orphaned run is not judged: {v}"
     );
     assert!(
-        !env.tmux_out(&["list-sessions", "-F", "#{session_name}"]).contains("r1"),
+        !env.tmux_out(&["list-sessions", "-F", "#{session_name}"])
+            .contains("r1"),
         "no agent started by itself"
     );
     assert_eq!(args_log(&env).len(), 2, "no new agent process");
     let show = env.show("r1");
-    assert!(show["orphaned"].as_str().is_some_and(|w| w.contains("restarted")), "{show}");
+    assert!(
+        show["orphaned"]
+            .as_str()
+            .is_some_and(|w| w.contains("restarted")),
+        "{show}"
+    );
     let doctor = String::from_utf8_lossy(&env.run(&["doctor"]).stdout).into_owned();
     assert!(doctor.contains("orphaned runs: r1"), "{doctor}");
     assert!(
-        env.sql("SELECT value FROM meta WHERE key = 'orphan_notice'").len() == 1,
+        env.sql("SELECT value FROM meta WHERE key = 'orphan_notice'")
+            .len()
+            == 1,
         "the server told the user once"
     );
 
@@ -252,7 +286,9 @@ fn a_killed_server_orphans_the_run_and_revive_brings_it_back_with_its_budget() {
     env.tick();
     assert_eq!(env.show("r1")["agents"][0]["status"], "running");
     // Nothing left to revive.
-    assert!(env.ok(&["run", "revive", "--all"]).contains("no orphaned runs"));
+    assert!(env
+        .ok(&["run", "revive", "--all"])
+        .contains("no orphaned runs"));
     let out = env.run(&["run", "revive", "r1"]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -268,7 +304,9 @@ fn revive_on_server_start_brings_runs_back_when_the_policy_says_so() {
     env.tick();
     restart_server(&env);
     env.ok(&["tmux-setup"]);
-    wait_for("the revived agent", WAIT, || (args_log(&env).len() >= 2).then_some(()));
+    wait_for("the revived agent", WAIT, || {
+        (args_log(&env).len() >= 2).then_some(())
+    });
     assert!(args_log(&env)[1].starts_with("--resume "));
     let show = env.show("r2");
     assert!(show["orphaned"].is_null(), "{show}");

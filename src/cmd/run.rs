@@ -24,7 +24,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let Some(arg) = parser.next()? else {
         cli::print_help(HELP);
         return Err(CliError::Usage(
-            "run: missing command (start|adopt|add-agent|list|show|stop|restart|forget|revive)".into(),
+            "run: missing command (start|adopt|add-agent|list|show|stop|restart|forget|revive)"
+                .into(),
         ));
     };
     match arg {

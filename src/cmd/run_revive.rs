@@ -48,9 +48,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 Some(o) => vec![o],
                 None => {
                     return Err(CliError::Failure(format!(
-                        "run {i} is {} and not orphaned: its tmux server is there (use run restart)",
-                        run.status
-                    )))
+                    "run {i} is {} and not orphaned: its tmux server is there (use run restart)",
+                    run.status
+                )))
                 }
             }
         }
@@ -68,7 +68,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             Ok(kinds) => crate::say!("revived {} ({why}): {kinds}", run.id),
             Err(e) => {
                 failed += 1;
-                eprintln!("{}", crate::escape::human(&format!("metawsm-tick: {}: {e}", run.id)));
+                eprintln!(
+                    "{}",
+                    crate::escape::human(&format!("metawsm-tick: {}: {e}", run.id))
+                );
             }
         }
     }

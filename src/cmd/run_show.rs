@@ -128,7 +128,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             Some(r) => crate::say!(
                 "      resume: {}{}",
                 crate::tmux::sh_quote_argv(r),
-                if a.resume.explicit { " (--resume-cmd)" } else { " (derived)" }
+                if a.resume.explicit {
+                    " (--resume-cmd)"
+                } else {
+                    " (derived)"
+                }
             ),
             None => crate::say!("      resume: none (restarts start over)"),
         }

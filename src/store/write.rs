@@ -630,7 +630,5 @@ impl Tx<'_> {
 }
 
 fn resume_argv(r: &crate::resume::Resume) -> Option<String> {
-    r.argv
-        .as_ref()
-        .and_then(|a| serde_json::to_string(a).ok())
+    r.argv.as_ref().and_then(|a| serde_json::to_string(a).ok())
 }

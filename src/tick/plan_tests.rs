@@ -20,6 +20,8 @@ fn run_row(status: RunStatus) -> RunRow {
         ticket_dir: None,
         tmux_socket: None,
         policy_path: None,
+        orphaned: None,
+        tmux_server: None,
         status,
         message: String::new(),
         created_at: NOW - 100,
@@ -47,12 +49,14 @@ fn agent_row(name: &str) -> AgentRow {
         signal_at: None,
         adopted: false,
         keep_dead_pane: true,
+        resume: Default::default(),
     }
 }
 
 /// One run whose agent's session is gone (dead), with this operator state.
 fn input(status: RunStatus, prev: OpState) -> TickInput {
     TickInput {
+        servers: Vec::new(),
         runs: vec![RunInput {
             run: run_row(status),
             agents: vec![agent_row("a")],
