@@ -341,6 +341,7 @@ pub fn act(
     obs: &Observation,
     now: i64,
     outcomes: &mut HashMap<String, String>,
+    restarts: &mut HashMap<String, String>,
 ) -> Result<(), CliError> {
     for p in plans {
         // None when tmux is unknown: what to kill is then unknown too.
@@ -386,7 +387,6 @@ pub fn act(
             .collect::<Vec<_>>()
             .join("; ");
         let outcome = match &result {
-            Ok(_) if restart => format!("ok, {kinds}"),
             Ok(_) => "ok".to_string(),
             Err(e) => format!("failed: {e}"),
         };
@@ -415,7 +415,7 @@ pub fn act(
             }
             let st = p.state_after();
             let msg = format!(
-                "restart of {names}: {outcome} (attempt {}/{}, cooldown until {})",
+                "restart of {names}: {outcome}, {kinds} (attempt {}/{}, cooldown until {})",
                 st.restart_attempts,
                 p.policy.operator.restart_budget,
                 st.cooldown_until.map(rfc3339).unwrap_or_else(|| "-".into())
@@ -472,6 +472,9 @@ pub fn act(
         }
         tx.commit()?;
         outcomes.insert(run_id.to_string(), outcome);
+        if restart && result.is_ok() {
+            restarts.insert(run_id.to_string(), kinds);
+        }
     }
     Ok(())
 }
@@ -497,6 +500,7 @@ pub fn escalate(
     obs: &Observation,
     now: i64,
     outcomes: &HashMap<String, String>,
+    restarts: &HashMap<String, String>,
     unwritten: &mut HashMap<String, String>,
 ) -> Result<(), CliError> {
     // Entries a full file system refused earlier are owed first.
@@ -524,7 +528,11 @@ pub fn escalate(
         } else if let (false, Some(outcome)) = (p.alert, restarted) {
             (
                 event_name(Intent::AutoRestart),
-                format!("{} (restart: {outcome})", p.gated.reason),
+                match restarts.get(run_id) {
+                    // Which kind of restart ran: resume or fresh, and why.
+                    Some(k) => format!("{} (restart: {outcome}, {k})", p.gated.reason),
+                    None => format!("{} (restart: {outcome})", p.gated.reason),
+                },
             )
         } else {
             let mut m = p.gated.reason.clone();
@@ -548,7 +556,7 @@ pub fn escalate(
             (event_name(p.alert_intent), m)
         };
         if p.alert && (p.alert_intent.is_escalation() || p.awaiting_approval) {
-            let results = write_changelog(p, &p.policy, now, &mut owed);
+            let results = write_changelog(p, &p.policy, now, restarts.get(run_id), &mut owed);
             let failed: Vec<&str> = results
                 .iter()
                 .filter(|(k, _)| *k == "escalation_unwritten")
@@ -641,6 +649,7 @@ fn write_changelog(
     p: &Planned,
     policy: &Policy,
     now: i64,
+    restarted: Option<&String>,
     owed: &mut Vec<changelog::Owed>,
 ) -> Vec<(&'static str, String)> {
     let run = &p.run;
@@ -658,11 +667,15 @@ fn write_changelog(
         format!("metawsm-tick run show {}", run.id)
     };
     let at = crate::timeutil::rfc3339_local(now);
+    let summary = match restarted {
+        Some(k) => format!("{} (restart ran: {k})", p.gated.reason),
+        None => p.gated.reason.clone(),
+    };
     let entry = changelog::format_entry(&changelog::Entry {
         at: &at,
         run_id: &run.id,
         intent: p.gated.intent.as_str(),
-        summary: &p.gated.reason,
+        summary: &summary,
         question: p.pending.as_ref().map(|g| g.question.as_str()),
         context: p.pending.as_ref().map(|g| g.context.as_str()),
         attempts: p.state.restart_attempts,

@@ -163,7 +163,16 @@ pub fn run(
                 crate::signals::settle(std::path::Path::new(&r.run.workspace), staged);
             }
         }
-        apply::act(store, ctx, &plans, &input.obs, now, &mut outcomes)?;
+        let mut restarts: HashMap<String, String> = HashMap::new();
+        apply::act(
+            store,
+            ctx,
+            &plans,
+            &input.obs,
+            now,
+            &mut outcomes,
+            &mut restarts,
+        )?;
         apply::escalate(
             store,
             ctx,
@@ -172,6 +181,7 @@ pub fn run(
             &input.obs,
             now,
             &outcomes,
+            &restarts,
             &mut unwritten,
         )?;
         if plans.iter().any(|p| p.mode != LlmMode::Off) {
