@@ -249,8 +249,17 @@ fn state_survives_reopen_and_illegal_transitions_are_refused() {
     assert_eq!(v["tickets"], json!(["T-1"]));
     assert_eq!(env.ok(&["run", "list"]).trim(), "no active runs");
     assert!(env.ok(&["run", "list", "--all"]).contains("stopped"));
+    // The schema version is the number of migration files (one per version).
+    let migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/migrations"))
+            .expect("migrations")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+            })
+            .count();
     let rows = env.sql("PRAGMA user_version");
-    assert_eq!(rows[0][0], "6");
+    assert_eq!(rows[0][0], migrations.to_string());
     let mode = std::fs::metadata(&env.db)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.ok(), Some(0o600));
