@@ -25,6 +25,7 @@ pub const COMMANDS: &[CommandDef] = &[
     def("run stop", cmd::run_stop::HELP),
     def("run restart", cmd::run_restart::HELP),
     def("run forget", cmd::run_forget::HELP),
+    def("run revive", cmd::run_revive::HELP),
     def("guide", cmd::guide::HELP),
     def("signal", cmd::signal::HELP),
     def("log", cmd::log::HELP),

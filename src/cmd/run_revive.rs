@@ -5,7 +5,7 @@ use crate::store::OpenMode;
 use crate::timeutil::now_unix;
 use lexopt::prelude::*;
 
-const HELP: &str = "\
+pub const HELP: &str = "\
 Usage: metawsm-tick run revive RUN | --all
 
 Starts every agent of an orphaned run (its tmux server is gone, or restarted since the
