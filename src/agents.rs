@@ -211,9 +211,11 @@ pub fn restart_launch(
     // When did the last process end? A dead pane's death time; a live one (or one gone
     // with its server) is being replaced now.
     let died_at = match crate::adopt::agent_panes(obs, a) {
+        // tmux reports the death time with the exit status, a moment after the pane is
+        // dead: until then the death time is unknown (never guessed from activity).
         SessionState::Present(panes) if panes.iter().all(|p| p.dead) => panes
             .iter()
-            .filter_map(|p| p.dead_at.or(p.window_activity))
+            .filter_map(|p| p.dead_at)
             .max()
             .map(|t| t.min(now)),
         _ => None,

@@ -53,10 +53,11 @@ fn args_log(env: &Env) -> Vec<String> {
 
 /// Only death is unhealthy here (a quiet fake is never stalled): restarts follow crashes.
 fn resume_policy() -> serde_json::Value {
+    // Two observations a second apart: tmux has reported the death time by the second.
     fast_policy(
         json!({"health": {"idle_seconds": 60, "activity_stalled_seconds": 120},
             "operator": {
-            "unhealthy_confirmations": 1, "min_observation_gap_seconds": 0,
+            "unhealthy_confirmations": 2, "min_observation_gap_seconds": 1,
             "restart_cooldown_seconds": 1, "restart_cooldown_max_seconds": 1,
             "resume_min_conversation_seconds": 1, "resume_failed_within_seconds": 2
         }}),
@@ -119,7 +120,12 @@ fn a_crash_resumes_the_same_conversation() {
         (args_log(&env).len() >= 2).then_some(())
     });
     let log = args_log(&env);
-    assert_eq!(log[1], format!("--resume {id} --model opus"), "{log:?}");
+    assert_eq!(
+        log[1],
+        format!("--resume {id} --model opus"),
+        "{log:?}\n{}",
+        env.ok(&["log", "--run", "c1"])
+    );
     let show = env.show("c1");
     assert_eq!(show["agents"][0]["started_as"], "resume");
     // The log says which kind of restart ran.
