@@ -26,6 +26,7 @@ pub mod run_stop;
 pub mod select;
 pub mod signal;
 pub mod status;
+pub mod svg;
 pub mod tick;
 pub mod timer;
 pub mod tmux_setup;
@@ -56,6 +57,7 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "man" => man::main(parser, &ctx),
         "__runs" => completions::runs(parser, &ctx),
         "__reference" => man::reference(parser, &ctx),
+        "__svg" => svg::main(parser, &ctx),
         "__llm-worker" => llm_worker::main(parser, &ctx),
         "__notify" => notify_run::main(parser, &ctx),
         other => Err(CliError::Usage(format!(
