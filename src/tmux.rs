@@ -307,6 +307,22 @@ impl TmuxClient {
     }
 }
 
+/// Whether a tmux version (`tmux 3.3a`, `3.4`, `next-3.6`, `openbsd-7.5`) is at least
+/// `want`. One without a number (`master`: a git build) counts as the newest.
+pub fn version_at_least(v: &str, want: (u32, u32)) -> bool {
+    let num: String = v
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = num.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    num.is_empty() || (major, minor) >= want
+}
+
 fn num(s: &str) -> Option<i64> {
     s.trim().parse().ok()
 }

@@ -29,18 +29,7 @@ impl Report {
 }
 
 fn version_ok(v: &str) -> bool {
-    // "tmux 3.3a", "tmux next-3.6", "tmux master"
-    let num: String = v
-        .split_whitespace()
-        .last()
-        .unwrap_or("")
-        .trim_start_matches("next-")
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let mut parts = num.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    num.is_empty() || (major, minor) >= (3, 3)
+    tmux::version_at_least(v, (3, 3))
 }
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {

@@ -13,7 +13,8 @@ Opens a tmux display-menu on the client listing the runs that need a human (a pe
 question, an action awaiting approval, a dead or blocked agent), each with its actions:
 answer (a prompt whose text goes to `guide` through a tmux buffer), approve, dismiss,
 restart, stop (confirmed), and go there (switch-client to the agent's pane). The plugin
-binds it to prefix + M (tmux option @metawsm-key; `none` for no binding).
+binds it to prefix + M (tmux option @metawsm-key; `none` for no binding) and, on tmux 3.4
+or later, to a click on the status segment (@metawsm-click off: no click).
 
 Options:
   --client NAME   The tmux client to show it on [default: the current one]

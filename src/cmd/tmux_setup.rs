@@ -12,28 +12,34 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const HELP: &str = "\
-Usage: metawsm-tick tmux-setup [--bin PATH] [--print]
+Usage: metawsm-tick tmux-setup [--bin PATH] [--print] [--tmux-version V]
 
 Run inside tmux by tmux/metawsm.tmux. Reads @metawsm-db, @metawsm-policy,
 @metawsm-interval and @metawsm-status-auto; replaces #{metawsm_status} in status-right
 and status-left with #(exec <bin> status), or prepends the segment to status-right unless
 @metawsm-status-auto is off; registers hooks at index 91 (pane-died, pane-exited,
-session-closed, alert-silence, client-attached); arms the no-client timer. Silent.
+session-closed, alert-silence, client-attached); arms the no-client timer. On tmux 3.4
+or later (unless @metawsm-click is off) the segment is a clickable range whose click
+opens the menu. Silent.
 
 Options:
-  --bin PATH   Absolute path of the binary tmux should run [default: this binary]
-  --print      Print the tmux commands instead of running them
+  --bin PATH          Absolute path of the binary tmux should run [default: this binary]
+  --print             Print the tmux commands instead of running them
+  --tmux-version V    Act as if the server were tmux V [default: the server's #{version}]
 ";
 
 pub const HOOK_INDEX: u32 = 91;
 pub const PLACEHOLDER: &str = "#{metawsm_status}";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
-    let (mut bin, mut print) = (None, false);
+    let (mut bin, mut print, mut version) = (None, false, None);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("bin") => bin = Some(PathBuf::from(parser.value()?)),
             Long("print") => print = true,
+            Long("tmux-version") => {
+                version = Some(cli::os_to_string(parser.value()?, "--tmux-version")?)
+            }
             Short('h') | Long("help") => {
                 cli::print_help(HELP);
                 return Ok(0);
@@ -42,7 +48,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
     }
     let bin = cli::absolute(&bin.unwrap_or_else(cli::current_exe));
-    let opts = read_options(ctx)?;
+    let mut opts = read_options(ctx)?;
+    if version.is_some() {
+        opts.version = version;
+    }
     // tmux options choose the state and policy the plugin uses, unless given explicitly.
     let g = Globals {
         db: opts
@@ -129,6 +138,10 @@ pub struct PluginOptions {
     pub status_auto: Option<String>,
     /// `@metawsm-key`: the prefix key that opens the menu (`none`: no binding).
     pub key: Option<String>,
+    /// `@metawsm-click`: `off` keeps the segment unclickable even where tmux could.
+    pub click: Option<String>,
+    /// The server's `#{version}` (`3.3a`, `3.4`, `next-3.6`).
+    pub version: Option<String>,
     pub status_right: String,
     pub status_left: String,
     /// The segment a previous load installed (`@metawsm-job`), if any.
@@ -143,6 +156,8 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
         ("I", "@metawsm-interval"),
         ("A", "@metawsm-status-auto"),
         ("K", "@metawsm-key"),
+        ("C", "@metawsm-click"),
+        ("V", "version"),
     ];
     let tag = |t: &'static str| Cmd::new("display-message").flag("-p").flag(t);
     let mut cmds: Vec<Cmd> = names
@@ -193,6 +208,8 @@ pub fn read_options(ctx: &Ctx) -> CliResult<PluginOptions> {
             "I" => o.interval = value,
             "A" => o.status_auto = value,
             "K" => o.key = value,
+            "C" => o.click = value,
+            "V" => o.version = value,
             "R" if line == "R" => section = 'R',
             "L" if line == "L" => section = 'L',
             "J" if line == "J" => section = 'J',
@@ -249,12 +266,58 @@ pub fn hook_command(
         "exec {} {args} >/dev/null 2>&1",
         invocation(ctx, bin, &["hook", event])?
     );
+    Ok(run_shell_line(&shell))
+}
+
+/// `run-shell -b "<shell>"` as a tmux command line (parsed later, by a hook or if-shell).
+fn run_shell_line(shell: &str) -> String {
     // Inside tmux double quotes, `\`, `"` and `$` are special.
     let quoted = shell
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('$', "\\$");
-    Ok(format!("run-shell -b \"{quoted}\""))
+    format!("run-shell -b \"{quoted}\"")
+}
+
+/// The name of our status range: what `#{mouse_status_range}` says for a click on it.
+pub const CLICK_RANGE: &str = "metawsm";
+
+/// tmux 3.4 added user ranges (`#[range=user|X]`) and `#{mouse_status_range}` ("CHANGES
+/// FROM 3.3a TO 3.4"); older servers would draw nothing clickable.
+pub fn supports_user_ranges(version: &str) -> bool {
+    tmux::version_at_least(version, (3, 4))
+}
+
+fn range_open() -> String {
+    format!("#[range=user|{CLICK_RANGE}]")
+}
+
+/// The segment as drawn in the bar: the job, wrapped in our range when clicks are on.
+pub fn segment(job: &str, clickable: bool) -> String {
+    if clickable {
+        format!("{}{job}#[norange]", range_open())
+    } else {
+        job.to_string()
+    }
+}
+
+/// `MouseDown1Status`: a click on our range opens the menu on the clicked client; any
+/// other click does what tmux's own binding does in the versions that have user ranges
+/// (`switch-client -t=`: the window, session or pane under the mouse).
+pub fn click_binding(ctx: &Ctx, bin: &std::path::Path) -> CliResult<Cmd> {
+    Ok(Cmd::new("bind-key")
+        .flags(&["-T", "root", "MouseDown1Status", "if-shell", "-F"])
+        .format(&format!("#{{==:#{{mouse_status_range}},{CLICK_RANGE}}}"))
+        .format(&run_shell_line(&menu_shell(ctx, bin)?))
+        .flag("switch-client -t="))
+}
+
+/// The shell line that opens the menu on the client that pressed the key or clicked.
+fn menu_shell(ctx: &Ctx, bin: &std::path::Path) -> CliResult<String> {
+    Ok(format!(
+        "exec {} --client '#{{client_name}}' >/dev/null 2>&1",
+        invocation(ctx, bin, &["menu"])?
+    ))
 }
 
 pub fn hooks(ctx: &Ctx, bin: &std::path::Path) -> CliResult<Vec<(String, String)>> {
@@ -279,14 +342,18 @@ pub fn hooks(ctx: &Ctx, bin: &std::path::Path) -> CliResult<Vec<(String, String)
 }
 
 pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> CliResult<Vec<Cmd>> {
-    let job = status_job(ctx, bin)?;
+    let clickable = o.click.as_deref().map(str::trim) != Some("off")
+        && o.version.as_deref().is_some_and(supports_user_ranges);
+    let job = segment(&status_job(ctx, bin)?, clickable);
     let mut cmds = Vec::new();
     let auto = o.status_auto.as_deref().map(str::trim) != Some("off");
     // A segment a previous load installed with other paths (another binary, db or
-    // policy) is replaced in place, so reloading never leaves two segments behind.
+    // policy, or with clicks turned on or off) is replaced in place, so reloading never
+    // leaves two segments behind.
     let stale = |bar: &str| {
         let prev = o.previous_job.as_str();
-        if !prev.is_empty() && prev != job && prev.starts_with("#(exec ") {
+        let ours = prev.starts_with("#(exec ") || prev.starts_with(&range_open());
+        if !prev.is_empty() && prev != job && ours {
             bar.replace(prev, &job)
         } else {
             bar.to_string()
@@ -335,10 +402,7 @@ pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> CliRes
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     let mut bind = None;
     if key != "none" && plain_key {
-        let shell = format!(
-            "exec {} --client '#{{client_name}}' >/dev/null 2>&1",
-            invocation(ctx, bin, &["menu"])?
-        );
+        let shell = menu_shell(ctx, bin)?;
         bind = Some(
             Cmd::new("bind-key")
                 .word("key", key)
@@ -357,5 +421,132 @@ pub fn setup_cmds(ctx: &Ctx, bin: &std::path::Path, o: &PluginOptions) -> CliRes
             .format(&job),
     );
     cmds.extend(bind);
+    if clickable {
+        cmds.push(click_binding(ctx, bin)?);
+    } else if o.previous_job.starts_with(&range_open())
+        && o.version.as_deref().is_some_and(supports_user_ranges)
+    {
+        // Clicks were on and are now off: tmux's own binding back.
+        cmds.push(Cmd::new("bind-key").flags(&[
+            "-T",
+            "root",
+            "MouseDown1Status",
+            "switch-client",
+            "-t=",
+        ]));
+    }
     Ok(cmds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Ctx, Globals};
+    use std::path::Path;
+
+    #[test]
+    fn user_ranges_start_at_tmux_3_4() {
+        for v in [
+            "3.4",
+            "3.5a",
+            "next-3.6",
+            "3.10",
+            "4.0",
+            "openbsd-7.5",
+            "master",
+        ] {
+            assert!(supports_user_ranges(v), "{v}");
+        }
+        for v in ["3.3a", "3.3", "3.2a", "2.9", "3", "tmux 3.3a"] {
+            assert!(!supports_user_ranges(v), "{v}");
+        }
+    }
+
+    fn ctx() -> Ctx {
+        Ctx::resolve(&Globals {
+            db: Some("/s/state.db".into()),
+            policy: None,
+            socket: None,
+        })
+    }
+
+    fn argvs(o: &PluginOptions) -> Vec<Vec<String>> {
+        setup_cmds(&ctx(), Path::new("/b/m"), o)
+            .unwrap()
+            .iter()
+            .map(|c| c.argv().unwrap().to_vec())
+            .collect()
+    }
+
+    fn bind_click(command: &[&str]) -> Vec<String> {
+        let mut argv = ["bind-key", "-T", "root", "MouseDown1Status"].to_vec();
+        argv.extend(command);
+        argv.into_iter().map(String::from).collect()
+    }
+
+    fn set_global(option: &str, value: &str) -> Vec<String> {
+        ["set-option", "-g", option, value]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn tmux_3_4_gets_a_clickable_segment_and_its_binding() {
+        let o = PluginOptions {
+            version: Some("3.4".into()),
+            ..Default::default()
+        };
+        let cmds = argvs(&o);
+        let job = "#(exec /b/m --db /s/state.db status)";
+        let seg = format!("#[range=user|metawsm]{job}#[norange]");
+        assert!(cmds.contains(&set_global("status-right", &seg)));
+        assert!(cmds.contains(&set_global("@metawsm-job", &seg)));
+        let menu = "run-shell -b \"exec /b/m --db /s/state.db menu \
+                    --client '#{client_name}' >/dev/null 2>&1\"";
+        let expected = bind_click(&[
+            "if-shell",
+            "-F",
+            "#{==:#{mouse_status_range},metawsm}",
+            menu,
+            "switch-client -t=",
+        ]);
+        assert_eq!(cmds.last().unwrap(), &expected);
+    }
+
+    #[test]
+    fn older_tmux_or_click_off_leaves_the_bar_and_mouse_alone() {
+        for (version, click) in [
+            (Some("3.3a"), None),
+            (None, None),
+            (Some("3.4"), Some("off")),
+        ] {
+            let o = PluginOptions {
+                version: version.map(str::to_string),
+                click: click.map(str::to_string),
+                ..Default::default()
+            };
+            let cmds = argvs(&o).concat().join(" ");
+            assert!(
+                !cmds.contains("range=") && !cmds.contains("MouseDown1Status"),
+                "{cmds}"
+            );
+        }
+    }
+
+    #[test]
+    fn turning_clicks_off_unwraps_the_segment_and_restores_the_default_binding() {
+        let job = "#(exec /b/m --db /s/state.db status)";
+        let seg = format!("#[range=user|metawsm]{job}#[norange]");
+        let o = PluginOptions {
+            version: Some("3.4".into()),
+            click: Some("off".into()),
+            status_right: format!("{seg} %H:%M"),
+            previous_job: seg,
+            ..Default::default()
+        };
+        let cmds = argvs(&o);
+        assert!(cmds.contains(&set_global("status-right", &format!("{job} %H:%M"))));
+        let expected = bind_click(&["switch-client", "-t="]);
+        assert_eq!(cmds.last().unwrap(), &expected);
+    }
 }
