@@ -1,5 +1,6 @@
 //! metawsm-tick: keeps AI coding agents in tmux moving. One short process per call.
 
+mod actions;
 mod adopt;
 mod agents;
 mod changelog;

@@ -42,34 +42,26 @@ pub fn revive(
     if agents.is_empty() {
         return Err(CliError::Failure(format!("run {} has no agents", run.id)));
     }
-    let mut cmds = Vec::new();
-    let mut launches = Vec::new();
-    for a in &agents {
-        // Nothing of the old panes is left: every agent starts in a session of our own.
-        let l = crate::agents::restart_launch(a, obs, &policy, now, false);
-        let row = crate::store::AgentRow {
-            adopted: false,
-            ..l.row.clone()
-        };
-        cmds.extend(
-            crate::adopt::restart_cmds(ctx, &policy, &row, false)
-                .map_err(|e| CliError::Failure(format!("run {}: {e}", run.id)))?,
-        );
-        launches.push(l);
+    // Nothing of the old panes is left: every agent starts in a session of our own.
+    let agents: Vec<&crate::store::AgentRow> = agents.iter().collect();
+    let restart = crate::actions::restart(
+        ctx,
+        &policy,
+        obs,
+        &agents,
+        now,
+        false,
+        crate::actions::Place::NewServer,
+    );
+    if let Some(e) = restart.refused.first() {
+        return Err(CliError::Failure(format!("run {}: {e}", run.id)));
     }
     ctx.tmux
-        .run(&cmds)
+        .run(&restart.cmds)
         .map_err(|e| CliError::Failure(format!("tmux: revive {}: {e}", run.id)))?;
-    let kinds = launches
-        .iter()
-        .map(|l| format!("{}: {} ({})", l.row.name, l.kind.as_str(), l.why))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let kinds = restart.kinds();
     let tx = st.write()?;
-    for l in &launches {
-        tx.mark_agent_started(&run.id, &l.row.name, now, false)?;
-        tx.set_agent_launch(&run.id, &l.row.name, &l.start_argv, &l.row.resume)?;
-    }
+    restart.mark_started(&tx, &run.id, now)?;
     tx.set_run_orphaned(&run.id, None)?;
     tx.set_run_server(&run.id, snap.socket.as_deref(), snap.server.as_deref())?;
     // History, budget and pending questions stay as they were: only the processes return.

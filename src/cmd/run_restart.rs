@@ -4,7 +4,7 @@ use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::model::RunStatus;
 use crate::store::{NewEvent, OpState, OpenMode};
 use crate::timeutil::now_unix;
-use crate::tmux::{self, SessionState};
+use crate::tmux;
 use lexopt::prelude::*;
 
 pub const HELP: &str = "\
@@ -73,24 +73,19 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }));
     }
     let now = now_unix();
-    // The agents' last output goes with their panes: keep it first.
-    let present: Vec<&crate::store::AgentRow> = agents
-        .iter()
-        .filter(|a| matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_)))
-        .collect();
-    let kept = crate::evidence::capture(&rctx.tmux, &present);
-    let mut cmds = Vec::new();
-    let mut in_place = Vec::new();
-    let mut launches = Vec::new();
-    for a in &agents {
-        let present = matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_));
-        in_place.push(a.adopted && present);
-        let l = crate::agents::restart_launch(a, &obs, &policy, now, fresh);
-        cmds.extend(
-            crate::adopt::restart_cmds(ctx, &policy, &l.row, present)
-                .map_err(|e| CliError::Failure(format!("run {id}: {e}")))?,
-        );
-        launches.push(l);
+    let agents: Vec<&crate::store::AgentRow> = agents.iter().collect();
+    let kept = crate::actions::keep_evidence(&rctx.tmux, &obs, &agents);
+    let restart = crate::actions::restart(
+        ctx,
+        &policy,
+        &obs,
+        &agents,
+        now,
+        fresh,
+        crate::actions::Place::AsBefore,
+    );
+    if let Some(e) = restart.refused.first() {
+        return Err(CliError::Failure(format!("run {id}: {e}")));
     }
     // A completion or answer left from before must not finish or answer the new agents.
     let moved = crate::signals::archive_leftovers(
@@ -101,7 +96,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         now,
     );
     rctx.tmux
-        .run(&cmds)
+        .run(&restart.cmds)
         .map_err(|e| CliError::Failure(format!("tmux: {e}")))?;
     crate::cmd::run_start::note_archived(&mut st, &id, &moved, now)?;
     // A pending question stays pending (and escalated once): only the processes restart.
@@ -119,15 +114,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             "cli",
         )?;
     }
-    for ((a, in_place), l) in agents.iter().zip(&in_place).zip(&launches) {
-        tx.mark_agent_started(&id, &a.name, now, *in_place)?;
-        tx.set_agent_launch(&id, &a.name, &l.start_argv, &l.row.resume)?;
-    }
-    let kinds = launches
-        .iter()
-        .map(|l| format!("{}: {} ({})", l.row.name, l.kind.as_str(), l.why))
-        .collect::<Vec<_>>()
-        .join("; ");
+    restart.mark_started(&tx, &id, now)?;
+    let kinds = restart.kinds();
     // A human decided: budget, cooldown and corroboration start over; the alert episode
     // (and so the one changelog entry per question) does not.
     let prev = tx.op_state_tx(&id)?;

@@ -4,7 +4,7 @@ use crate::cli::{self, CliError, CliResult, Ctx};
 use crate::model::RunStatus;
 use crate::store::OpenMode;
 use crate::timeutil::now_unix;
-use crate::tmux::{self, SessionState};
+use crate::tmux;
 use lexopt::prelude::*;
 
 pub const HELP: &str = "\
@@ -68,20 +68,9 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         },
         tmux::Observation::Known(_) => None,
     };
-    // The agents' last output goes with their panes: keep it first.
-    let present: Vec<&crate::store::AgentRow> = agents
-        .iter()
-        .filter(|a| matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_)))
-        .collect();
-    let kept = crate::evidence::capture(&rctx.tmux, &present);
-    // An adopted agent's pane only: the user's session around it stays.
-    let cmds: Vec<_> = agents
-        .iter()
-        .flat_map(|a| {
-            let present = matches!(crate::adopt::agent_panes(&obs, a), SessionState::Present(_));
-            crate::adopt::stop_cmds(a, present)
-        })
-        .collect();
+    let agents: Vec<&crate::store::AgentRow> = agents.iter().collect();
+    let kept = crate::actions::keep_evidence(&rctx.tmux, &obs, &agents);
+    let cmds = crate::actions::stop_cmds(&obs, &agents);
     if !cmds.is_empty() {
         rctx.tmux
             .run(&cmds)
@@ -89,9 +78,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let tx = st.write()?;
     crate::evidence::record(&tx, now, &id, &kept, "stop", "cli")?;
-    for a in &agents {
-        tx.mark_agent_stopped(&id, &a.name, now)?;
-    }
+    crate::actions::mark_stopped(&tx, &id, &agents, now)?;
     tx.transition_run(
         &id,
         RunStatus::Stopping,

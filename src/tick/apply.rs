@@ -10,7 +10,7 @@ use crate::notify;
 use crate::policy::Policy;
 use crate::store::{AgentRow, NewEvent, Store};
 use crate::timeutil::rfc3339;
-use crate::tmux::{self, Cmd, Observation, SessionState};
+use crate::tmux::{self, Cmd, Observation};
 use std::collections::HashMap;
 
 /// Signals and hook events queued by processes that could not take the lock.
@@ -349,31 +349,25 @@ pub fn act(
         let restart = action == Action::Restart;
         let run_id = p.run.id.as_str();
         let targets: Vec<&AgentRow> = p.targets().collect();
-        // The agents' last output goes with their panes: keep it first.
-        let present: Vec<&AgentRow> = targets
-            .iter()
-            .copied()
-            .filter(|a| matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_)))
-            .collect();
-        let kept = crate::evidence::capture(&ctx.tmux, &present);
-        let mut cmds = Vec::new();
-        let mut refused = Vec::new();
-        let mut launches = Vec::new();
-        for a in &targets {
-            // An adopted agent's own pane only, never the user's session around it.
-            let present = matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_));
-            if restart {
-                // Resume the conversation when it is worth it, else start over.
-                let l = crate::agents::restart_launch(a, obs, &p.policy, now, false);
-                match crate::adopt::restart_cmds(ctx, &p.policy, &l.row, present) {
-                    Ok(c) => cmds.extend(c),
-                    Err(e) => refused.push(e),
-                }
-                launches.push(l);
-            } else {
-                cmds.extend(crate::adopt::stop_cmds(a, present));
-            }
-        }
+        let kept = crate::actions::keep_evidence(&ctx.tmux, obs, &targets);
+        let (cmds, restarted) = if restart {
+            let mut r = crate::actions::restart(
+                ctx,
+                &p.policy,
+                obs,
+                &targets,
+                now,
+                false,
+                crate::actions::Place::AsBefore,
+            );
+            (std::mem::take(&mut r.cmds), Some(r))
+        } else {
+            (crate::actions::stop_cmds(obs, &targets), None)
+        };
+        let refused = restarted
+            .as_ref()
+            .map(|r| r.refused.clone())
+            .unwrap_or_default();
         let result = if !refused.is_empty() {
             Err(tmux::TmuxError::Failed(refused.join("; ")))
         } else if cmds.is_empty() {
@@ -381,11 +375,7 @@ pub fn act(
         } else {
             ctx.tmux.run(&cmds)
         };
-        let kinds = launches
-            .iter()
-            .map(|l| format!("{}: {} ({})", l.row.name, l.kind.as_str(), l.why))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let kinds = restarted.as_ref().map(|r| r.kinds()).unwrap_or_default();
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
             Err(e) => format!("failed: {e}"),
@@ -405,13 +395,8 @@ pub fn act(
             p.gated.source,
         )?;
         if restart {
-            if result.is_ok() {
-                for (a, l) in targets.iter().zip(&launches) {
-                    let in_place = a.adopted
-                        && matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_));
-                    tx.mark_agent_started(run_id, &a.name, now, in_place)?;
-                    tx.set_agent_launch(run_id, &a.name, &l.start_argv, &l.row.resume)?;
-                }
+            if let (Ok(_), Some(r)) = (&result, &restarted) {
+                r.mark_started(&tx, run_id, now)?;
             }
             let st = p.state_after();
             let msg = format!(
@@ -433,9 +418,7 @@ pub fn act(
                 },
             )?;
         } else if result.is_ok() {
-            for a in &targets {
-                tx.mark_agent_stopped(run_id, &a.name, now)?;
-            }
+            crate::actions::mark_stopped(&tx, run_id, &targets, now)?;
             if p.status_after == RunStatus::Stopping {
                 tx.transition_run(
                     run_id,
