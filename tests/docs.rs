@@ -150,23 +150,38 @@ fn man_renders_the_page_with_every_command() {
     }
 }
 
-const BEGIN: &str = "<!-- BEGIN generated: commands -->\n";
-const END: &str = "<!-- END generated: commands -->\n";
-
 /// docs/reference.md's "Every command and flag" is `metawsm-tick __reference`; a help
 /// text changed without it fails here. `METAWSM_BLESS=1` rewrites the section.
 #[test]
 fn reference_commands_section_matches_the_code() {
+    check_generated("commands", &run(&["__reference"]));
+}
+
+/// The policy key table is `metawsm-tick __policy-keys`, made from the one definition of
+/// every key (src/policy/keys.rs).
+#[test]
+fn reference_policy_table_matches_the_keys() {
+    let fresh = run(&["__policy-keys"]);
+    assert!(fresh.contains("| `operator.restart_budget` |"), "{fresh}");
+    check_generated("policy keys", &fresh);
+}
+
+/// The text between docs/reference.md's `generated: NAME` markers equals `fresh`, or is
+/// rewritten to it under `METAWSM_BLESS=1`.
+fn check_generated(name: &str, fresh: &str) {
+    let (begin, end) = (
+        format!("<!-- BEGIN generated: {name} -->\n"),
+        format!("<!-- END generated: {name} -->\n"),
+    );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md");
     let doc = std::fs::read_to_string(&path).expect("docs/reference.md");
-    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
-        panic!("docs/reference.md lacks the {BEGIN:?} … {END:?} markers");
+    let (Some(b), Some(e)) = (doc.find(&begin), doc.find(&end)) else {
+        panic!("docs/reference.md lacks the {begin:?} … {end:?} markers");
     };
-    let current = &doc[b + BEGIN.len()..e];
-    let fresh = run(&["__reference"]);
+    let current = &doc[b + begin.len()..e];
     if current != fresh {
         if std::env::var_os("METAWSM_BLESS").is_some() {
-            let new = format!("{}{BEGIN}{fresh}{}", &doc[..b], &doc[e..]);
+            let new = format!("{}{begin}{fresh}{}", &doc[..b], &doc[e..]);
             std::fs::write(&path, new).unwrap();
             return;
         }
@@ -176,7 +191,7 @@ fn reference_commands_section_matches_the_code() {
             .position(|(a, b)| a != b)
             .unwrap_or(current.lines().count().min(fresh.lines().count()));
         panic!(
-            "docs/reference.md is stale (first difference at generated line {}); \
+            "docs/reference.md ({name}) is stale (first difference at generated line {}); \
              run: METAWSM_BLESS=1 cargo test --test docs",
             line + 1
         );

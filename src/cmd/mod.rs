@@ -58,6 +58,7 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "__runs" => completions::runs(parser, &ctx),
         "__reference" => man::reference(parser, &ctx),
         "__svg" => svg::main(parser, &ctx),
+        "__policy-keys" => policy::keys(parser, &ctx),
         "__llm-worker" => llm_worker::main(parser, &ctx),
         "__notify" => notify_run::main(parser, &ctx),
         other => Err(CliError::Usage(format!(

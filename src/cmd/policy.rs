@@ -80,3 +80,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
     }
 }
+
+/// `__policy-keys`: the policy key table of docs/reference.md, from `policy::KEYS`.
+pub fn keys(parser: &mut lexopt::Parser, _ctx: &Ctx) -> CliResult<i32> {
+    if super::no_args(parser, "Usage: metawsm-tick __policy-keys\n")? {
+        return Ok(0);
+    }
+    print!("{}", crate::policy::markdown_table());
+    Ok(0)
+}
