@@ -1,11 +1,11 @@
 //! The deterministic rule engine: (run snapshot, persisted state, policy, now) → decision.
 //! Pure: no I/O, so every rule is a row in a table test.
 
+use crate::model::OpState;
 use crate::model::{Health, Intent, RunStatus};
 use crate::policy::Policy;
 pub use crate::reason::Reason;
 use crate::screen::{Reading, ScreenState};
-use crate::store::OpState;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentView {

@@ -1,7 +1,7 @@
 //! The deterministic gate between the rule decision and an LLM proposal. Pure.
 
 use crate::decide::{Decision, Reason};
-use crate::llm::Proposal;
+use crate::model::Proposal;
 use crate::model::{Intent, RunStatus};
 use crate::policy::{LlmMode, LlmPolicy};
 
@@ -162,7 +162,7 @@ pub fn gate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::OpState;
+    use crate::model::OpState;
 
     fn rule(intent: Intent, permitted: Vec<Intent>) -> Decision {
         Decision {

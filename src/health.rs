@@ -1,8 +1,8 @@
 //! Pure health judgement of one agent from one observation.
 
+use crate::model::SessionState;
 use crate::model::{AgentSignal, Health};
 use crate::screen::{Reading, ScreenState};
-use crate::tmux::SessionState;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -189,7 +189,7 @@ pub fn with_screen(mut j: Judgement, reading: &Reading, now: i64) -> Judgement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tmux::PaneRow;
+    use crate::model::panes::PaneRow;
 
     const T: Thresholds = Thresholds {
         idle_seconds: 300,

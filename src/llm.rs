@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::model::Intent;
@@ -31,28 +30,7 @@ const FIELDS: [&str; 5] = [
     "needs_human",
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Proposal {
-    #[serde(
-        serialize_with = "serialize_intent",
-        deserialize_with = "deserialize_intent"
-    )]
-    pub intent: Intent,
-    pub target_run: String,
-    pub reason: String,
-    pub confidence: f64,
-    pub needs_human: bool,
-}
-
-fn serialize_intent<S: serde::Serializer>(intent: &Intent, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(intent.as_str())
-}
-
-fn deserialize_intent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Intent, D::Error> {
-    let s = <String as serde::Deserialize>::deserialize(d)?;
-    s.parse()
-        .map_err(|_| serde::de::Error::custom("unknown intent"))
-}
+pub use crate::model::proposal::Proposal;
 
 impl Proposal {
     /// A proposal as the worker stored it (its own serialisation); the reason is

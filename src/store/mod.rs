@@ -1,12 +1,11 @@
 //! SQLite state: opening, migrations (`migrations/NNNN_*.sql`), errors by kind. Reads are
-//! `Store` methods (read.rs), writes `Tx` methods (write.rs), rows in rows.rs. Nothing
+//! `Store` methods (read.rs), writes `Tx` methods (write.rs), rows in crate::model::rows. Nothing
 //! else touches SQL.
 
 mod read;
-mod rows;
 mod write;
 
-pub use rows::*;
+pub use crate::model::rows::*;
 pub use write::Tx;
 
 use crate::lock::{StateLock, Wait};

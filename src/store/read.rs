@@ -1,8 +1,8 @@
 //! Every read, as `Store` methods (plus the few single-statement writes that need no
 //! transaction).
 
-use super::rows::*;
 use super::{Result, Store, StoreError};
+use crate::model::rows::*;
 use crate::model::{Health, RunStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;

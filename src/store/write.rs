@@ -2,8 +2,8 @@
 //! store writes SQL; a caller opens a `Tx` with `Store::write`, calls these, commits.
 
 use super::read::get_op_state;
-use super::rows::*;
 use super::{Result, StoreError};
+use crate::model::rows::*;
 use crate::model::{AgentSignal, RunStatus};
 use rusqlite::{params, OptionalExtension, Transaction};
 

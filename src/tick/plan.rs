@@ -6,13 +6,11 @@ use super::observe::{BadFile, RunInput, TickInput};
 use crate::decide::{self, AgentView, Decision, PendingGuidance, RunView};
 use crate::gate::{self, Gated};
 use crate::health::{self, Judgement, Prior, Thresholds};
-use crate::llm::Proposal;
-use crate::model::{AgentSignal, Health, Intent, RunStatus};
+use crate::model::rows::{AgentRow, AgentUpdate, ApprovalRow, OpState, RunRow};
+use crate::model::{AgentSignal, Health, Intent, Observation, Proposal, RunStatus, SessionState};
 use crate::policy::{LlmMode, OnComplete, Policy};
 use crate::screen::{self, Reading};
 use crate::signals;
-use crate::store::{AgentRow, AgentUpdate, OpState, RunRow};
-use crate::tmux::{Observation, SessionState};
 use std::path::PathBuf;
 
 /// At most this many LLM workers run at once, whatever the number of runs.
@@ -23,7 +21,7 @@ pub const MAX_LLM_IN_FLIGHT: usize = 4;
 pub enum ApprovalChange {
     Keep,
     /// A new (or changed) action held for a human.
-    Request(crate::store::ApprovalRow),
+    Request(ApprovalRow),
     /// No longer wanted (healed, changed, or executed): why.
     Clear(&'static str),
 }
@@ -521,7 +519,7 @@ fn plan_run(
     let approval = match &r.approval {
         _ if awaiting_approval => match &r.approval {
             Some(a) if a.status == "pending" && a.situation == situation => ApprovalChange::Keep,
-            _ => ApprovalChange::Request(crate::store::ApprovalRow {
+            _ => ApprovalChange::Request(ApprovalRow {
                 run_id: run.id.clone(),
                 intent: decision.intent.to_string(),
                 targets: decision.targets.clone(),

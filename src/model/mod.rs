@@ -1,5 +1,13 @@
 //! Shared vocabulary: run statuses, agent health, operator intents.
 
+pub mod panes;
+pub mod proposal;
+pub mod rows;
+
+pub use panes::{Observation, SessionState};
+pub use proposal::Proposal;
+pub use rows::OpState;
+
 use std::fmt;
 use std::str::FromStr;
 

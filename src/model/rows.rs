@@ -1,6 +1,6 @@
 //! The rows the store reads and writes.
 
-use crate::model::{AgentSignal, Health, RunStatus};
+use super::{AgentSignal, Health, RunStatus};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
