@@ -1,12 +1,12 @@
 //! The pictures in the docs are generated, not drawn: docs/img/generate.sh renders the
-//! bar of a real tmux client with the plugin and four demo runs; the committed SVG must
+//! bar and the menu of a real tmux client with the plugin and four demo runs; the committed SVG must
 //! be what the current code renders. Regenerate with `docs/img/generate.sh`.
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
-fn committed_bar_picture_is_what_the_code_renders() {
+fn committed_pictures_are_what_the_code_renders() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(root.join("docs/img/generate.sh"))
@@ -26,5 +26,14 @@ fn committed_bar_picture_is_what_the_code_renders() {
     assert!(
         fresh == committed,
         "docs/img/bar.svg is stale: run docs/img/generate.sh (fresh one:\n{fresh})"
+    );
+    let menu = std::fs::read_to_string(out.path().join("menu.svg")).unwrap();
+    assert!(
+        menu.contains("Which database?"),
+        "the menu lists the question:\n{menu}"
+    );
+    assert!(
+        menu == std::fs::read_to_string(root.join("docs/img/menu.svg")).unwrap(),
+        "docs/img/menu.svg is stale: run docs/img/generate.sh"
     );
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates docs/img/bar.svg: a real tmux client attached to an isolated tmux server
+# Regenerates docs/img/bar.svg and docs/img/menu.svg: a real tmux client attached to an isolated tmux server
 # with the plugin loaded and four demo runs (working, asking, dead, done), captured with
 # its colours (capture-pane -e) and rendered by `metawsm-tick __svg`. Nothing shown
 # depends on the clock. tests/doc_pictures.rs checks the committed file is current.
@@ -27,7 +27,7 @@ cat >"$work/policy.json" <<'JSON'
 JSON
 export METAWSM_POLICY=$work/policy.json
 
-tmux -S "$inner" -f /dev/null new-session -d -s demo -n editor -x 78 -y 5 \
+tmux -S "$inner" -f /dev/null new-session -d -s demo -n editor -x 78 -y 15 \
 	"printf 'the bar: ⚙ working  ? asks you  ✖ dead or blocked  ✔ done\n'; exec sleep 100000"
 tmux -S "$inner" set -g status-style 'bg=#303030,fg=#d0d0d0' \; \
 	set -g status-left ' demo ' \; set -g status-interval 1 \; \
@@ -50,12 +50,25 @@ for _ in $(seq 100); do
 done
 
 # A client of the inner server, inside a pane of the outer one, shows the real bar.
-tmux -S "$outer" -f /dev/null new-session -d -x 78 -y 6 \
+tmux -S "$outer" -f /dev/null new-session -d -x 78 -y 16 \
 	"TERM=screen-256color TMUX= exec tmux -S '$inner' attach -t demo"
 for _ in $(seq 100); do
 	screen=$(tmux -S "$outer" capture-pane -p)
 	case $screen in *"✔1"*) break ;; esac
 	sleep 0.1
 done
-tmux -S "$outer" capture-pane -e -p | "$bin" __svg >"$out/bar.svg"
+# The bar: the client's last row.
+tmux -S "$outer" capture-pane -e -p -S 15 -E 15 | "$bin" __svg >"$out/bar.svg"
 echo "wrote $out/bar.svg"
+# The menu (prefix + M) of the runs that need you, opened on that client.
+client=$(tmux -S "$inner" list-clients -F '#{client_name}' | head -1)
+# display-menu waits until the menu closes: leave it open in the background.
+"$bin" menu --client "$client" &
+for _ in $(seq 100); do
+	screen=$(tmux -S "$outer" capture-pane -p)
+	case $screen in *mw-3*) break ;; esac
+	sleep 0.1
+done
+sleep 0.3
+tmux -S "$outer" capture-pane -e -p | "$bin" __svg >"$out/menu.svg"
+echo "wrote $out/menu.svg"
