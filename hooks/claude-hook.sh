@@ -3,7 +3,8 @@
 #
 # Reports the agent's state for the tmux pane it runs in ($TMUX_PANE, inherited from
 # the pane Claude Code was started in) with `metawsm-tick signal <state>`.
-# Wired up by hooks/claude-hooks.json (see there / the README for how to enable it).
+# Wired up by hooks/claude-hooks.json (see there / the README for how to enable it);
+# `metawsm-tick init claude` prints the same hooks calling the binary directly.
 #
 # Silent and ALWAYS exits 0: Claude Code shows hook stdout (UserPromptSubmit adds it
 # to the prompt) and treats exit code 2 as "block". The hook's JSON on stdin is not
@@ -16,25 +17,11 @@ esac
 # Not inside tmux: nothing to report.
 [ -n "${TMUX_PANE:-}" ] || exit 0
 
-find_bin() {
-	if [ -n "${TMUX:-}" ]; then
-		b=$(tmux show-option -gqv @metawsm-bin 2>/dev/null)
-		case $b in \~/*) b="$HOME/${b#\~/}" ;; esac
-		if [ -n "$b" ] && [ -x "$b" ] && [ ! -d "$b" ]; then printf '%s\n' "$b"; return 0; fi
-	fi
-	if [ -n "${METAWSM_BIN:-}" ] && [ -x "$METAWSM_BIN" ] && [ ! -d "$METAWSM_BIN" ]; then
-		printf '%s\n' "$METAWSM_BIN"; return 0
-	fi
-	b=$(command -v metawsm-tick 2>/dev/null)
-	if [ -n "$b" ] && [ -x "$b" ] && [ ! -d "$b" ]; then printf '%s\n' "$b"; return 0; fi
-	here=$(cd "$(dirname "$0")" 2>/dev/null && pwd)
-	for b in "$HOME/.local/bin/metawsm-tick" "$here/../target/release/metawsm-tick"; do
-		if [ -x "$b" ] && [ ! -d "$b" ]; then printf '%s\n' "$b"; return 0; fi
-	done
-	return 1
-}
-
-BIN=$(find_bin) || exit 0
+# The binary: $METAWSM_BIN, else metawsm-tick on PATH, else the install default.
+# (`metawsm-tick init tmux|claude|codex` prints configuration that names it directly.)
+BIN=${METAWSM_BIN:-$(command -v metawsm-tick 2>/dev/null)}
+[ -n "$BIN" ] || BIN=$HOME/.local/bin/metawsm-tick
+{ [ -x "$BIN" ] && [ ! -d "$BIN" ]; } || exit 0
 if command -v timeout >/dev/null 2>&1; then
 	timeout 2 "$BIN" signal "$state" </dev/null >/dev/null 2>&1
 elif command -v gtimeout >/dev/null 2>&1; then

@@ -38,6 +38,7 @@ pub const COMMANDS: &[CommandDef] = &[
     def("hook", cmd::hook::HELP),
     def("timer", cmd::timer::HELP),
     def("tmux-setup", cmd::tmux_setup::HELP),
+    def("init", cmd::init::HELP),
     def("completions", cmd::completions::HELP),
     def("man", cmd::man::HELP),
 ];

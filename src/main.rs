@@ -69,6 +69,7 @@ Commands:
   hook          Entry point for tmux hooks (silent, always exits 0)
   timer         Entry point for the no-client timer tmux runs (ticks when due, re-arms)
   tmux-setup    Install the status segment, hooks and timer into the running tmux server
+  init          Print the tmux, Claude Code or Codex hook configuration (tmux|claude|codex)
   completions   Print a shell completion script (bash|zsh|fish)
   man           Print the man page (roff)
 

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod guide;
 pub mod hook;
 pub mod import;
+pub mod init;
 pub mod llm_worker;
 pub mod log;
 pub mod man;
@@ -55,6 +56,7 @@ pub fn dispatch(name: &str, parser: &mut lexopt::Parser, g: &Globals) -> CliResu
         "tmux-setup" => tmux_setup::main(parser, &ctx),
         "completions" => completions::main(parser, &ctx),
         "man" => man::main(parser, &ctx),
+        "init" => init::main(parser, &ctx),
         "__runs" => completions::runs(parser, &ctx),
         "__reference" => man::reference(parser, &ctx),
         "__svg" => svg::main(parser, &ctx),

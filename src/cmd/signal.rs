@@ -11,16 +11,25 @@ use std::time::Duration;
 
 pub const HELP: &str = "\
 Usage: metawsm-tick signal [--pane %ID] [--run ID --agent NAME] working|waiting|done
+       metawsm-tick signal --codex JSON
 
 Records what the agent in a pane reports. The agent is found from --run/--agent, else
 from $METAWSM_RUN_ID/$METAWSM_AGENT (set in every agent session), else from --pane or
 $TMUX_PANE. Exit 0 when recorded, 1 when the pane is not a metawsm agent, 2 on usage.
+
+--codex: Codex's notify program (`metawsm-tick init codex`). The state comes from the
+last argument, Codex's JSON: agent-turn-complete is done, a type naming an approval or
+input is waiting; anything else is ignored (exit 0).
 ";
 
 pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let (mut pane, mut run, mut agent, mut state) = (None, None, None, None);
+    let (mut codex, mut codex_json) = (false, None);
     while let Some(arg) = parser.next()? {
         match arg {
+            Long("codex") => codex = true,
+            // Codex appends its JSON after the configured arguments: the last one counts.
+            Value(v) if codex => codex_json = Some(cli::os_to_string(v, "JSON")?),
             Long("pane") => pane = Some(cli::os_to_string(parser.value()?, "--pane")?),
             Long("run") => run = Some(cli::os_to_string(parser.value()?, "--run")?),
             Long("agent") => agent = Some(cli::os_to_string(parser.value()?, "--agent")?),
@@ -36,6 +45,12 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 );
             }
             other => return Err(other.unexpected().into()),
+        }
+    }
+    if codex {
+        match codex_json.as_deref().and_then(codex_state) {
+            Some(s) => state = Some(s),
+            None => return Ok(0),
         }
     }
     let state = state.ok_or_else(|| {
@@ -105,4 +120,38 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
     Ok(0)
+}
+
+/// The state a Codex notification reports, if any.
+fn codex_state(json: &str) -> Option<AgentSignal> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let t = v.get("type")?.as_str()?;
+    if t == "agent-turn-complete" {
+        Some(AgentSignal::Done)
+    } else if t.contains("approval") || t.contains("input") {
+        Some(AgentSignal::Waiting)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codex_notifications_map_to_states() {
+        let s = |j: &str| codex_state(j);
+        assert_eq!(
+            s(r#"{"type":"agent-turn-complete"}"#),
+            Some(AgentSignal::Done)
+        );
+        assert_eq!(
+            s(r#"{"type": "approval-requested"}"#),
+            Some(AgentSignal::Waiting)
+        );
+        assert_eq!(s(r#"{"type":"something-else"}"#), None);
+        assert_eq!(s(r#"{"msg":"\"type\":\"agent-turn-complete\""}"#), None);
+        assert_eq!(s("not json"), None);
+    }
 }
