@@ -12,25 +12,10 @@ pub enum StartKind {
     Resume,
 }
 
-impl StartKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartKind::Fresh => "fresh",
-            StartKind::Resume => "resume",
-        }
-    }
-}
-
-impl std::str::FromStr for StartKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fresh" => Ok(StartKind::Fresh),
-            "resume" => Ok(StartKind::Resume),
-            _ => Err(format!("unknown start kind {s:?} (expected fresh|resume)")),
-        }
-    }
-}
+crate::model::words!(StartKind, "start kind", " (expected fresh|resume)", {
+    Fresh => "fresh",
+    Resume => "resume",
+});
 
 /// What an agent needs to be resumed, kept on its row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,8 +8,40 @@ pub use panes::{Observation, SessionState};
 pub use proposal::Proposal;
 pub use rows::OpState;
 
-use std::fmt;
-use std::str::FromStr;
+/// The words of a unit enum, written once: `as_str`, `Display` and `FromStr` (whose
+/// error is "unknown WHAT \"x\"" plus `hint`), and `ALL`.
+macro_rules! words {
+    ($ty:ident, $what:literal, $hint:literal, { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            #[allow(dead_code)]
+            pub const ALL: [$ty; [$($s),+].len()] = [$($ty::$v),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$v => $s,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($s => Ok($ty::$v),)+
+                    _ => Err(format!("unknown {} {s:?}{}", $what, $hint)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use words;
 
 /// Run lifecycle, as in the original operator (reference §1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,37 +59,21 @@ pub enum RunStatus {
     Completed,
 }
 
+words!(RunStatus, "run status", "", {
+    Created => "created",
+    Planning => "planning",
+    Running => "running",
+    AwaitingGuidance => "awaiting_guidance",
+    Paused => "paused",
+    Failed => "failed",
+    Stopping => "stopping",
+    Stopped => "stopped",
+    Closing => "closing",
+    Closed => "closed",
+    Completed => "completed",
+});
+
 impl RunStatus {
-    pub const ALL: [RunStatus; 11] = [
-        RunStatus::Created,
-        RunStatus::Planning,
-        RunStatus::Running,
-        RunStatus::AwaitingGuidance,
-        RunStatus::Paused,
-        RunStatus::Failed,
-        RunStatus::Stopping,
-        RunStatus::Stopped,
-        RunStatus::Closing,
-        RunStatus::Closed,
-        RunStatus::Completed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Created => "created",
-            RunStatus::Planning => "planning",
-            RunStatus::Running => "running",
-            RunStatus::AwaitingGuidance => "awaiting_guidance",
-            RunStatus::Paused => "paused",
-            RunStatus::Failed => "failed",
-            RunStatus::Stopping => "stopping",
-            RunStatus::Stopped => "stopped",
-            RunStatus::Closing => "closing",
-            RunStatus::Closed => "closed",
-            RunStatus::Completed => "completed",
-        }
-    }
-
     /// Statuses the operator supervises.
     pub fn is_active(self) -> bool {
         matches!(
@@ -96,23 +112,6 @@ impl RunStatus {
     }
 }
 
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RunStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        RunStatus::ALL
-            .iter()
-            .copied()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown run status {s:?}"))
-    }
-}
-
 /// Health of one agent as judged from one observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Health {
@@ -127,41 +126,18 @@ pub enum Health {
     Unknown,
 }
 
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Healthy => "healthy",
-            Health::Idle => "idle",
-            Health::Stalled => "stalled",
-            Health::Dead => "dead",
-            Health::Exited => "exited",
-            Health::Unknown => "unknown",
-        }
-    }
+words!(Health, "health", "", {
+    Healthy => "healthy",
+    Idle => "idle",
+    Stalled => "stalled",
+    Dead => "dead",
+    Exited => "exited",
+    Unknown => "unknown",
+});
 
+impl Health {
     pub fn is_unhealthy(self) -> bool {
         matches!(self, Health::Dead | Health::Stalled)
-    }
-}
-
-impl fmt::Display for Health {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Health {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "healthy" => Health::Healthy,
-            "idle" => Health::Idle,
-            "stalled" => Health::Stalled,
-            "dead" => Health::Dead,
-            "exited" => Health::Exited,
-            "unknown" => Health::Unknown,
-            _ => return Err(format!("unknown health {s:?}")),
-        })
     }
 }
 
@@ -173,31 +149,11 @@ pub enum AgentSignal {
     Done,
 }
 
-impl AgentSignal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentSignal::Working => "working",
-            AgentSignal::Waiting => "waiting",
-            AgentSignal::Done => "done",
-        }
-    }
-}
-
-impl FromStr for AgentSignal {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "working" => AgentSignal::Working,
-            "waiting" => AgentSignal::Waiting,
-            "done" => AgentSignal::Done,
-            _ => {
-                return Err(format!(
-                    "unknown signal {s:?} (expected working|waiting|done)"
-                ))
-            }
-        })
-    }
-}
+words!(AgentSignal, "signal", " (expected working|waiting|done)", {
+    Working => "working",
+    Waiting => "waiting",
+    Done => "done",
+});
 
 /// The operator's allowlisted intents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -209,25 +165,15 @@ pub enum Intent {
     AutoStopStale,
 }
 
+words!(Intent, "intent", "", {
+    Noop => "noop",
+    EscalateGuidance => "escalate_guidance",
+    EscalateBlocked => "escalate_blocked",
+    AutoRestart => "auto_restart",
+    AutoStopStale => "auto_stop_stale",
+});
+
 impl Intent {
-    pub const ALL: [Intent; 5] = [
-        Intent::Noop,
-        Intent::EscalateGuidance,
-        Intent::EscalateBlocked,
-        Intent::AutoRestart,
-        Intent::AutoStopStale,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Intent::Noop => "noop",
-            Intent::EscalateGuidance => "escalate_guidance",
-            Intent::EscalateBlocked => "escalate_blocked",
-            Intent::AutoRestart => "auto_restart",
-            Intent::AutoStopStale => "auto_stop_stale",
-        }
-    }
-
     /// Intents that change tmux (the others only alert).
     pub fn is_action(self) -> bool {
         matches!(self, Intent::AutoRestart | Intent::AutoStopStale)
@@ -235,23 +181,6 @@ impl Intent {
 
     pub fn is_escalation(self) -> bool {
         matches!(self, Intent::EscalateGuidance | Intent::EscalateBlocked)
-    }
-}
-
-impl fmt::Display for Intent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Intent {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Intent::ALL
-            .iter()
-            .copied()
-            .find(|i| i.as_str() == s)
-            .ok_or_else(|| format!("unknown intent {s:?}"))
     }
 }
 
@@ -279,6 +208,16 @@ mod tests {
         for i in Intent::ALL {
             assert_eq!(i.as_str().parse::<Intent>(), Ok(i));
         }
+        for h in Health::ALL {
+            assert_eq!(h.to_string().parse::<Health>(), Ok(h));
+        }
+        for a in AgentSignal::ALL {
+            assert_eq!(a.as_str().parse::<AgentSignal>(), Ok(a));
+        }
         assert!("AUTO_RESTART".parse::<Intent>().is_err());
+        assert_eq!(
+            "bogus".parse::<AgentSignal>(),
+            Err("unknown signal \"bogus\" (expected working|waiting|done)".to_string())
+        );
     }
 }
