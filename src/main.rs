@@ -7,7 +7,6 @@ mod changelog;
 mod cli;
 mod clock;
 mod cmd;
-mod commands;
 mod decide;
 mod escape;
 mod evidence;

@@ -3,7 +3,7 @@
 //! query the scripts call to complete run ids.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::commands::{self, CommandDef, Flag, Value};
+use crate::cmd::commands::{self, CommandDef, Flag, Value};
 use crate::store::OpenMode;
 use lexopt::prelude::*;
 

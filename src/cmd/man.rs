@@ -2,7 +2,7 @@
 //! hidden `__reference`: the generated part of docs/reference.md, from the same.
 
 use crate::cli::{self, CliResult, Ctx};
-use crate::commands::{self, COMMANDS};
+use crate::cmd::commands::{self, COMMANDS};
 
 pub const HELP: &str = "\
 Usage: metawsm-tick man

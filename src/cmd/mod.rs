@@ -1,6 +1,7 @@
 //! One file per subcommand; this file only routes.
 
 pub mod approve;
+pub mod commands;
 pub mod completions;
 pub mod dismiss;
 pub mod doctor;
