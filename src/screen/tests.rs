@@ -1,4 +1,4 @@
-//! Tests of screen.rs.
+//! Tests of the screen module.
 
 use super::*;
 
