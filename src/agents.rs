@@ -212,12 +212,17 @@ pub fn restart_launch(
     // with its server) is being replaced now.
     let died_at = match crate::adopt::agent_panes(obs, a) {
         // tmux reports the death time with the exit status, a moment after the pane is
-        // dead: until then the death time is unknown (never guessed from activity).
-        SessionState::Present(panes) if panes.iter().all(|p| p.dead) => panes
-            .iter()
-            .filter_map(|p| p.dead_at)
-            .max()
-            .map(|t| t.min(now)),
+        // dead, and may still show the placeholder's (replaced at the start). Until this
+        // process's own time is in, `now` bounds it from above: never guessed from
+        // activity, which would make every conversation look young.
+        SessionState::Present(panes) if panes.iter().all(|p| p.dead) => Some(
+            panes
+                .iter()
+                .filter_map(|p| p.dead_at.filter(|t| *t > a.started_at))
+                .max()
+                .unwrap_or(now)
+                .min(now),
+        ),
         _ => None,
     };
     let o = &policy.operator;

@@ -59,7 +59,7 @@ fn resume_policy() -> serde_json::Value {
             "operator": {
             "unhealthy_confirmations": 2, "min_observation_gap_seconds": 1,
             "restart_cooldown_seconds": 1, "restart_cooldown_max_seconds": 1,
-            "resume_min_conversation_seconds": 1, "resume_failed_within_seconds": 2
+            "resume_min_conversation_seconds": 1, "resume_failed_within_seconds": 10
         }}),
     )
 }
