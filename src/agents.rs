@@ -149,18 +149,7 @@ pub fn start_agent(
     let saved = (|| -> Result<(), crate::store::StoreError> {
         let tx = st.write()?;
         if new_run {
-            tx.insert_run(run)?;
-            tx.add_event(
-                now,
-                &NewEvent {
-                    run_id: Some(&run.id),
-                    kind: "run_started",
-                    to_state: "running",
-                    message: &format!("tickets {}", run.tickets.join(", ")),
-                    source: "cli",
-                    ..Default::default()
-                },
-            )?;
+            tx.register_run(run, "run_started", now)?;
         }
         tx.insert_agent(&agent, now)?;
         tx.add_event(

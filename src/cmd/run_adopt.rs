@@ -368,18 +368,7 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
             .map_err(|e| CliError::Failure(format!("tmux: set remain-on-exit: {e}")))?;
     }
     let tx = st.write()?;
-    tx.insert_run(&run)?;
-    tx.add_event(
-        now,
-        &NewEvent {
-            run_id: Some(&run.id),
-            kind: "run_adopted",
-            to_state: "running",
-            message: &format!("tickets {}", run.tickets.join(", ")),
-            source: "cli",
-            ..Default::default()
-        },
-    )?;
+    tx.register_run(&run, "run_adopted", now)?;
     for ag in &agents {
         tx.insert_agent(ag, now)?;
         tx.add_event(

@@ -100,6 +100,23 @@ impl Tx<'_> {
         Ok(next)
     }
 
+    /// A new run and its first event (`run_started`, `run_adopted`), naming its tickets.
+    pub fn register_run(&self, run: &RunRow, kind: &str, now: i64) -> Result<()> {
+        self.insert_run(run)?;
+        self.add_event(
+            now,
+            &NewEvent {
+                run_id: Some(&run.id),
+                kind,
+                to_state: "running",
+                message: &format!("tickets {}", run.tickets.join(", ")),
+                source: "cli",
+                ..Default::default()
+            },
+        )?;
+        Ok(())
+    }
+
     pub fn insert_run(&self, run: &RunRow) -> Result<()> {
         let tickets = serde_json::to_string(&run.tickets).unwrap_or_else(|_| "[]".into());
         let n = self.tx.execute(
