@@ -11,7 +11,7 @@ use crate::tmux::{Cmd, Observation, SessionState, TmuxClient};
 
 /// Whether the agent's panes (an adopted agent's own pane only) are on the server.
 pub fn present(obs: &Observation, a: &AgentRow) -> bool {
-    matches!(crate::adopt::agent_panes(obs, a), SessionState::Present(_))
+    matches!(obs.agent(a), SessionState::Present(_))
 }
 
 /// The last output of the agents about to be killed, in one spawn: it goes with their

@@ -5,7 +5,7 @@
 use crate::cli::Ctx;
 use crate::policy::Policy;
 use crate::store::AgentRow;
-use crate::tmux::{self, Cmd, Observation, SessionState, Target};
+use crate::tmux::{self, Cmd, Target};
 use std::collections::{HashMap, HashSet};
 
 /// Agent CLIs recognised by name; `operator.agent_names` adds more.
@@ -157,25 +157,6 @@ fn split_tmux_words(s: &str) -> Option<Vec<String>> {
         out.push(cur);
     }
     Some(out)
-}
-
-/// What the tick sees of one agent: an adopted pane is looked up by its pane id (its
-/// session holds the user's other panes), a started agent by its own session.
-pub fn agent_panes<'a>(obs: &'a Observation, a: &AgentRow) -> SessionState<'a> {
-    if !a.adopted {
-        return obs.panes(&a.session);
-    }
-    match (obs, a.pane_id.as_deref()) {
-        (Observation::Unknown(_), _) => SessionState::Unknown,
-        (Observation::Known(snap), Some(id)) => snap
-            .sessions
-            .values()
-            .flat_map(|v| v.iter().enumerate().map(move |(i, p)| (v, i, p)))
-            .find(|(_, _, p)| p.pane_id == id)
-            .map(|(v, i, _)| SessionState::Present(std::slice::from_ref(&v[i])))
-            .unwrap_or(SessionState::Absent),
-        (Observation::Known(_), None) => SessionState::Absent,
-    }
 }
 
 /// Stops one agent: an adopted agent's pane only (the user's session stays), else its

@@ -199,7 +199,7 @@ pub fn restart_launch(
     use crate::resume::{choose, prepare, ResumePolicy, StartKind};
     // When did the last process end? A dead pane's death time; a live one (or one gone
     // with its server) is being replaced now.
-    let died_at = match crate::adopt::agent_panes(obs, a) {
+    let died_at = match obs.agent(a) {
         // tmux reports the death time with the exit status, a moment after the pane is
         // dead, and may still show the placeholder's (replaced at the start). Until this
         // process's own time is in, `now` bounds it from above: never guessed from

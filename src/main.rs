@@ -47,41 +47,6 @@ mod worker;
 use cli::{CliError, Globals, EXIT_OK};
 use lexopt::prelude::*;
 
-pub const HELP: &str = "\
-metawsm-tick — keeps AI coding agents in tmux moving without a human watching them.
-
-Usage: metawsm-tick [GLOBAL OPTIONS] [COMMAND]
-
-Commands:
-  tick          Observe every active run, decide, act (default when no command is given)
-  status        Print the compact status-line segment (for #(…) in status-right)
-  run           Register and manage runs: start, add-agent, list, show, stop, restart, forget
-  guide         Answer a run's pending question (by file, or typed into the agent's pane)
-  approve       Run the action assist mode holds for a run, if still wanted
-  dismiss       Drop the action assist mode holds for a run
-  menu          A tmux menu of the runs that need you (prefix + M)
-  signal        Report an agent's state (working|waiting|done) from its pane
-  log           Show the audit log
-  policy        init | show | check the policy file
-  doctor        Check tmux, the server, the database, the policy and the plugin
-  import        Take over the original metawsm's active runs (its database is only read)
-  hook          Entry point for tmux hooks (silent, always exits 0)
-  timer         Entry point for the no-client timer tmux runs (ticks when due, re-arms)
-  tmux-setup    Install the status segment, hooks and timer into the running tmux server
-  init          Print the tmux, Claude Code or Codex hook configuration (tmux|claude|codex)
-  completions   Print a shell completion script (bash|zsh|fish)
-  man           Print the man page (roff)
-
-Global options:
-  --db PATH            State database [env METAWSM_DB; default $XDG_STATE_HOME/metawsm/state.db]
-  --policy PATH        Policy file [env METAWSM_POLICY; default $XDG_CONFIG_HOME/metawsm/policy.json]
-  --tmux-socket PATH   tmux server socket [env METAWSM_TMUX_SOCKET; default: the server in $TMUX]
-  -h, --help           Show help (also after any command)
-  -V, --version        Show the version
-
-Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
-";
-
 fn main() {
     quiet_on_closed_pipe();
     let code = match real_main() {
@@ -130,7 +95,7 @@ fn real_main() -> Result<i32, CliError> {
                 g.socket = Some(cli::os_to_string(parser.value()?, "--tmux-socket")?)
             }
             Short('h') | Long("help") => {
-                cli::print_help(HELP);
+                cli::print_help(cmd::commands::TOP_HELP);
                 return Ok(EXIT_OK);
             }
             Short('V') | Long("version") => {

@@ -66,12 +66,9 @@ pub fn left_by_restart(
         return None;
     };
     let (seen, here) = (run.tmux_server.as_deref()?, snap.server.as_deref()?);
-    let none_here = agents.iter().all(|a| {
-        matches!(
-            crate::adopt::agent_panes(obs, a),
-            crate::tmux::SessionState::Absent
-        )
-    });
+    let none_here = agents
+        .iter()
+        .all(|a| matches!(obs.agent(a), crate::tmux::SessionState::Absent));
     (seen != here && none_here)
         .then(|| format!("tmux server restarted (was {seen}, now {here}); its agents died with it"))
 }

@@ -43,7 +43,7 @@ pub fn from_tail(tail: &str) -> (String, String) {
 
 /// The agent's live pane (id) in this observation, if any.
 pub fn live_pane(obs: &Observation, a: &AgentRow) -> Option<String> {
-    match crate::adopt::agent_panes(obs, a) {
+    match obs.agent(a) {
         SessionState::Present(p) => p.iter().find(|x| !x.dead).map(|x| x.pane_id.clone()),
         _ => None,
     }

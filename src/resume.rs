@@ -4,33 +4,8 @@
 
 use std::path::Path;
 
-/// How an agent's current process was started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum StartKind {
-    #[default]
-    Fresh,
-    Resume,
-}
-
-crate::model::words!(StartKind, "start kind", " (expected fresh|resume)", {
-    Fresh => "fresh",
-    Resume => "resume",
-});
-
-/// What an agent needs to be resumed, kept on its row.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resume {
-    /// The command that continues the agent's conversation, if it has one.
-    pub argv: Option<Vec<String>>,
-    /// Claude Code's fixed `--session-id`, or a Codex session id its notify reported.
-    pub conversation: Option<String>,
-    /// How the agent's current process was started.
-    pub kind: StartKind,
-    /// When the conversation a resume would continue began (its last fresh start).
-    pub since: Option<i64>,
-    /// The resume command was given by the user (`--resume-cmd`): never derived again.
-    pub explicit: bool,
-}
+// The vocabulary lives in model (rows carry it); re-exported for the callers here.
+pub use crate::model::rows::{Resume, StartKind};
 
 /// The known agents whose start commands we understand well enough to resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

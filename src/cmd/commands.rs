@@ -10,7 +10,62 @@ pub struct CommandDef {
     pub help: &'static str,
 }
 
-pub const TOP_HELP: &str = crate::HELP;
+/// `metawsm-tick --help`.
+pub const TOP_HELP: &str = "\
+metawsm-tick — keeps AI coding agents in tmux moving without a human watching them.
+
+Usage: metawsm-tick [GLOBAL OPTIONS] [COMMAND]
+
+Commands:
+  tick          Observe every active run, decide, act (default when no command is given)
+  status        Print the compact status-line segment (for #(…) in status-right)
+  run           Register and manage runs: start, add-agent, list, show, stop, restart, forget
+  guide         Answer a run's pending question (by file, or typed into the agent's pane)
+  approve       Run the action assist mode holds for a run, if still wanted
+  dismiss       Drop the action assist mode holds for a run
+  menu          A tmux menu of the runs that need you (prefix + M)
+  signal        Report an agent's state (working|waiting|done) from its pane
+  log           Show the audit log
+  policy        init | show | check the policy file
+  doctor        Check tmux, the server, the database, the policy and the plugin
+  import        Take over the original metawsm's active runs (its database is only read)
+  hook          Entry point for tmux hooks (silent, always exits 0)
+  timer         Entry point for the no-client timer tmux runs (ticks when due, re-arms)
+  tmux-setup    Install the status segment, hooks and timer into the running tmux server
+  init          Print the tmux, Claude Code or Codex hook configuration (tmux|claude|codex)
+  completions   Print a shell completion script (bash|zsh|fish)
+  man           Print the man page (roff)
+
+Global options:
+  --db PATH            State database [env METAWSM_DB; default $XDG_STATE_HOME/metawsm/state.db]
+  --policy PATH        Policy file [env METAWSM_POLICY; default $XDG_CONFIG_HOME/metawsm/policy.json]
+  --tmux-socket PATH   tmux server socket [env METAWSM_TMUX_SOCKET; default: the server in $TMUX]
+  -h, --help           Show help (also after any command)
+  -V, --version        Show the version
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+";
+
+// The two commands that print this table keep their help here, so the table imports
+// nothing that imports it back.
+pub const COMPLETIONS_HELP: &str = "\
+Usage: metawsm-tick completions bash|zsh|fish
+
+Prints a completion script for the shell: commands, flags, flag values (paths, choices)
+and run ids for the commands that take one (read from the state database at completion
+time). install.sh installs them; by hand:
+  bash: metawsm-tick completions bash > ~/.local/share/bash-completion/completions/metawsm-tick
+  zsh:  metawsm-tick completions zsh > ~/.zfunc/_metawsm-tick  (with ~/.zfunc in $fpath)
+  fish: metawsm-tick completions fish > ~/.config/fish/completions/metawsm-tick.fish
+";
+
+pub const MAN_HELP: &str = "\
+Usage: metawsm-tick man
+
+Prints the man page (roff), made from the same definitions as --help. install.sh puts it
+in ~/.local/share/man/man1/metawsm-tick.1; to read it without installing:
+  metawsm-tick man | man -l -
+";
 
 /// Every user-facing command (hidden `__…` ones are not listed).
 pub const COMMANDS: &[CommandDef] = &[
@@ -39,8 +94,8 @@ pub const COMMANDS: &[CommandDef] = &[
     def("timer", cmd::timer::HELP),
     def("tmux-setup", cmd::tmux_setup::HELP),
     def("init", cmd::init::HELP),
-    def("completions", cmd::completions::HELP),
-    def("man", cmd::man::HELP),
+    def("completions", COMPLETIONS_HELP),
+    def("man", MAN_HELP),
 ];
 
 const fn def(path: &'static str, help: &'static str) -> CommandDef {

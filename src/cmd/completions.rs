@@ -3,20 +3,9 @@
 //! query the scripts call to complete run ids.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
-use crate::cmd::commands::{self, CommandDef, Flag, Value};
+use crate::cmd::commands::{self, CommandDef, Flag, Value, COMPLETIONS_HELP as HELP};
 use crate::store::OpenMode;
 use lexopt::prelude::*;
-
-pub const HELP: &str = "\
-Usage: metawsm-tick completions bash|zsh|fish
-
-Prints a completion script for the shell: commands, flags, flag values (paths, choices)
-and run ids for the commands that take one (read from the state database at completion
-time). install.sh installs them; by hand:
-  bash: metawsm-tick completions bash > ~/.local/share/bash-completion/completions/metawsm-tick
-  zsh:  metawsm-tick completions zsh > ~/.zfunc/_metawsm-tick  (with ~/.zfunc in $fpath)
-  fish: metawsm-tick completions fish > ~/.config/fish/completions/metawsm-tick.fish
-";
 
 pub fn main(parser: &mut lexopt::Parser, _ctx: &Ctx) -> CliResult<i32> {
     let mut shell = None;

@@ -2,15 +2,7 @@
 //! hidden `__reference`: the generated part of docs/reference.md, from the same.
 
 use crate::cli::{self, CliResult, Ctx};
-use crate::cmd::commands::{self, COMMANDS};
-
-pub const HELP: &str = "\
-Usage: metawsm-tick man
-
-Prints the man page (roff), made from the same definitions as --help. install.sh puts it
-in ~/.local/share/man/man1/metawsm-tick.1; to read it without installing:
-  metawsm-tick man | man -l -
-";
+use crate::cmd::commands::{self, COMMANDS, MAN_HELP as HELP};
 
 pub fn main(parser: &mut lexopt::Parser, _ctx: &Ctx) -> CliResult<i32> {
     if super::no_args(parser, HELP)? {

@@ -56,6 +56,25 @@ impl Observation {
             },
         }
     }
+
+    /// What the tick sees of one agent: an adopted pane is looked up by its pane id (its
+    /// session holds the user's other panes), a started agent by its own session.
+    pub fn agent(&self, a: &super::rows::AgentRow) -> SessionState<'_> {
+        if !a.adopted {
+            return self.panes(&a.session);
+        }
+        match (self, a.pane_id.as_deref()) {
+            (Observation::Unknown(_), _) => SessionState::Unknown,
+            (Observation::Known(snap), Some(id)) => snap
+                .sessions
+                .values()
+                .flat_map(|v| v.iter().enumerate().map(move |(i, p)| (v, i, p)))
+                .find(|(_, _, p)| p.pane_id == id)
+                .map(|(v, i, _)| SessionState::Present(std::slice::from_ref(&v[i])))
+                .unwrap_or(SessionState::Absent),
+            (Observation::Known(_), None) => SessionState::Absent,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

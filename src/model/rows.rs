@@ -46,7 +46,7 @@ pub struct AgentRow {
     /// The pane keeps `remain-on-exit` (exit status observable).
     pub keep_dead_pane: bool,
     /// How a restart can continue its conversation (docs/restarts.md).
-    pub resume: crate::resume::Resume,
+    pub resume: Resume,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,4 +169,32 @@ pub struct AgentUpdate {
     pub exit_status: Option<i64>,
     pub exit_signal: Option<i64>,
     pub pane_id: Option<String>,
+}
+
+/// How an agent's current process was started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StartKind {
+    #[default]
+    Fresh,
+    Resume,
+}
+
+super::words!(StartKind, "start kind", " (expected fresh|resume)", {
+    Fresh => "fresh",
+    Resume => "resume",
+});
+
+/// What an agent needs to be resumed, kept on its row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The command that continues the agent's conversation, if it has one.
+    pub argv: Option<Vec<String>>,
+    /// Claude Code's fixed `--session-id`, or a Codex session id its notify reported.
+    pub conversation: Option<String>,
+    /// How the agent's current process was started.
+    pub kind: StartKind,
+    /// When the conversation a resume would continue began (its last fresh start).
+    pub since: Option<i64>,
+    /// The resume command was given by the user (`--resume-cmd`): never derived again.
+    pub explicit: bool,
 }

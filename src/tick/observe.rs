@@ -168,12 +168,9 @@ pub fn observe(
                 }
                 return false;
             }
-            let present = agents.iter().any(|a| {
-                matches!(
-                    crate::adopt::agent_panes(&obs, a),
-                    crate::tmux::SessionState::Present(_)
-                )
-            });
+            let present = agents
+                .iter()
+                .any(|a| matches!(obs.agent(a), crate::tmux::SessionState::Present(_)));
             if present && (r.tmux_server != snap.server || r.orphaned.is_some()) {
                 servers.push(ServerNote {
                     run_id: r.id.clone(),

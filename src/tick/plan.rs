@@ -119,7 +119,7 @@ fn judge(a: &AgentRow, obs: &Observation, th: &Thresholds, now: i64) -> Judgemen
         exit_signal: a.exit_signal,
         health: Some(a.health),
     };
-    health::judge(crate::adopt::agent_panes(obs, a), &prior, now, th)
+    health::judge(obs.agent(a), &prior, now, th)
 }
 
 /// Whether an interactive agent's screen is worth reading this tick: it is alive and
@@ -135,7 +135,7 @@ fn worth_reading(
     if health::wants_screen(j) {
         return true;
     }
-    let title = match crate::adopt::agent_panes(obs, a) {
+    let title = match obs.agent(a) {
         SessionState::Present(panes) => panes
             .iter()
             .find(|p| !p.dead)
