@@ -5,6 +5,8 @@ mod apply;
 mod ask;
 mod observe;
 mod plan;
+mod plan_agents;
+mod plan_gate;
 
 pub use apply::drain_inbox;
 

@@ -2,7 +2,7 @@
 //! LLM fingerprint, and what the record writes. Inputs built by hand, no I/O.
 
 use super::*;
-use crate::model::{Health, Intent, RunStatus};
+use crate::model::{Health, Intent, Observation, RunStatus};
 use crate::signals::GuidanceRequest;
 use crate::store::LlmCall;
 use crate::tick::observe::{Calls, SignalFiles};

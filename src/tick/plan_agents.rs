@@ -1,0 +1,333 @@
+//! The agents' part of the plan, without I/O: each agent judged (health from its panes,
+//! its screen, the original wrapper's exit marker), the screens worth reading, the
+//! questions pending or resolved, and the view the rules decide on.
+
+use super::observe::{RunInput, TickInput};
+use super::plan::AgentChange;
+use crate::decide::{self, AgentView, PendingGuidance, RunView};
+use crate::health::{self, Judgement, Prior, Thresholds};
+use crate::model::rows::{AgentRow, AgentUpdate};
+use crate::model::{AgentSignal, Observation, SessionState};
+use crate::policy::Policy;
+use crate::screen::{self, Reading};
+
+pub(super) fn thresholds(p: &Policy) -> Thresholds {
+    Thresholds {
+        idle_seconds: p.health.idle_seconds,
+        activity_stalled_seconds: p.health.activity_stalled_seconds,
+        progress_stalled_seconds: p.health.progress_stalled_seconds,
+    }
+}
+
+fn signal_guidance(agents: &[AgentRow], judgements: &[Judgement]) -> Option<PendingGuidance> {
+    agents
+        .iter()
+        .zip(judgements)
+        .find(|(a, j)| a.signal == Some(AgentSignal::Waiting) && j.alive)
+        .map(|(a, _)| PendingGuidance {
+            agent: a.name.clone(),
+            question: "(waiting for input at its prompt)".into(),
+            context: String::new(),
+            at_prompt: true,
+        })
+}
+
+fn judge(a: &AgentRow, obs: &Observation, th: &Thresholds, now: i64) -> Judgement {
+    let prior = Prior {
+        last_activity_at: a.last_activity_at,
+        last_progress_at: a.last_progress_at,
+        started_at: a.started_at,
+        signal: a.signal,
+        exit_status: a.exit_status,
+        exit_signal: a.exit_signal,
+        health: Some(a.health),
+    };
+    health::judge(obs.agent(a), &prior, now, th)
+}
+
+/// Whether an interactive agent's screen is worth reading this tick: it is alive and
+/// quiet, or its title (from the observation) says a dialog waits — Codex blinks its
+/// title at an approval dialog, so such a pane is never quiet. A busy pane is not read.
+fn worth_reading(
+    a: &AgentRow,
+    kind: &str,
+    j: &Judgement,
+    obs: &Observation,
+    pats: &[&screen::Pattern],
+) -> bool {
+    if health::wants_screen(j) {
+        return true;
+    }
+    let title = match obs.agent(a) {
+        SessionState::Present(panes) => panes
+            .iter()
+            .find(|p| !p.dead)
+            .map(|p| p.title.as_str())
+            .unwrap_or(""),
+        _ => "",
+    };
+    j.alive && screen::title_says(kind, title, pats) == Some(screen::ScreenState::Waiting)
+}
+
+/// The panes whose screens this tick reads: live interactive agents of active runs that
+/// are quiet or show a dialog in their title, never a busy one. (run id, agent name,
+/// pane) — read all in one tmux spawn.
+pub fn screens_to_read(
+    input: &TickInput,
+    policy: &Policy,
+    now: i64,
+) -> Vec<(String, String, screen::Target)> {
+    let th = thresholds(policy);
+    let pats = screen::patterns(&policy.health.screen_patterns);
+    let pats: Vec<&screen::Pattern> = pats.iter().filter(|p| p.title).collect();
+    let mut out = Vec::new();
+    for r in &input.runs {
+        if !r.run.status.is_active() {
+            continue;
+        }
+        for a in &r.agents {
+            let Some(kind) = screen::interactive_kind(&a.argv, a.adopted) else {
+                continue;
+            };
+            let j = judge(a, &input.obs, &th, now);
+            if !worth_reading(a, kind, &j, &input.obs, &pats) {
+                continue;
+            }
+            let target = j
+                .pane_id
+                .as_deref()
+                .and_then(screen::Target::pane)
+                .unwrap_or_else(|| screen::Target::session(&a.session));
+            out.push((r.run.id.clone(), a.name.clone(), target));
+        }
+    }
+    out
+}
+
+/// Each agent of a run as this tick sees it, index by index with the run's agents.
+pub(super) struct Seen {
+    /// What the screen of a quiet interactive agent shows.
+    pub readings: Vec<Option<Reading>>,
+    /// Whether this tick meant to read the agent's screen (a question from a screen stays
+    /// open only while its agent is one of them).
+    pub watched: Vec<bool>,
+    pub judgements: Vec<Judgement>,
+}
+
+/// Judges every agent of the run; quiet interactive agents again from their screens
+/// (read in `mod.rs`), agents of the original wrapper from its exit marker.
+pub(super) fn judge_agents(
+    r: &RunInput,
+    input: &TickInput,
+    th: &Thresholds,
+    policy: &Policy,
+    now: i64,
+) -> Seen {
+    let agents = &r.agents;
+    let obs = &input.obs;
+    let interactive = agents
+        .iter()
+        .any(|a| screen::interactive_kind(&a.argv, a.adopted).is_some());
+    let pats = if interactive {
+        screen::patterns(&policy.health.screen_patterns)
+    } else {
+        Vec::new()
+    };
+    let pats: Vec<&screen::Pattern> = pats.iter().collect();
+    let readings: Vec<Option<Reading>> = agents
+        .iter()
+        .map(|a| {
+            let kind = screen::interactive_kind(&a.argv, a.adopted)?;
+            let s = input.screens.get(&(r.run.id.clone(), a.name.clone()))?;
+            Some(screen::classify(kind, &s.text, &s.title, &pats))
+        })
+        .collect();
+    let watched: Vec<bool> = agents
+        .iter()
+        .map(|a| {
+            screen::interactive_kind(&a.argv, a.adopted)
+                .is_some_and(|kind| worth_reading(a, kind, &judge(a, obs, th, now), obs, &pats))
+        })
+        .collect();
+    let judgements: Vec<Judgement> = agents
+        .iter()
+        .zip(&readings)
+        .map(|(a, reading)| {
+            let mut j = judge(a, obs, th, now);
+            // The original metawsm's wrapper keeps a shell: its exit marker tells.
+            if let Some(&status) = input.markers.get(&a.session) {
+                crate::original::judge_marker(&mut j, status);
+                return j;
+            }
+            match reading {
+                Some(r) => health::with_screen(j, r, now),
+                None => j,
+            }
+        })
+        .collect();
+    Seen {
+        readings,
+        watched,
+        judgements,
+    }
+}
+
+/// The run's questions this tick.
+pub(super) struct Questions {
+    /// Screen questions whose dialog is gone.
+    pub resolved: Vec<i64>,
+    /// A dialog read from an agent's screen, to record as a pending question.
+    pub screen_question: Option<PendingGuidance>,
+    /// The question the run waits on, oldest source first.
+    pub pending: Option<PendingGuidance>,
+}
+
+pub(super) fn questions(
+    r: &RunInput,
+    seen: &Seen,
+    tmux_known: bool,
+    policy: &Policy,
+    now: i64,
+) -> Questions {
+    let agents = &r.agents;
+    // Questions read from screens close when their dialog is gone (tmux must be known).
+    let resolved: Vec<i64> = if !tmux_known {
+        Vec::new()
+    } else {
+        r.screen_questions
+            .iter()
+            .filter(|(_, agent, question)| {
+                let i = agents.iter().position(|a| &a.name == agent);
+                let open = i.is_some_and(|i| {
+                    decide::pane_question_open(
+                        seen.judgements[i].alive,
+                        seen.watched[i],
+                        seen.readings[i].as_ref(),
+                        question,
+                    )
+                });
+                !open
+            })
+            .map(|(id, _, _)| *id)
+            .collect()
+    };
+    let recorded = r.recorded_guidance.clone().filter(|g| {
+        !r.screen_questions
+            .iter()
+            .any(|(id, a, q)| resolved.contains(id) && *a == g.agent && *q == g.question)
+    });
+    let from_screen = agents
+        .iter()
+        .zip(&seen.readings)
+        .zip(&seen.judgements)
+        .find_map(|((a, r), j)| {
+            let quiet = now - j.last_activity_at.unwrap_or(a.started_at);
+            decide::screen_question(&a.name, r.as_ref()?, quiet, policy)
+        });
+    // A dialog's text is recorded, so `guide` can answer it; a prompt is only described.
+    let screen_question = from_screen.clone().filter(|g| !g.at_prompt);
+    let pending = recorded
+        .or_else(|| {
+            r.files.new_guidance.first().map(|(_, g)| PendingGuidance {
+                agent: g.agent.clone().unwrap_or_default(),
+                question: g.question.clone(),
+                context: g.context.clone(),
+                at_prompt: false,
+            })
+        })
+        .or_else(|| {
+            r.new_questions.first().map(|q| PendingGuidance {
+                agent: q.agent.clone(),
+                question: q.question.clone(),
+                context: q.context.clone(),
+                at_prompt: false,
+            })
+        })
+        .or_else(|| signal_guidance(agents, &seen.judgements))
+        .or(from_screen);
+    Questions {
+        resolved,
+        screen_question,
+        pending,
+    }
+}
+
+/// What the rules see of the run.
+pub(super) fn run_view(
+    r: &RunInput,
+    seen: &Seen,
+    pending: Option<PendingGuidance>,
+    tmux_error: &Option<String>,
+) -> RunView {
+    let run = &r.run;
+    RunView {
+        id: run.id.clone(),
+        status: run.status,
+        status_changed_at: run.status_changed_at,
+        agents: r
+            .agents
+            .iter()
+            .zip(&seen.judgements)
+            .zip(&seen.readings)
+            .map(|((a, j), reading)| AgentView {
+                name: a.name.clone(),
+                health: j.health,
+                alive: j.alive,
+                exit_status: j.exit_status,
+                last_activity_at: j.last_activity_at,
+                stored_activity_at: a.last_activity_at,
+                reason: j.reason.clone(),
+                reported_done: a.signal == Some(AgentSignal::Done),
+                interactive: screen::interactive_kind(&a.argv, a.adopted).map(|_| {
+                    decide::Interactive {
+                        hook_busy: a.signal == Some(AgentSignal::Working),
+                        screen: reading.as_ref().map(|r| r.state),
+                    }
+                }),
+                restartable: !a.argv.is_empty(),
+                complete: r
+                    .files
+                    .completions
+                    .iter()
+                    .any(|c| c.agent.as_deref().is_none_or(|n| n == a.name)),
+            })
+            .collect(),
+        guidance: pending,
+        tmux_unknown: tmux_error.clone(),
+    }
+}
+
+pub(super) fn agent_changes(agents: &[AgentRow], judgements: &[Judgement]) -> Vec<AgentChange> {
+    agents
+        .iter()
+        .zip(judgements)
+        .filter(|(a, _)| a.status != "stopped")
+        .map(|(a, j)| {
+            let u = AgentUpdate {
+                status: j.status.to_string(),
+                health: j.health,
+                last_activity_at: j.last_activity_at,
+                last_progress_at: j.last_progress_at,
+                exit_status: j.exit_status,
+                exit_signal: j.exit_signal,
+                pane_id: j.pane_id.clone(),
+            };
+            let changed = a.status != u.status
+                || a.health != u.health
+                || a.last_activity_at != u.last_activity_at
+                || a.exit_status != u.exit_status
+                || a.pane_id != u.pane_id;
+            AgentChange {
+                name: a.name.clone(),
+                update: changed.then_some(u),
+                health: (a.health != j.health).then(|| {
+                    (
+                        a.health,
+                        health::shown_state(j.health, a.signal),
+                        j.reason.clone(),
+                    )
+                }),
+            }
+        })
+        .collect()
+}
