@@ -1,6 +1,6 @@
 //! The status-line segment: counts of runs by what they need, in tmux, plain or JSON form.
 
-use crate::model::RunStatus;
+use crate::model::{Intent, RunStatus};
 use crate::policy::StatusPolicy;
 use crate::store::StatusRow;
 use crate::tmux::escape_drawn;
@@ -32,7 +32,7 @@ pub fn classify(rows: &[StatusRow]) -> Counts {
         let escalated_blocked = r
             .last_alert
             .as_deref()
-            .is_some_and(|a| a.starts_with("escalate_blocked"));
+            .is_some_and(|a| Intent::of_alert(a) == Some(Intent::EscalateBlocked));
         if r.orphaned {
             // Nothing supervises it any more: a human must stop, forget or revive it.
             c.blocked += 1;

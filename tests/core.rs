@@ -233,6 +233,14 @@ fn policy_errors_name_the_file_and_field() {
 }
 
 #[test]
+fn run_list_before_any_run_says_so_and_creates_nothing() {
+    let env = Env::new();
+    assert_eq!(env.ok(&["run", "list"]).trim(), "no runs");
+    assert_eq!(env.ok(&["run", "list", "--json"]).trim(), "[]");
+    assert!(!env.db.exists(), "run list created the database");
+}
+
+#[test]
 fn state_survives_reopen_and_illegal_transitions_are_refused() {
     let env = observe_only();
     env.start("r1", &["sleep", "1000"]);

@@ -4,7 +4,7 @@
 use crate::cli::{CliError, CliResult, Ctx};
 use crate::policy::LlmMode;
 use crate::store::{NewEvent, OpenMode};
-use crate::tick::{self, TickOptions};
+use crate::tick::{self, ActionOutcome, TickOptions};
 use crate::timeutil::now_unix;
 
 pub const HELP: &str = "\
@@ -99,13 +99,13 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let r = report.runs.into_iter().find(|r| r.run_id == id);
     match r {
         Some(r) if r.execute && r.intent == held.intent => {
-            let outcome = r.outcome.unwrap_or_else(|| "ok".into());
+            let outcome = r.outcome.unwrap_or(ActionOutcome::Done);
             crate::say!(
                 "approved {} for {id} ({}): {outcome}",
                 held.intent,
                 held.targets.join(", ")
             );
-            Ok(if outcome == "ok" { 0 } else { 1 })
+            Ok(if outcome.is_done() { 0 } else { 1 })
         }
         Some(r) => Err(CliError::Failure(format!(
             "run {id}: nothing done: the rules now want {} ({})",

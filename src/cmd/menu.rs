@@ -94,7 +94,9 @@ fn entries(ctx: &Ctx) -> CliResult<Vec<Entry>> {
         let blocked = states
             .get(&r.id)
             .and_then(|s| s.last_alert.as_deref())
-            .is_some_and(|a| a.starts_with("escalate_blocked"));
+            .is_some_and(|a| {
+                crate::model::Intent::of_alert(a) == Some(crate::model::Intent::EscalateBlocked)
+            });
         let why = if let Some(q) = question {
             format!(
                 "{} asks: {}",

@@ -27,13 +27,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             other => return Err(other.unexpected().into()),
         }
     }
-    let st = match ctx.open(OpenMode::Existing, false) {
+    let st = match crate::store::Store::open(&ctx.db, OpenMode::Existing, false) {
         Ok(s) => s,
-        Err(crate::cli::CliError::Failure(m)) if m.contains("does not exist") => {
+        // No database yet: no run was ever started.
+        Err(crate::store::StoreError::NotFound(_)) => {
             println!("{}", if as_json { "[]" } else { "no runs" });
             return Ok(0);
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let runs = st.runs(all)?;
     let agents = st.agents(None)?;

@@ -146,9 +146,10 @@ pub fn print_report(r: &TickReport, json: bool) {
         if run.execute || run.outcome.is_some() {
             line.push_str(&format!(
                 " action={}",
-                run.outcome
-                    .as_deref()
-                    .unwrap_or(if r.dry_run { "dry-run" } else { "pending" })
+                run.outcome.as_ref().map_or(
+                    if r.dry_run { "dry-run" } else { "pending" }.to_string(),
+                    ToString::to_string
+                )
             ));
         } else if run.awaiting_approval {
             line.push_str(" action=awaiting-approval (assist mode)");

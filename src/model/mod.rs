@@ -8,14 +8,19 @@ pub use panes::{Observation, SessionState};
 pub use proposal::Proposal;
 pub use rows::OpState;
 
-/// The words of a unit enum, written once: `as_str`, `Display` and `FromStr` (whose
-/// error is "unknown WHAT \"x\"" plus `hint`), and `ALL`.
+/// The words of a unit enum, written once: `as_str`, `Display`, `ALL`, `NAMES` and
+/// `FromStr`, whose error is "unknown WHAT \"x\"" plus `hint`. A policy `choice` reads
+/// its value trimmed and in any case, and its error reads as a predicate ("must be
+/// off|assist|auto") so the caller prefixes the key.
 macro_rules! words {
-    ($ty:ident, $what:literal, $hint:literal, { $($v:ident => $s:literal),+ $(,)? }) => {
+    (@names $ty:ident, { $($v:ident => $s:literal),+ }) => {
         impl $ty {
             /// Every variant, in declaration order.
             #[allow(dead_code)]
             pub const ALL: [$ty; [$($s),+].len()] = [$($ty::$v),+];
+            /// Their words, in the same order.
+            #[allow(dead_code)]
+            pub const NAMES: [&'static str; [$($s),+].len()] = [$($s),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -29,6 +34,22 @@ macro_rules! words {
                 f.write_str(self.as_str())
             }
         }
+    };
+    ($ty:ident, choice, { $($v:ident => $s:literal),+ $(,)? }) => {
+        $crate::model::words!(@names $ty, { $($v => $s),+ });
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim().to_lowercase().as_str() {
+                    $($s => Ok($ty::$v),)+
+                    _ => Err(format!("must be {}", $ty::NAMES.join("|"))),
+                }
+            }
+        }
+    };
+    ($ty:ident, $what:literal, $hint:literal, { $($v:ident => $s:literal),+ $(,)? }) => {
+        $crate::model::words!(@names $ty, { $($v => $s),+ });
 
         impl std::str::FromStr for $ty {
             type Err = String;
@@ -174,6 +195,12 @@ words!(Intent, "intent", "", {
 });
 
 impl Intent {
+    /// The intent an alert key stored by `decide::take_alert` ("<intent>:<reason>") is
+    /// about.
+    pub fn of_alert(key: &str) -> Option<Intent> {
+        key.split_once(':').map_or(key, |(i, _)| i).parse().ok()
+    }
+
     /// Intents that change tmux (the others only alert).
     pub fn is_action(self) -> bool {
         matches!(self, Intent::AutoRestart | Intent::AutoStopStale)

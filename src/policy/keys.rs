@@ -75,14 +75,14 @@ macro_rules! at {
     }};
 }
 
-/// `choice!(E: a.b, "default", ["x", "y"])`: an enum field set through `E::from_str`.
+/// `choice!(E: a.b, "default")`: an enum field set through `E::from_str`.
 macro_rules! choice {
-    ($t:ty: $($f:ident).+, $default:expr, [$($c:expr),+]) => {{
+    ($t:ident: $($f:ident).+, $default:expr) => {{
         fn set(p: &mut Policy, s: &str) -> Result<(), String> {
             p.$($f).+ = s.parse::<$t>()?;
             Ok(())
         }
-        Field::Choice { set, default: $default, choices: &[$($c),+] }
+        Field::Choice { set, default: $default, choices: &$t::NAMES }
     }};
 }
 
@@ -113,12 +113,12 @@ pub static KEYS: &[Key] = &[
     key!("operator.healthy_reset_seconds", Int(at!(i64: operator.healthy_reset_seconds), 600), [NonNegative], "healthy this long: the restart budget is refilled"),
     key!("operator.resume_min_conversation_seconds", Int(at!(i64: operator.resume_min_conversation_seconds), 60), [NonNegative], "a conversation younger than this is started over rather than resumed"),
     key!("operator.resume_failed_within_seconds", Int(at!(i64: operator.resume_failed_within_seconds), 15), [NonNegative], "a resumed agent that ends this soon failed to resume: the next start is fresh"),
-    key!("operator.on_complete", choice!(OnComplete: operator.on_complete, "keep", ["keep", "stop"]), [], "what a completion file does to still-live agents ([interactive.md](interactive.md#completion))"),
-    key!("operator.restart_mode", choice!(RestartMode: operator.restart_mode, "resume", ["resume", "fresh"]), [], "restarts continue the agent's conversation when it has a resume command, or always start over ([restarts.md](restarts.md))"),
+    key!("operator.on_complete", choice!(OnComplete: operator.on_complete, "keep"), [], "what a completion file does to still-live agents ([interactive.md](interactive.md#completion))"),
+    key!("operator.restart_mode", choice!(RestartMode: operator.restart_mode, "resume"), [], "restarts continue the agent's conversation when it has a resume command, or always start over ([restarts.md](restarts.md))"),
     key!("operator.revive_on_server_start", Bool(at!(bool: operator.revive_on_server_start), false), [], "a tmux server that starts and finds runs orphaned by its predecessor revives them"),
     key!("operator.agent_names", Strings(at!(Vec<String>: operator.agent_names)), [], "agent CLI names `run adopt --scan` recognises besides the built-in ones"),
-    key!("operator.llm.mode", choice!(LlmMode: operator.llm.mode, "assist", ["off", "assist", "auto"]), [], "what the LLM may do (see LLM proposals)"),
-    key!("operator.llm.provider", choice!(LlmProvider: operator.llm.provider, "codex", ["codex", "claude", "command", "metawsm"]), [], "how the LLM is called; when unset, a `command` named neither `codex` nor `claude` means `metawsm`"),
+    key!("operator.llm.mode", choice!(LlmMode: operator.llm.mode, "assist"), [], "what the LLM may do (see LLM proposals)"),
+    key!("operator.llm.provider", choice!(LlmProvider: operator.llm.provider, "codex"), [], "how the LLM is called; when unset, a `command` named neither `codex` nor `claude` means `metawsm`"),
     key!("operator.llm.command", Str(at!(String: operator.llm.command), "codex"), [NotBlank], "the LLM CLI; `claude` by default for that provider"),
     key!("operator.llm.timeout_seconds", Int(at!(i64: operator.llm.timeout_seconds), 30), [Positive], "hard wall-clock limit of one call"),
     key!("operator.llm.max_tokens", Int(at!(i64: operator.llm.max_tokens), 400), [AboveZero], "accepted for compatibility, not passed (neither CLI has such a flag)"),

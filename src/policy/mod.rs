@@ -12,13 +12,13 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
+use crate::model::words;
 pub use keys::markdown_table;
 use keys::KEYS;
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use serde::Serialize;
 
@@ -143,16 +143,10 @@ pub enum RestartMode {
     Fresh,
 }
 
-impl FromStr for RestartMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "resume" => Ok(RestartMode::Resume),
-            "fresh" => Ok(RestartMode::Fresh),
-            _ => Err(format!("unknown value {s:?} (expected resume|fresh)")),
-        }
-    }
-}
+words!(RestartMode, choice, {
+    Resume => "resume",
+    Fresh => "fresh",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,16 +157,10 @@ pub enum OnComplete {
     Stop,
 }
 
-impl FromStr for OnComplete {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "keep" => Ok(OnComplete::Keep),
-            "stop" => Ok(OnComplete::Stop),
-            _ => Err(format!("unknown value {s:?} (expected keep|stop)")),
-        }
-    }
-}
+words!(OnComplete, choice, {
+    Keep => "keep",
+    Stop => "stop",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,6 +179,19 @@ pub enum LlmProvider {
     /// The original metawsm's call form: `<command> exec [--model M] <prompt>`.
     Metawsm,
 }
+
+words!(LlmMode, choice, {
+    Off => "off",
+    Assist => "assist",
+    Auto => "auto",
+});
+
+words!(LlmProvider, choice, {
+    Codex => "codex",
+    Claude => "claude",
+    Command => "command",
+    Metawsm => "metawsm",
+});
 
 blank_struct! {
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -271,14 +272,6 @@ impl fmt::Display for OneLine<'_> {
 }
 
 impl LlmMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LlmMode::Off => "off",
-            LlmMode::Assist => "assist",
-            LlmMode::Auto => "auto",
-        }
-    }
-
     /// The mode and what it means for the user, in one line.
     pub fn meaning(self) -> &'static str {
         match self {
@@ -292,57 +285,6 @@ impl LlmMode {
                 "operator.llm.mode = auto: restarts and stops run by themselves; the LLM may veto or escalate them instead"
             }
         }
-    }
-}
-
-impl FromStr for LlmMode {
-    /// The error reads as a predicate ("must be off|assist|auto") so callers can prefix a name.
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_lowercase().as_str() {
-            "off" => Ok(LlmMode::Off),
-            "assist" => Ok(LlmMode::Assist),
-            "auto" => Ok(LlmMode::Auto),
-            _ => Err("must be off|assist|auto".to_owned()),
-        }
-    }
-}
-
-impl fmt::Display for LlmMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl LlmProvider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LlmProvider::Codex => "codex",
-            LlmProvider::Claude => "claude",
-            LlmProvider::Command => "command",
-            LlmProvider::Metawsm => "metawsm",
-        }
-    }
-}
-
-impl FromStr for LlmProvider {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_lowercase().as_str() {
-            "codex" => Ok(LlmProvider::Codex),
-            "claude" => Ok(LlmProvider::Claude),
-            "command" => Ok(LlmProvider::Command),
-            "metawsm" => Ok(LlmProvider::Metawsm),
-            _ => Err("must be codex|claude|command|metawsm".to_owned()),
-        }
-    }
-}
-
-impl fmt::Display for LlmProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

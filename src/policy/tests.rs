@@ -238,6 +238,13 @@ fn enums_trim_and_lowercase() {
         Err("must be off|assist|auto".to_owned())
     );
     assert_eq!(" claude\n".parse::<LlmProvider>(), Ok(LlmProvider::Claude));
+    // Every policy choice reads the same way (one definition, model::words!).
+    assert_eq!(" Fresh".parse::<RestartMode>(), Ok(RestartMode::Fresh));
+    assert_eq!("STOP".parse::<OnComplete>(), Ok(OnComplete::Stop));
+    assert_eq!(
+        "later".parse::<OnComplete>(),
+        Err("must be keep|stop".to_owned())
+    );
     for m in [LlmMode::Off, LlmMode::Assist, LlmMode::Auto] {
         assert_eq!(m.as_str().parse::<LlmMode>(), Ok(m));
     }

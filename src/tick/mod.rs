@@ -43,8 +43,8 @@ pub struct RunOutcome {
     pub permitted: Vec<String>,
     pub llm: Option<String>,
     pub execute: bool,
-    /// Outcome of the action when one ran: "ok" or the error.
-    pub outcome: Option<String>,
+    /// Outcome of the action when one ran.
+    pub outcome: Option<ActionOutcome>,
     /// Why this tick's escalation entry could not be written (no ticket directory…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation_unwritten: Option<String>,
@@ -59,6 +59,35 @@ pub struct RunOutcome {
     pub awaiting_approval: bool,
     pub targets: Vec<String>,
     pub agents: Vec<AgentLine>,
+}
+
+/// What a tick's action (restart, stop) came to. Its words ("ok", "failed: …") appear
+/// only where it is stored or printed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionOutcome {
+    Done,
+    Failed(String),
+}
+
+impl ActionOutcome {
+    pub fn is_done(&self) -> bool {
+        *self == ActionOutcome::Done
+    }
+}
+
+impl std::fmt::Display for ActionOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActionOutcome::Done => f.write_str("ok"),
+            ActionOutcome::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+impl serde::Serialize for ActionOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -147,7 +176,7 @@ pub fn run(
     }
     let plans = plan::plan(&input, policy, opts.llm_mode, opts.dry_run, now);
 
-    let mut outcomes: HashMap<String, String> = HashMap::new();
+    let mut outcomes: HashMap<String, ActionOutcome> = HashMap::new();
     let mut unwritten: HashMap<String, String> = HashMap::new();
     if !opts.dry_run {
         apply::record(

@@ -55,28 +55,44 @@ impl Tx<'_> {
     /// rows changed.
     pub fn clock_fresh_start(&self, now: i64, cooldown_cap: i64) -> Result<usize> {
         let mut n = 0;
-        for sql in [
-            "UPDATE runs SET created_at = MIN(created_at, ?1), updated_at = MIN(updated_at, ?1),
-                 status_changed_at = MIN(status_changed_at, ?1)
-             WHERE MAX(created_at, updated_at, status_changed_at) > ?1",
-            "UPDATE agents SET started_at = MIN(started_at, ?1), updated_at = MIN(updated_at, ?1),
-                 signal_at = MIN(signal_at, ?1)
-             WHERE MAX(started_at, updated_at, COALESCE(signal_at, 0)) > ?1",
-            "UPDATE agents SET last_activity_at = ?1, last_progress_at = ?1
-             WHERE status != 'stopped'
-               AND (last_activity_at IS NULL OR last_activity_at != ?1
-                    OR last_progress_at IS NULL OR last_progress_at != ?1)",
-            "UPDATE operator_run_states SET last_restart_at = MIN(last_restart_at, ?1),
-                 last_observation_at = MIN(last_observation_at, ?1),
-                 healthy_since = MIN(healthy_since, ?1), last_alert_at = MIN(last_alert_at, ?1),
-                 cooldown_until = MIN(cooldown_until, ?1 + ?2), updated_at = MIN(updated_at, ?1)
-             WHERE MAX(COALESCE(last_restart_at, 0), COALESCE(last_observation_at, 0),
-                       COALESCE(healthy_since, 0), COALESCE(last_alert_at, 0), updated_at) > ?1
-                OR COALESCE(cooldown_until, 0) > ?1 + ?2",
-            "UPDATE llm_calls SET started_at = MIN(started_at, ?1) WHERE started_at > ?1",
+        // (statement, whether it takes the cooldown cap as ?2)
+        for (sql, capped) in [
+            (
+                "UPDATE runs SET created_at = MIN(created_at, ?1), updated_at = MIN(updated_at, ?1),
+                     status_changed_at = MIN(status_changed_at, ?1)
+                 WHERE MAX(created_at, updated_at, status_changed_at) > ?1",
+                false,
+            ),
+            (
+                "UPDATE agents SET started_at = MIN(started_at, ?1), updated_at = MIN(updated_at, ?1),
+                     signal_at = MIN(signal_at, ?1)
+                 WHERE MAX(started_at, updated_at, COALESCE(signal_at, 0)) > ?1",
+                false,
+            ),
+            (
+                "UPDATE agents SET last_activity_at = ?1, last_progress_at = ?1
+                 WHERE status != 'stopped'
+                   AND (last_activity_at IS NULL OR last_activity_at != ?1
+                        OR last_progress_at IS NULL OR last_progress_at != ?1)",
+                false,
+            ),
+            (
+                "UPDATE operator_run_states SET last_restart_at = MIN(last_restart_at, ?1),
+                     last_observation_at = MIN(last_observation_at, ?1),
+                     healthy_since = MIN(healthy_since, ?1), last_alert_at = MIN(last_alert_at, ?1),
+                     cooldown_until = MIN(cooldown_until, ?1 + ?2), updated_at = MIN(updated_at, ?1)
+                 WHERE MAX(COALESCE(last_restart_at, 0), COALESCE(last_observation_at, 0),
+                           COALESCE(healthy_since, 0), COALESCE(last_alert_at, 0), updated_at) > ?1
+                    OR COALESCE(cooldown_until, 0) > ?1 + ?2",
+                true,
+            ),
+            (
+                "UPDATE llm_calls SET started_at = MIN(started_at, ?1) WHERE started_at > ?1",
+                false,
+            ),
         ] {
             // SQLite's multi-argument MIN is NULL when any argument is: NULLs stay NULL.
-            n += if sql.contains("?2") {
+            n += if capped {
                 self.tx.execute(sql, params![now, cooldown_cap])?
             } else {
                 self.tx.execute(sql, params![now])?

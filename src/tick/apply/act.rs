@@ -2,6 +2,7 @@
 //! kept, the sessions killed or started, the rows marked, one event each.
 
 use super::super::plan::{Action, Planned};
+use super::super::ActionOutcome;
 use crate::cli::{CliError, Ctx};
 use crate::model::RunStatus;
 use crate::store::{AgentRow, NewEvent, Store};
@@ -15,7 +16,7 @@ pub fn act(
     plans: &[Planned],
     obs: &Observation,
     now: i64,
-    outcomes: &mut HashMap<String, String>,
+    outcomes: &mut HashMap<String, ActionOutcome>,
     restarts: &mut HashMap<String, String>,
 ) -> Result<(), CliError> {
     for p in plans {
@@ -52,8 +53,8 @@ pub fn act(
         };
         let kinds = restarted.as_ref().map(|r| r.kinds()).unwrap_or_default();
         let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("failed: {e}"),
+            Ok(_) => ActionOutcome::Done,
+            Err(e) => ActionOutcome::Failed(e.to_string()),
         };
         let names = targets
             .iter()
@@ -122,7 +123,7 @@ pub fn act(
                     run_id: Some(run_id),
                     kind: "stop",
                     to_state: "failed",
-                    message: &outcome,
+                    message: &outcome.to_string(),
                     source: p.gated.source,
                     ..Default::default()
                 },

@@ -3,6 +3,7 @@
 //! tmux message and the bell.
 
 use super::super::plan::Planned;
+use super::super::ActionOutcome;
 use crate::changelog;
 use crate::cli::{CliError, Ctx};
 use crate::model::{Intent, RunStatus};
@@ -32,7 +33,7 @@ pub fn escalate(
     plans: &[Planned],
     obs: &Observation,
     now: i64,
-    outcomes: &HashMap<String, String>,
+    outcomes: &HashMap<String, ActionOutcome>,
     restarts: &HashMap<String, String>,
     unwritten: &mut HashMap<String, String>,
 ) -> Result<(), CliError> {
@@ -106,7 +107,8 @@ pub fn escalate(
         }
         if !p.policy.operator.notify.command.is_empty() {
             // The status after this tick's transitions (guidance, completion, stop).
-            let status = p.status_after_action(outcomes.get(run_id).is_some_and(|o| o == "ok"));
+            let status =
+                p.status_after_action(outcomes.get(run_id).is_some_and(ActionOutcome::is_done));
             let n = notify::Notice {
                 event,
                 message: &message,
