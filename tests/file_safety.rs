@@ -113,12 +113,40 @@ fn read_only_and_full_file_systems_are_named() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let refused = |args: &[&str]| {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        // Ours, or the OS's words when the lock file beside the database is refused.
+        assert!(
+            err.contains("the file system is read-only") || err.contains("Read-only file system"),
+            "{err}"
+        );
+        assert!(err.contains(&*db.to_string_lossy()), "{err}");
+        assert!(!err.contains("not a metawsm database"), "{err}");
+    };
+    // The WAL the tick left in place (ours never deletes it) can be read where nothing
+    // can be written: a listing works; a tick, which must write, is refused and named.
+    assert!(db_side_file(&db, "-wal").exists());
     m.remount("ro");
     let out = run(&["run", "list"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("the file system is read-only"), "{err}");
-    assert!(!err.contains("not a metawsm database"), "{err}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    refused(&["tick"]);
+    m.remount("rw");
+    // Folded and removed by another program (SQLite's default close): with no WAL to
+    // read, SQLite must create one, so even a listing is refused, and named.
+    let other = rusqlite::Connection::open(&db).expect("open");
+    let _: i64 = other
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .expect("read");
+    drop(other);
+    assert!(!db_side_file(&db, "-wal").exists());
+    m.remount("ro");
+    refused(&["run", "list"]);
     m.remount("rw");
     let _ = fs::write(env.path("fs/fill"), vec![0u8; 2 << 20]);
     let out = run(&["tick"]);
@@ -126,6 +154,12 @@ fn read_only_and_full_file_systems_are_named() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the file system is full"), "{err}");
     assert!(!err.contains("not a metawsm database"), "{err}");
+}
+
+fn db_side_file(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
 }
 
 /// The ticket directory escalations go to, and the run's escalation episode under way:

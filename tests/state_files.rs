@@ -1,5 +1,6 @@
-//! The state files: the cached `status` path never opens SQLite, and the lock, status
-//! cache, database and state directory are private to the user.
+//! The state files: the cached `status` path never opens SQLite; the lock, status
+//! cache, database, its WAL and state directory are private to the user; a committing
+//! tick only appends to the WAL, which a writer folds into the database when large or old.
 
 mod common;
 
@@ -61,9 +62,111 @@ fn lock_status_cache_and_database_are_private() {
     assert_eq!(mode(&beside(&env.db, ".lock")), 0o600, "lock");
     assert_eq!(mode(&beside(&env.db, ".status")), 0o600, "status cache");
     assert_eq!(mode(&env.db), 0o600, "database");
+    // The WAL stays between processes (it holds the same rows), and its index with it.
+    assert_eq!(mode(&beside(&env.db, "-wal")), 0o600, "WAL");
+    assert_eq!(mode(&beside(&env.db, "-shm")), 0o600, "WAL index");
     assert_eq!(
         mode(env.db.parent().expect("dir")),
         0o700,
         "state directory"
     );
+}
+
+fn len(p: &std::path::Path) -> u64 {
+    fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// A committing tick appends to the WAL and syncs nothing: the database file, written
+/// only when the WAL is folded, keeps its bytes and mtime; the WAL stays for the next
+/// process (SQLite's own close would fold and delete it, with 4 fsyncs, every tick).
+#[test]
+fn a_committing_tick_appends_to_the_wal_and_leaves_the_database_file_alone() {
+    let env = Env::new();
+    env.start("w", &["sleep", "1000000"]);
+    env.tick();
+    let wal = beside(&env.db, "-wal");
+    let before = (
+        fs::read(&env.db).expect("db"),
+        fs::metadata(&env.db).expect("db").modified().ok(),
+    );
+    let wal_before = len(&wal);
+    // A second later, so the tick commits a new last_full_tick.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.tick();
+    assert!(
+        len(&wal) > wal_before,
+        "the WAL grew: {wal_before} -> {}",
+        len(&wal)
+    );
+    let after = (
+        fs::read(&env.db).expect("db"),
+        fs::metadata(&env.db).expect("db").modified().ok(),
+    );
+    assert!(
+        before == after,
+        "the database file changed on a committing tick"
+    );
+}
+
+/// A WAL past the size bound is folded by the next writer as it closes (a tick), never by
+/// a reader (listings, status): after it the WAL is empty and the database holds all.
+#[test]
+fn a_large_wal_is_folded_by_the_next_writer_never_by_a_reader() {
+    use rusqlite::config::DbConfig;
+    let env = Env::new();
+    env.start("f", &["sleep", "1000000"]);
+    env.tick();
+    // Grow the WAL past the bound (256 KiB) as our writers do: no fold on close.
+    let c = rusqlite::Connection::open(&env.db).expect("open");
+    c.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .expect("config");
+    c.execute(
+        "INSERT INTO events(at, kind, message) VALUES (0, 'bulk', hex(randomblob(200000)))",
+        [],
+    )
+    .expect("insert");
+    drop(c);
+    let wal = beside(&env.db, "-wal");
+    let grown = len(&wal);
+    assert!(grown > 300_000, "{grown}");
+    for args in [
+        &["run", "list"][..],
+        &["log"],
+        &["status", "--format", "plain"],
+        &["tick", "--dry-run"],
+    ] {
+        env.ok(args);
+        assert_eq!(len(&wal), grown, "{args:?} must not fold the WAL");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.tick();
+    assert_eq!(len(&wal), 0, "the committing tick folded the WAL");
+    assert!(
+        len(&env.db) > 400_000,
+        "the database holds the folded pages"
+    );
+    let n = env.sql("SELECT count(*) FROM events WHERE kind = 'bulk'");
+    assert_eq!(n[0][0], "1");
+}
+
+/// However little is written, a writer folds a WAL that has not been folded for five
+/// minutes: that bounds what a power loss can take back.
+#[test]
+fn an_old_wal_is_folded_by_the_next_writer() {
+    let env = Env::new();
+    env.start("o", &["sleep", "1000000"]);
+    env.tick();
+    let wal = beside(&env.db, "-wal");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.tick();
+    assert!(len(&wal) > 0, "a small WAL stays");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    fs::File::options()
+        .write(true)
+        .open(&env.db)
+        .and_then(|f| f.set_modified(old))
+        .expect("age the database file");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.tick();
+    assert_eq!(len(&wal), 0, "folded");
 }

@@ -41,7 +41,7 @@ pub fn main(parser: &mut lexopt::Parser, _ctx: &Ctx) -> CliResult<i32> {
 /// `__runs`: every run id in the database, one per line; nothing (exit 0) when there is
 /// no database. Completion must never print an error into the user's command line.
 pub fn runs(_parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
-    let Ok(store) = ctx.open(OpenMode::Existing, false) else {
+    let Ok(store) = ctx.open(OpenMode::ReadOnly, false) else {
         return Ok(0);
     };
     if let Ok(runs) = store.runs(true) {

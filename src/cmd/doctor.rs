@@ -158,13 +158,15 @@ fn notify_check(s: &Store, policy: Option<&crate::policy::Policy>, now: i64, r: 
     }
 }
 
-/// The state directory (0700) and the database, lock and status cache (0600): they hold
-/// questions, pane text and LLM answers, so nobody else may read them.
+/// The state directory (0700) and the database, its WAL and index, lock and status cache
+/// (0600): they hold questions, pane text and LLM answers, so nobody else may read them.
 fn modes_check(db: &std::path::Path, r: &mut Report) {
     use std::os::unix::fs::PermissionsExt;
     let mut paths = vec![(db.parent().map(|p| p.to_path_buf()), 0o700, "chmod 700")];
     for p in [
         db.to_path_buf(),
+        crate::store::wal_path(db),
+        crate::store::side_path(db, "-shm"),
         crate::lock::lock_path(db),
         crate::status_cache::path(db),
     ] {

@@ -37,7 +37,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             other => return Err(other.unexpected().into()),
         }
     }
-    let st = ctx.open(OpenMode::Existing, false)?;
+    let st = ctx.open(OpenMode::ReadOnly, false)?;
     if let Some(id) = &run {
         // An unknown run is an error (exit 1), as for `run show`, not an empty log.
         st.run(id)?;

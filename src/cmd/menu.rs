@@ -71,7 +71,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
 
 /// Active runs needing a human, most urgent first.
 fn entries(ctx: &Ctx) -> CliResult<Vec<Entry>> {
-    let st = ctx.open(OpenMode::Existing, false)?;
+    let st = ctx.open(OpenMode::ReadOnly, false)?;
     let runs = st.runs(false)?;
     let mut agents = st.agents(None)?;
     let guidance = st.all_pending_guidance()?;

@@ -122,7 +122,7 @@ fn scan(ctx: &Ctx, json: bool) -> CliResult<i32> {
     // Panes already supervised: adopted ones by id, our own sessions' panes by session.
     let mut supervised = HashSet::new();
     if ctx.db.exists() {
-        let st = ctx.open(OpenMode::Existing, false)?;
+        let st = ctx.open(OpenMode::ReadOnly, false)?;
         let active: HashSet<String> = st.runs(false)?.into_iter().map(|r| r.id).collect();
         let mut ours = HashSet::new();
         for ag in st.agents(None)? {

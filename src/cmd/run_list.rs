@@ -27,7 +27,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             other => return Err(other.unexpected().into()),
         }
     }
-    let st = match crate::store::Store::open(&ctx.db, OpenMode::Existing, false) {
+    let st = match crate::store::Store::open(&ctx.db, OpenMode::ReadOnly, false) {
         Ok(s) => s,
         // No database yet: no run was ever started.
         Err(crate::store::StoreError::NotFound(_)) => {

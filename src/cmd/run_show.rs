@@ -29,7 +29,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
     }
     let id = super::select::run_id(ctx, "run show", id, ticket)?;
-    let st = ctx.open(OpenMode::Existing, false)?;
+    let st = ctx.open(OpenMode::ReadOnly, false)?;
     let run = st.run(&id)?;
     let agents = st.agents(Some(&id))?;
     let op = st.op_state(&id)?;

@@ -20,7 +20,7 @@ pub fn run_id(
             "{what}: RUN or --ticket T is required"
         ))),
         (None, Some(t)) => {
-            let st = ctx.open(OpenMode::Existing, false)?;
+            let st = ctx.open(OpenMode::ReadOnly, false)?;
             let runs: Vec<_> = st
                 .runs(false)?
                 .into_iter()

@@ -87,7 +87,13 @@ pub fn run_locked(
     crate::store::ensure_state_dir(&ctx.db)?;
     let _lock = StateLock::acquire(&ctx.db, Wait::Forever)
         .map_err(|e| CliError::Failure(format!("lock {}: {e}", ctx.db.display())))?;
-    let mut store = ctx.open(OpenMode::Create, true)?;
+    // A dry run cannot write: its connection is read-only.
+    let mode = if opts.dry_run {
+        OpenMode::ReadOnly
+    } else {
+        OpenMode::Create
+    };
+    let mut store = ctx.open(mode, true)?;
     // `--run ID` looks at that run's own tmux server.
     let ctx = match &opts.run {
         Some(id) => ctx.for_run(&store.run(id)?),

@@ -9,6 +9,7 @@ pub use crate::model::rows::*;
 pub use write::Tx;
 
 use crate::lock::{StateLock, Wait};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::fmt;
 use std::fs;
@@ -137,6 +138,31 @@ pub enum OpenMode {
     Create,
     /// Fail with NotFound rather than create (status, hooks: never conjure a DB).
     Existing,
+    /// As `Existing`, read-only (listings, `--dry-run`): the connection cannot write,
+    /// so it never appends to the WAL nor migrates (an older schema is opened as
+    /// `Existing` to migrate it first).
+    ReadOnly,
+}
+
+/// The WAL is folded into the database (`wal_checkpoint(TRUNCATE)`) when a writer closes
+/// and it is larger than this; below it a commit appends to the WAL and syncs nothing.
+/// Every process that opens the database first (no other connection) rebuilds the WAL
+/// index by reading the whole WAL, so the bound keeps that read small.
+pub const WAL_FOLD_BYTES: u64 = 256 * 1024;
+/// ... and at least this often while anything is written, which bounds what a power
+/// loss can take back (a kill takes nothing back: the WAL is in the page cache).
+pub const WAL_FOLD_AGE: Duration = Duration::from_secs(300);
+
+/// A file beside the database: its name plus `suffix` (SQLite's `-wal`, `-shm`).
+pub fn side_path(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// The WAL beside the database (it persists between processes).
+pub fn wal_path(db: &Path) -> PathBuf {
+    side_path(db, "-wal")
 }
 
 /// Create the state directory (0700) if it does not exist.
@@ -160,7 +186,7 @@ impl Store {
     pub fn open(path: &Path, mode: OpenMode, held: bool) -> Result<Store> {
         let exists = path.exists();
         if !exists {
-            if let OpenMode::Existing = mode {
+            if let OpenMode::Existing | OpenMode::ReadOnly = mode {
                 return Err(StoreError::NotFound(format!(
                     "database {} does not exist",
                     path.display()
@@ -174,15 +200,24 @@ impl Store {
                 path.display()
             )));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let read_only = matches!(mode, OpenMode::ReadOnly);
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::Io(format!("open database {}: {e}", path.display())))?;
         if !exists {
             let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
         }
         conn.busy_timeout(Duration::from_secs(2))?;
+        // The WAL outlives the process: the last connection to close would otherwise copy
+        // it into the database and delete it, with 4 fsyncs, at the end of every tick.
+        // A writer folds it when it closes and the WAL is large or old (`Drop`).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let store = Store {
             conn,
             path: path.to_path_buf(),
@@ -195,6 +230,10 @@ impl Store {
                 path.display()
             )));
         }
+        if version < SCHEMA_VERSION && read_only {
+            drop(store);
+            return Store::open(path, OpenMode::Existing, held);
+        }
         if version < SCHEMA_VERSION {
             store.migrate(held)?;
         } else {
@@ -203,9 +242,11 @@ impl Store {
                 .pragma_query_value(None, "application_id", |r| r.get(0))?;
             if app == 0 && store.has_our_tables()? {
                 // Written before application_id existed (same schema): claim it.
-                let _ = store
-                    .conn
-                    .pragma_update(None, "application_id", APPLICATION_ID);
+                if !read_only {
+                    let _ = store
+                        .conn
+                        .pragma_update(None, "application_id", APPLICATION_ID);
+                }
             } else if app != APPLICATION_ID {
                 return Err(StoreError::Foreign(format!(
                     "{} is an SQLite database that metawsm-tick did not create; refusing to use it",
@@ -305,12 +346,59 @@ impl Store {
 
     /// Every read-modify-write goes through BEGIN IMMEDIATE: a deferred transaction
     /// that upgrades to a write fails at once under contention, busy_timeout or not.
+    /// A database we cannot write (read-only file system, no permission) is named here,
+    /// where the write is refused, as `open_error` names it at open.
     pub fn write(&mut self) -> Result<Tx<'_>> {
-        Ok(Tx {
-            tx: self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?,
-        })
+        match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => Ok(Tx { tx }),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
+                Err(open_error(&self.path, e))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fold the WAL into the database file (`wal_checkpoint(TRUNCATE)`: copy the
+    /// committed pages, sync the database, empty the WAL) when it is larger than
+    /// `WAL_FOLD_BYTES` or older than `WAL_FOLD_AGE` (the database file is written only
+    /// by a fold, so its mtime is the last one). 2 fsyncs, and 1 for the next commit's
+    /// new WAL header; a commit in between syncs nothing. TRUNCATE, not PASSIVE: a
+    /// checkpointed WAL left in place is read again, and copied again, by the next
+    /// process (the first connection rebuilds the WAL index and forgets what was
+    /// checkpointed). It waits for readers only while they read; readers never wait
+    /// for it. Returns whether it folded.
+    pub fn fold_wal_if_due(&self) -> Result<bool> {
+        let Ok(wal) = fs::metadata(wal_path(&self.path)) else {
+            return Ok(false);
+        };
+        let old = || {
+            fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= WAL_FOLD_AGE)
+        };
+        if wal.len() == 0 || (wal.len() <= WAL_FOLD_BYTES && !old()) {
+            return Ok(false);
+        }
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+}
+
+/// Closing replaces SQLite's close-time checkpoint (disabled at open): a connection that
+/// changed rows folds the WAL when it is due; readers (the status path, listings)
+/// never do.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.conn.total_changes() > 0 {
+            let _ = self.fold_wal_if_due();
+        }
     }
 }
 
