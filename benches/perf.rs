@@ -6,6 +6,7 @@
 //! cargo bench --bench perf -- --strict  # exit 1 when a goal is missed
 //! cargo bench --bench perf -- --screen  # only the screen-reading figures
 //! cargo bench --bench perf -- --idle    # idle cost with the plugin loaded (10 min; 1 with --quick)
+//! cargo bench --bench perf -- --scale   # run start, run list and the hooks at N = 1 and 500
 //! ```
 //!
 //! Peak RSS comes from `/usr/bin/time -v` when present, else from `wait4`'s rusage
@@ -28,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod scale;
+
 const BIN: &str = env!("CARGO_BIN_EXE_metawsm-tick");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// Used only if `src/tmux.rs` cannot be read; the live constant is parsed from there.
@@ -40,6 +43,8 @@ struct Opts {
     screen_only: bool,
     /// `--idle`: only the idle cost (10 minutes by default).
     idle: bool,
+    /// `--scale`: only the per-command costs against N (benches/scale).
+    scale: bool,
 }
 
 impl Opts {
@@ -49,6 +54,7 @@ impl Opts {
             strict: false,
             screen_only: false,
             idle: false,
+            scale: false,
         };
         // cargo passes `--bench`; anything else unknown is ignored too (filters etc.).
         for a in std::env::args().skip(1) {
@@ -57,6 +63,7 @@ impl Opts {
                 "--strict" => o.strict = true,
                 "--screen" => o.screen_only = true,
                 "--idle" => o.idle = true,
+                "--scale" => o.scale = true,
                 _ => {}
             }
         }
@@ -1149,6 +1156,11 @@ fn main() {
     let mut rows = Vec::new();
     if o.idle {
         bench_idle(&o, &real_tmux, &mut rows);
+        print_rows(&rows, o.strict);
+        return;
+    }
+    if o.scale {
+        scale::bench_scale(&o, &real_tmux, &mut rows);
         print_rows(&rows, o.strict);
         return;
     }

@@ -81,15 +81,6 @@ pub fn start_agent(
             "session {session} is already used by a registered agent"
         )));
     }
-    let obs = ctx.tmux.observe();
-    match obs.panes(&session) {
-        SessionState::Present(_) => {
-            return Err(CliError::Failure(format!(
-                "tmux session {session} already exists; choose another with --session"
-            )))
-        }
-        SessionState::Absent | SessionState::Unknown => {}
-    }
     // Claude Code gets a conversation id of ours, so a restart can resume exactly it.
     let (argv, resume) = crate::resume::prepare(
         &spec.argv,
@@ -126,10 +117,14 @@ pub fn start_agent(
             .target(tmux::Target::SessionPane(&session))
             .format("#{pane_id}\t#{socket_path}"),
     );
-    let out = ctx
-        .tmux
-        .run(&cmds)
-        .map_err(|e| CliError::Failure(format!("tmux: start session {session}: {e}")))?;
+    // new-session goes first and refuses a name in use, so tmux is asked nothing before
+    // (listing every pane to look for the name grew with the server).
+    let out = ctx.tmux.run(&cmds).map_err(|e| match e {
+        tmux::TmuxError::Failed(m) if m.starts_with("duplicate session") => CliError::Failure(
+            format!("tmux session {session} already exists; choose another with --session"),
+        ),
+        e => CliError::Failure(format!("tmux: start session {session}: {e}")),
+    })?;
     let mut last = out.lines().last().unwrap_or("").splitn(2, '\t');
     let pane = last
         .next()

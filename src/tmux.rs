@@ -173,9 +173,20 @@ impl TmuxClient {
         }
     }
 
+    /// The server's options and clients, no panes: whether a server answers, at a cost
+    /// that does not grow with the panes it holds.
+    pub fn observe_server(&self) -> Observation {
+        match self.observe_panes(Vec::new()) {
+            Ok(snap) => Observation::Known(snap),
+            Err(e) => Observation::Unknown(e.to_string()),
+        }
+    }
+
     /// A one-run tick (a hook's): only the panes of `sessions`, one `list-panes -s` each,
-    /// in the same spawn. tmux stops at a session that is gone (the batch fails): then
-    /// every pane is listed after all, so a missing session still reads as absent.
+    /// in the same spawn. tmux stops at a session that is gone (the batch fails, naming
+    /// it): the others are asked again without it, so it reads as absent (a
+    /// `session-closed` hook's session always is). An error naming none of them lists
+    /// every pane after all.
     pub fn observe_sessions(&self, wants: Wants, sessions: &[&str]) -> Observation {
         if sessions.is_empty() {
             return self.observe_with(wants);
@@ -200,6 +211,22 @@ impl TmuxClient {
             {
                 Observation::Unknown(e)
             }
+            Err(TmuxError::Failed(e)) => match sessions.iter().position(|s| names_gone(&e, s)) {
+                Some(i) => {
+                    let rest: Vec<&str> = sessions
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .map(|(_, s)| *s)
+                        .collect();
+                    if rest.is_empty() {
+                        self.observe_server()
+                    } else {
+                        self.observe_sessions(wants, &rest)
+                    }
+                }
+                None => self.observe_with(wants),
+            },
             Err(_) => self.observe_with(wants),
         }
     }
@@ -385,6 +412,14 @@ pub fn sh_quote_argv(argv: &[String]) -> String {
         .map(|w| sh_quote(w))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// tmux's error for `list-panes -s -t =SESSION` when the session is gone (3.3 says
+/// "window", other versions may say "session"; anything else is not taken as gone).
+fn names_gone(err: &str, session: &str) -> bool {
+    ["can't find window: ", "can't find session: "]
+        .iter()
+        .any(|p| err.strip_prefix(p) == Some(session))
 }
 
 pub fn kill_session_cmd(session: &str) -> Cmd {

@@ -153,7 +153,17 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
             .then_some(())
     });
     // `guide` now refuses to type: the screen no longer shows the question.
+    // `guide` reads the screen itself (not a tick): its tmux calls are set apart.
+    let log_lines = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let mut by_guide = Vec::new();
+    let before = log_lines();
     let out = env.run(&["guide", "dialog", "--answer", "yes"]);
+    by_guide.push(before..log_lines());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no longer shows"),
@@ -174,7 +184,9 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     );
 
     // Answered with `guide`, typed into the pane while the dialog is there.
+    let before = log_lines();
     env.ok(&["guide", "blink", "--answer", "y"]);
+    by_guide.push(before..log_lines());
     let st = env.sql("SELECT status, answer FROM guidance_requests WHERE run_id = 'blink'");
     assert_eq!(st, [["answered", "y"]]);
     // No `working` signal is made up for an agent without hooks.
@@ -219,12 +231,23 @@ fn quiet_interactive_agents_are_read_not_restarted_and_batch_agents_still_are() 
     let log = std::fs::read_to_string(&calls).unwrap_or_default();
     // Screen reads only: the last lines kept as evidence before a restart (`-S -N`, see
     // src/evidence.rs) are another matter.
-    let capture_calls: Vec<&str> = log
+    let not_guide: Vec<&str> = log
         .lines()
+        .enumerate()
+        .filter(|(i, _)| !by_guide.iter().any(|r| r.contains(i)))
+        .map(|(_, l)| l)
+        .collect();
+    let capture_calls: Vec<&str> = not_guide
+        .iter()
+        .copied()
         .filter(|l| l.contains("capture-pane") && !l.contains("capture-pane -p -J -S -"))
         .collect();
     assert!(!capture_calls.is_empty(), "screens were read: {log}");
-    let ticks = log.lines().filter(|l| l.contains("list-panes")).count();
+    // Each tick observes with one list-panes spawn (nothing else here lists panes).
+    let ticks = not_guide
+        .iter()
+        .filter(|l| l.contains("list-panes"))
+        .count();
     assert!(
         capture_calls.len() <= ticks,
         "{} capture spawns for {ticks} ticks",

@@ -58,16 +58,80 @@ fn a_hook_tick_lists_its_own_session_only() {
         (env.health("dies", "agent") != "healthy").then_some(())
     });
     assert_eq!(env.health("other", "agent"), "healthy");
-    // A session that is gone fails the scoped listing: every pane is listed after all,
-    // so the agent reads as gone (not as "tmux unknown").
+    // A session that is gone (session-closed always names one) fails the scoped
+    // listing: it is asked again without it, never by listing every pane, and the agent
+    // reads as gone (not as "tmux unknown").
     env.tmux(&["kill-session", "-t", "=other"]);
     fs::remove_file(&log).expect("rm log");
-    env.ok(&["hook", "pane-died", "%999", "other", "1"]);
+    env.ok(&["hook", "session-closed", "other"]);
     let all = calls(&log);
     assert!(
-        all.iter().any(|c| c.contains("list-panes -a ")),
-        "no fallback listing: {all:#?}"
+        !all.iter().any(|c| c.contains("list-panes -a ")),
+        "every pane listed for one gone session: {all:#?}"
     );
+    wait_for("other judged gone", Duration::from_secs(20), || {
+        (env.health("other", "agent") != "healthy").then_some(())
+    });
+    let unknown = env.sql("SELECT count(*) FROM events WHERE message LIKE '%tmux unknown%'");
+    assert_eq!(unknown, [["0"]]);
+}
+
+#[test]
+fn run_start_asks_tmux_about_its_own_session_only() {
+    let mut env = Env::new();
+    env.start("other", &["sleep", "1000"]);
+    let log = env.log_tmux_calls();
+    env.start("new", &["sleep", "1000"]);
+    let all = calls(&log);
+    assert!(
+        !all.iter().any(|c| c.contains("list-panes")),
+        "run start listed panes: {all:#?}"
+    );
+    assert!(all.len() <= 2, "{all:#?}");
+    assert_eq!(env.health("new", "agent"), "healthy");
+    // A name tmux already uses (not by a registered agent) is still refused, by
+    // new-session itself, and nothing is registered.
+    env.tmux(&["new-session", "-d", "-s", "taken", "sleep 1000"]);
+    let ws = env.ws.to_string_lossy().into_owned();
+    let out = env.run(&[
+        "run",
+        "start",
+        "--ticket",
+        "T-1",
+        "--workspace",
+        &ws,
+        "--id",
+        "r2",
+        "--session",
+        "taken",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("tmux session taken already exists; choose another with --session"),
+        "{out:?}"
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM runs WHERE id = 'r2'"),
+        [["0"]]
+    );
+}
+
+#[test]
+fn a_hook_tick_reads_its_own_runs_rows_only() {
+    let env = Env::new();
+    env.start("other", &["sleep", "1000"]);
+    env.start("dies", &["sh", "-c", "sleep 0.5; exit 3"]);
+    env.wait_pane_dead("dies");
+    // A row of another run that cannot be read: a tick that loads every run's rows
+    // fails on it; a hook's tick never reads it.
+    env.sql("UPDATE agents SET started_at = 'not a time' WHERE run_id = 'other'");
+    let pane = env.tmux_out(&["display-message", "-p", "-t", "=dies:", "#{pane_id}"]);
+    env.ok(&["hook", "pane-died", pane.trim(), "dies", "3"]);
+    assert_ne!(env.health("dies", "agent"), "healthy");
 }
 
 #[test]

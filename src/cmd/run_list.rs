@@ -37,7 +37,14 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         Err(e) => return Err(e.into()),
     };
     let runs = st.runs(all)?;
-    let agents = st.agents(None)?;
+    let all_agents = st.agents(None)?;
+    // By run, so each row finds its agents without a pass over all of them.
+    let mut agents: std::collections::HashMap<&str, Vec<&crate::store::AgentRow>> =
+        std::collections::HashMap::new();
+    for a in &all_agents {
+        agents.entry(a.run_id.as_str()).or_default().push(a);
+    }
+    let agents_of = |run: &str| agents.get(run).map(Vec::as_slice).unwrap_or(&[]);
     let now = now_unix();
     // Only active runs can be orphaned: a finished run has nothing left on any server.
     let mut probe = crate::orphan::Probe::default();
@@ -59,7 +66,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
                 json!({
                     "id": r.id, "status": r.status.as_str(), "orphaned": o, "tickets": r.tickets,
                     "workspace": r.workspace, "created_at": r.created_at, "updated_at": r.updated_at,
-                    "agents": agents.iter().filter(|a| a.run_id == r.id).map(|a| json!({
+                    "agents": agents_of(&r.id).iter().map(|a| json!({
                         "name": a.name, "session": a.session, "status": a.status, "health": a.health.as_str(),
                     })).collect::<Vec<_>>(),
                 })
@@ -87,9 +94,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             Some(_) => format!("orphaned({})", r.status),
             None => r.status.to_string(),
         };
-        let ags: Vec<String> = agents
+        let ags: Vec<String> = agents_of(&r.id)
             .iter()
-            .filter(|a| a.run_id == r.id)
             .map(|a| format!("{}={}", a.name, a.health))
             .collect();
         crate::say!(

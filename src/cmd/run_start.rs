@@ -143,7 +143,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
 /// plugin's tmux-setup has run). The caller kills the placeholder once the agent's own
 /// session keeps the server alive.
 fn boot_server(ctx: &Ctx) -> Option<String> {
-    if !matches!(ctx.tmux.observe(), tmux::Observation::Unknown(_)) {
+    if !matches!(ctx.tmux.observe_server(), tmux::Observation::Unknown(_)) {
         return None;
     }
     let name = format!("metawsm-boot-{}", std::process::id());

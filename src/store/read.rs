@@ -234,10 +234,24 @@ impl Store {
 
     /// Every run's approval row (pending or dismissed).
     pub fn approvals(&self) -> Result<HashMap<String, ApprovalRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT run_id, intent, targets, reason, situation, status, created_at FROM approvals",
-        )?;
-        let rows = stmt.query_map([], |r| {
+        self.approvals_where("", [])
+    }
+
+    pub fn approval(&self, run_id: &str) -> Result<Option<ApprovalRow>> {
+        Ok(self
+            .approvals_where("WHERE run_id = ?1", [run_id])?
+            .remove(run_id))
+    }
+
+    fn approvals_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        params: P,
+    ) -> Result<HashMap<String, ApprovalRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT run_id, intent, targets, reason, situation, status, created_at FROM approvals {filter}"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             let targets: String = r.get(2)?;
             Ok(ApprovalRow {
                 run_id: r.get(0)?,
@@ -257,17 +271,27 @@ impl Store {
         Ok(out)
     }
 
-    pub fn approval(&self, run_id: &str) -> Result<Option<ApprovalRow>> {
-        Ok(self.approvals()?.remove(run_id))
+    pub fn llm_calls(&self) -> Result<HashMap<String, LlmCall>> {
+        self.llm_calls_where("", [])
     }
 
-    pub fn llm_calls(&self) -> Result<HashMap<String, LlmCall>> {
-        let mut stmt = self.conn.prepare_cached(
+    /// The calls in flight, of every run (the bound on workers is global): with the
+    /// calls of the runs a one-run tick reads, all it needs of the table.
+    pub fn llm_calls_in_flight_rows(&self) -> Result<HashMap<String, LlmCall>> {
+        self.llm_calls_where("WHERE state = 'in_flight'", [])
+    }
+
+    fn llm_calls_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        params: P,
+    ) -> Result<HashMap<String, LlmCall>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request,
                     reaped, unstarted
-             FROM llm_calls",
-        )?;
-        let rows = stmt.query_map([], llm_call_from_row)?;
+             FROM llm_calls {filter}"
+        ))?;
+        let rows = stmt.query_map(params, llm_call_from_row)?;
         let mut out = HashMap::new();
         for r in rows {
             let r = r?;

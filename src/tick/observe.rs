@@ -116,14 +116,16 @@ pub fn observe(
         }
         None => store.runs(false)?,
     };
-    let mut agents_by_run: HashMap<String, Vec<AgentRow>> = HashMap::new();
-    for a in store.agents(None)? {
-        agents_by_run.entry(a.run_id.clone()).or_default().push(a);
-    }
-    let states = store.op_states()?;
-    let pending_rows = store.all_pending_guidance()?;
-    let mut approvals = store.approvals()?;
-    let rows = store.llm_calls()?;
+    let Rows {
+        mut agents_by_run,
+        states,
+        pending_rows,
+        mut approvals,
+        calls: rows,
+    } = match only {
+        Some(_) => Rows::of(store, &runs)?,
+        None => Rows::all(store)?,
+    };
     // No runs, no tmux: the cheapest possible tick.
     let obs = if runs.is_empty() {
         Observation::Known(Default::default())
@@ -285,6 +287,62 @@ pub fn observe(
         policies: HashMap::new(),
         clock_hold: None,
     })
+}
+
+/// The rows of the runs a tick looks at, by run id.
+struct Rows {
+    agents_by_run: HashMap<String, Vec<AgentRow>>,
+    states: HashMap<String, OpState>,
+    pending_rows: HashMap<String, Vec<crate::store::GuidanceRow>>,
+    approvals: HashMap<String, crate::store::ApprovalRow>,
+    calls: HashMap<String, LlmCall>,
+}
+
+impl Rows {
+    /// A full tick: each table read once.
+    fn all(store: &Store) -> Result<Rows, CliError> {
+        let mut agents_by_run: HashMap<String, Vec<AgentRow>> = HashMap::new();
+        for a in store.agents(None)? {
+            agents_by_run.entry(a.run_id.clone()).or_default().push(a);
+        }
+        Ok(Rows {
+            agents_by_run,
+            states: store.op_states()?,
+            pending_rows: store.all_pending_guidance()?,
+            approvals: store.approvals()?,
+            calls: store.llm_calls()?,
+        })
+    }
+
+    /// A one-run tick (a hook's): the rows of its runs only, by index, so its cost does
+    /// not grow with the runs registered; and every call in flight (the bound on workers
+    /// is global).
+    fn of(store: &Store, runs: &[RunRow]) -> Result<Rows, CliError> {
+        let mut rows = Rows {
+            agents_by_run: HashMap::new(),
+            states: HashMap::new(),
+            pending_rows: HashMap::new(),
+            approvals: HashMap::new(),
+            calls: store.llm_calls_in_flight_rows()?,
+        };
+        for r in runs {
+            let id = &r.id;
+            rows.agents_by_run
+                .insert(id.clone(), store.agents(Some(id))?);
+            rows.states.insert(id.clone(), store.op_state(id)?);
+            let pending = store.pending_guidance(id)?;
+            if !pending.is_empty() {
+                rows.pending_rows.insert(id.clone(), pending);
+            }
+            if let Some(a) = store.approval(id)? {
+                rows.approvals.insert(id.clone(), a);
+            }
+            if let Some(c) = store.llm_call(id)? {
+                rows.calls.insert(id.clone(), c);
+            }
+        }
+        Ok(rows)
+    }
 }
 
 /// `take`: Some(now) to take the requests this tick records (see

@@ -1,0 +1,264 @@
+//! `cargo bench --bench perf -- --scale`: the per-command costs that must not grow with
+//! the number of registered runs (`run start`, `run list`, the hooks tmux-setup
+//! installs), at N = 1 and N = 500 on private servers, sampled interleaved (every case
+//! and both N in each round) so load hits them alike. Goal: median at 500 ≤ 1.5 × at 1.
+//!
+//! `run list` prints one row per run, so its total grows with N by nature: it is reported
+//! with its marginal cost per row, not judged against the ratio; its tmux spawns are
+//! counted like every case's (what each asks tmux for, at N = 500).
+
+use super::{median, pct, row, timed, Opts, Row, World};
+use std::process::Command;
+
+const GOAL: f64 = 1.5;
+
+/// One measured command: a label and how to build it for a world and a round.
+struct Case {
+    label: &'static str,
+    /// Judged against the goal (run list is reported per row instead).
+    judged: bool,
+}
+
+const CASES: [Case; 11] = [
+    Case {
+        label: "run start (new run, sleep agent)",
+        judged: true,
+    },
+    Case {
+        label: "run list",
+        judged: false,
+    },
+    Case {
+        label: "hook pane-died, our session",
+        judged: true,
+    },
+    Case {
+        label: "hook pane-died, foreign pane",
+        judged: true,
+    },
+    Case {
+        label: "hook pane-exited, our pane",
+        judged: true,
+    },
+    Case {
+        label: "hook session-closed, our session still there",
+        judged: true,
+    },
+    Case {
+        label: "hook session-closed, our session gone (the real case)",
+        judged: true,
+    },
+    Case {
+        label: "hook alert-silence, our session",
+        judged: true,
+    },
+    Case {
+        label: "hook client-attached (no tick due)",
+        judged: true,
+    },
+    Case {
+        label: "bare tmux has-session (tmux's own floor, reference)",
+        judged: false,
+    },
+    Case {
+        label: "bare tmux list-panes -s of one session (reference)",
+        judged: false,
+    },
+];
+
+/// The case whose session was closed: the run `run start` added this round.
+const GONE: usize = 6;
+
+/// The pane id of the first registered agent (recorded by the warm-up ticks).
+fn first_pane(w: &World) -> String {
+    let c = rusqlite::Connection::open(&w.db).expect("open db");
+    c.query_row(
+        "SELECT pane_id FROM agents WHERE run_id = 'bench-0000'",
+        [],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .expect("pane id")
+    .expect("the warm-up tick recorded the pane id")
+}
+
+fn command(w: &World, case: usize, round: usize, pane: &str) -> Command {
+    let s = "bench-0000-agent";
+    match case {
+        0 => {
+            let id = format!("scale-{round:04}");
+            let session = format!("scale-{round:04}-s");
+            let ws = w.ws.to_string_lossy().into_owned();
+            w.cmd(
+                &[
+                    "run",
+                    "start",
+                    "--ticket",
+                    "T-1",
+                    "--workspace",
+                    &ws,
+                    "--id",
+                    &id,
+                    "--session",
+                    &session,
+                    "--",
+                    "sleep",
+                    "1000000",
+                ],
+                true,
+            )
+        }
+        1 => w.cmd(&["run", "list"], true),
+        2 => w.cmd(&["hook", "pane-died", pane, s, "0"], true),
+        3 => w.cmd(&["hook", "pane-died", "%99999", "not-ours", "1"], true),
+        4 => w.cmd(&["hook", "pane-exited", pane], true),
+        5 => w.cmd(&["hook", "session-closed", s], true),
+        GONE => w.cmd(
+            &["hook", "session-closed", &format!("scale-{round:04}-s")],
+            true,
+        ),
+        7 => w.cmd(&["hook", "alert-silence", s], true),
+        8 => w.cmd(&["hook", "client-attached"], true),
+        9 => {
+            let mut c = w.tmux();
+            c.args(["has-session", "-t", "=bench-0000-agent"]);
+            c
+        }
+        _ => {
+            let mut c = w.tmux();
+            c.args(["list-panes", "-s", "-t", "=bench-0000-agent", "-F"])
+                .arg(super::pane_format());
+            c
+        }
+    }
+}
+
+/// Untimed set-up of a case: the session-closed hook comes after its session is gone.
+fn prepare(w: &World, case: usize, round: usize) {
+    if case == GONE {
+        w.tmux_ok(&["kill-session", "-t", &format!("=scale-{round:04}-s")]);
+    }
+}
+
+/// Removes the run `run start` added in this round (its session is gone already), so N
+/// stays what it says.
+fn forget_started(w: &World, round: usize) {
+    let id = format!("scale-{round:04}");
+    let c = rusqlite::Connection::open(&w.db).expect("open db");
+    c.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
+    for t in ["events", "inbox", "llm_calls"] {
+        c.execute(&format!("DELETE FROM {t} WHERE run_id = ?1"), [&id])
+            .expect("delete");
+    }
+    c.execute("DELETE FROM runs WHERE id = ?1", [&id])
+        .expect("delete run");
+}
+
+/// The tmux calls of one command at N = 500 (one line per spawn), outside the timing.
+fn spawns(w: &World, case: usize, round: usize, pane: &str) -> Vec<String> {
+    if case == GONE {
+        timed(&mut command(w, 0, round, pane));
+    }
+    prepare(w, case, round);
+    w.reset_count();
+    timed(&mut command(w, case, round, pane));
+    let calls = w.tmux_spawns();
+    if case == 0 || case == GONE {
+        let _ = w
+            .tmux()
+            .args(["kill-session", "-t", &format!("=scale-{round:04}-s")])
+            .output();
+        forget_started(w, round);
+    }
+    calls
+}
+
+pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
+    let sizes = [1usize, 500];
+    let worlds: Vec<World> = sizes
+        .iter()
+        .map(|&n| World::new(n, &super::bench_policy(serde_json::json!({})), real_tmux))
+        .collect();
+    let panes: Vec<String> = worlds.iter().map(first_pane).collect();
+    let rounds = o.iters(40, 15);
+    // samples[case][world]
+    let mut samples = vec![vec![Vec::with_capacity(rounds); sizes.len()]; CASES.len()];
+    for round in 0..rounds {
+        for (c, per_world) in samples.iter_mut().enumerate() {
+            // Alternate which N goes first.
+            let order: Vec<usize> = if round % 2 == 0 {
+                vec![0, 1]
+            } else {
+                vec![1, 0]
+            };
+            for wi in order {
+                let w = &worlds[wi];
+                prepare(w, c, round);
+                per_world[wi].push(timed(&mut command(w, c, round, &panes[wi])));
+            }
+        }
+        for w in &worlds {
+            forget_started(w, round);
+        }
+    }
+    println!();
+    println!("## Per-command cost against N (goal: at N=500 ≤ {GOAL} × at N=1)");
+    println!();
+    // tmux's own cost per spawn grows with the panes its server holds (it polls every
+    // pane's fd in each turn of its event loop): the part above it is ours.
+    let floor = [median(&samples[9][0]), median(&samples[9][1])];
+    println!("| command | N=1 median (p99) | N=500 median (p99) | ratio | tmux spawns at N=500: what they list | ours (minus spawns × bare has-session) N=1 → N=500 | result |");
+    println!("|---|---|---|---|---|---|---|");
+    for (c, case) in CASES.iter().enumerate() {
+        let (a, b) = (&samples[c][0], &samples[c][1]);
+        let (ma, mb) = (median(a), median(b));
+        let ratio = mb / ma;
+        let calls = spawns(&worlds[1], c, rounds + 1 + c, &panes[1]);
+        let listed = if c >= 9 {
+            "(tmux itself)".to_string()
+        } else {
+            describe(&calls)
+        };
+        let k = calls.len() as f64;
+        let ours = if c >= 9 {
+            "—".to_string()
+        } else {
+            let (oa, ob) = (ma - k * floor[0], mb - k * floor[1]);
+            format!("{oa:.2} → {ob:.2} ms")
+        };
+        let (verdict, pass) = if case.judged {
+            let p = ratio <= GOAL;
+            (if p { "PASS" } else { "MISS" }.to_string(), Some(p))
+        } else if c >= 9 {
+            ("reference".to_string(), None)
+        } else {
+            let per_row = (mb - ma) / 499.0 * 1000.0;
+            (format!("{per_row:.1} µs per row (reported)"), None)
+        };
+        println!(
+            "| {} | {ma:.2} ({:.2}) ms | {mb:.2} ({:.2}) ms | {ratio:.2} | {listed} | {ours} | {verdict} |",
+            case.label,
+            pct(a, 99.0),
+            pct(b, 99.0)
+        );
+        rows.push(row(
+            &format!("{} at N=500 / N=1 ({rounds} rounds)", case.label),
+            format!("{mb:.2} / {ma:.2} ms = {ratio:.2}; {listed}; ours {ours}"),
+            if case.judged { "≤ 1.5" } else { "reported" },
+            pass,
+        ));
+    }
+}
+
+/// "2 spawns: list-panes -a ×1, list-panes -s ×1…": what the tmux calls asked for.
+fn describe(calls: &[String]) -> String {
+    if calls.is_empty() {
+        return "0 spawns".into();
+    }
+    let all = calls.iter().filter(|l| l.contains("list-panes -a")).count();
+    let sessions = calls.iter().filter(|l| l.contains("list-panes -s")).count();
+    let list_sessions = calls.iter().filter(|l| l.contains("list-sessions")).count();
+    format!(
+        "{} spawn(s); list-panes -a in {all}, list-panes -s in {sessions}, list-sessions in {list_sessions}",
+        calls.len()
+    )
+}
