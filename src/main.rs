@@ -37,6 +37,7 @@ mod schedule;
 mod screen;
 mod signals;
 mod status_cache;
+mod status_handoff;
 mod store;
 mod tick;
 mod timeutil;

@@ -7,33 +7,41 @@ use crate::policy::Policy;
 use crate::store::Store;
 use crate::tmux;
 
-/// A full tick is due when the last one (any caller) is older than the interval.
+/// Whether a full tick is due: the last one (any caller: `last`, 0 = never) is at least
+/// `interval` seconds old. The one rule for the status line (fed from the cache file),
+/// hooks and the timer (fed from the database). An interval below 1 s counts as 1 s (a
+/// tick per call would be a storm). A last tick further in the future than one interval
+/// means the clock stepped back: tick rather than stall until the clock catches up.
+pub fn is_due(last: i64, interval: i64, now: i64) -> bool {
+    let interval = interval.max(1);
+    now.saturating_sub(last) >= interval || last > now.saturating_add(interval)
+}
+
+/// The tick interval in force: the one `tmux-setup` stored (`tick_interval` in the
+/// database and the status cache), when positive, else the policy's.
+pub fn effective_interval(stored: Option<i64>, policy: &Policy) -> i64 {
+    stored
+        .filter(|v| *v > 0)
+        .unwrap_or(policy.operator.tick_interval_seconds)
+}
+
+/// `is_due`, fed from the database.
 pub fn due(store: &Store, policy: &Policy, now: i64) -> bool {
     let meta = store
         .meta_many(&["last_full_tick", "tick_interval"])
         .unwrap_or_default();
-    let interval = meta
-        .get("tick_interval")
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(policy.operator.tick_interval_seconds);
-    let last = meta
-        .get("last_full_tick")
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
-    // A last tick in the future means the clock stepped back: tick rather than stall.
-    now - last >= interval || last > now + interval
+    let num = |k: &str| meta.get(k).and_then(|v| v.parse::<i64>().ok());
+    is_due(
+        num("last_full_tick").unwrap_or(0),
+        effective_interval(num("tick_interval"), policy),
+        now,
+    )
 }
 
 pub fn interval(store: &Store, policy: &Policy) -> i64 {
-    store
-        .meta_get("tick_interval")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(policy.operator.tick_interval_seconds)
+    effective_interval(meta_i64(store, "tick_interval"), policy)
 }
+
 pub fn meta_i64(st: &Store, key: &str) -> Option<i64> {
     st.meta_get(key)
         .ok()
@@ -138,5 +146,85 @@ pub fn arm_new_chain(st: &mut Store, ctx: &Ctx, policy: &Policy, now: i64) {
     }
     if let Some(next) = take_chain_number(st) {
         arm(st, ctx, policy, now, next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_due_table() {
+        // (last full tick, interval, now, due, why)
+        let cases: &[(i64, i64, i64, bool, &str)] = &[
+            (0, 15, 1_000, true, "never ticked"),
+            (1_000, 15, 1_000, false, "just ticked"),
+            (1_000, 15, 1_014, false, "one second before the boundary"),
+            (1_000, 15, 1_015, true, "exactly at the boundary"),
+            (1_000, 15, 1_016, true, "past the boundary"),
+            (
+                1_010,
+                15,
+                1_000,
+                false,
+                "a little ahead: same-second skew, not a step",
+            ),
+            (1_015, 15, 1_000, false, "ahead by exactly one interval"),
+            (
+                1_016,
+                15,
+                1_000,
+                true,
+                "clock stepped back by more than one interval",
+            ),
+            (
+                1_000,
+                0,
+                1_000,
+                false,
+                "interval 0 counts as 1 s: not twice in a second",
+            ),
+            (1_000, 0, 1_001, true, "interval 0 counts as 1 s"),
+            (1_000, -5, 1_000, false, "negative interval counts as 1 s"),
+            (1_000, -5, 1_001, true, "negative interval counts as 1 s"),
+            (
+                i64::MIN,
+                15,
+                1_000,
+                true,
+                "garbage in the past: no overflow",
+            ),
+            (
+                i64::MAX,
+                15,
+                1_000,
+                true,
+                "garbage in the future: no overflow",
+            ),
+            (
+                1_000,
+                i64::MAX,
+                i64::MAX,
+                false,
+                "huge interval: no overflow",
+            ),
+        ];
+        for &(last, interval, now, want, why) in cases {
+            assert_eq!(
+                is_due(last, interval, now),
+                want,
+                "{why}: last {last}, interval {interval}, now {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_stored_interval_wins_when_positive() {
+        let policy = Policy::default();
+        let own = policy.operator.tick_interval_seconds;
+        assert_eq!(effective_interval(Some(5), &policy), 5);
+        assert_eq!(effective_interval(Some(0), &policy), own);
+        assert_eq!(effective_interval(Some(-3), &policy), own);
+        assert_eq!(effective_interval(None, &policy), own);
     }
 }
