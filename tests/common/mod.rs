@@ -2,7 +2,9 @@
 //! a temp state DB and policy, and the real binary. Only ever kills the server it started.
 #![allow(dead_code)]
 
+pub mod many_runs;
 pub mod original;
+pub mod procs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -65,7 +67,8 @@ pub fn fast_policy(extra: serde_json::Value) -> serde_json::Value {
     base
 }
 
-fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+/// Merges `b` into `a`, key by key (objects recursively; anything else replaces).
+pub fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
     match (a, b) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             for (k, v) in b {

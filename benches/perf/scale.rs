@@ -7,7 +7,9 @@
 //! with its marginal cost per row, not judged against the ratio; its tmux spawns are
 //! counted like every case's (what each asks tmux for, at N = 500).
 
-use super::{median, pct, row, timed, Opts, Row, World};
+use crate::report::{median, pct, row, timed, Row};
+use crate::world::{bench_policy, pane_format, World};
+use crate::Opts;
 use std::process::Command;
 
 const GOAL: f64 = 1.5;
@@ -71,7 +73,7 @@ const GONE: usize = 6;
 
 /// The pane id of the first registered agent (recorded by the warm-up ticks).
 fn first_pane(w: &World) -> String {
-    let c = rusqlite::Connection::open(&w.db).expect("open db");
+    let c = rusqlite::Connection::open(&w.env.db).expect("open db");
     c.query_row(
         "SELECT pane_id FROM agents WHERE run_id = 'bench-0000'",
         [],
@@ -87,7 +89,7 @@ fn command(w: &World, case: usize, round: usize, pane: &str) -> Command {
         0 => {
             let id = format!("scale-{round:04}");
             let session = format!("scale-{round:04}-s");
-            let ws = w.ws.to_string_lossy().into_owned();
+            let ws = w.env.ws.to_string_lossy().into_owned();
             w.cmd(
                 &[
                     "run",
@@ -126,7 +128,7 @@ fn command(w: &World, case: usize, round: usize, pane: &str) -> Command {
         _ => {
             let mut c = w.tmux();
             c.args(["list-panes", "-s", "-t", "=bench-0000-agent", "-F"])
-                .arg(super::pane_format());
+                .arg(pane_format());
             c
         }
     }
@@ -143,7 +145,7 @@ fn prepare(w: &World, case: usize, round: usize) {
 /// stays what it says.
 fn forget_started(w: &World, round: usize) {
     let id = format!("scale-{round:04}");
-    let c = rusqlite::Connection::open(&w.db).expect("open db");
+    let c = rusqlite::Connection::open(&w.env.db).expect("open db");
     c.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
     for t in ["events", "inbox", "llm_calls"] {
         c.execute(&format!("DELETE FROM {t} WHERE run_id = ?1"), [&id])
@@ -176,7 +178,7 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
     let sizes = [1usize, 500];
     let worlds: Vec<World> = sizes
         .iter()
-        .map(|&n| World::new(n, &super::bench_policy(serde_json::json!({})), real_tmux))
+        .map(|&n| World::new(n, &bench_policy(serde_json::json!({})), real_tmux))
         .collect();
     let panes: Vec<String> = worlds.iter().map(first_pane).collect();
     let rounds = o.iters(40, 15);
