@@ -1,12 +1,12 @@
 //! The one exclusive lock beside the database that serialises ticks and mutations.
 
+use crate::timeutil::poll_until;
 use fs2::FileExt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Held while alive; dropping the file releases the flock.
 #[derive(Debug)]
@@ -49,17 +49,17 @@ impl StateLock {
             }
             Wait::No => Self::try_once(file),
             Wait::Bounded(limit) => {
-                let deadline = Instant::now() + limit;
-                loop {
+                let got = poll_until(limit, Duration::from_millis(10), || {
                     match FileExt::try_lock_exclusive(&file) {
-                        Ok(()) => return Ok(Some(StateLock { _file: file })),
-                        Err(e) if is_contended(&e) => {}
-                        Err(e) => return Err(e),
+                        Ok(()) => Some(Ok(())),
+                        Err(e) if is_contended(&e) => None,
+                        Err(e) => Some(Err(e)),
                     }
-                    if Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    sleep(Duration::from_millis(10));
+                });
+                match got {
+                    Some(Ok(())) => Ok(Some(StateLock { _file: file })),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
                 }
             }
         }

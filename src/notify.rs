@@ -2,12 +2,12 @@
 //! waited for by the tick; a failure is recorded as a `notify_failed` event)
 //! and a terminal bell on attached clients.
 
+use crate::timeutil::poll_until;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -54,26 +54,28 @@ pub fn supervise(argv: &[String]) -> Result<(), String> {
         .process_group(0)
         .spawn()
         .map_err(|e| format!("notify command {prog:?} could not start: {e}"))?;
-    let deadline = Instant::now() + NOTIFY_TIMEOUT;
-    loop {
+    // An error waiting counts as a timeout: the group is killed either way.
+    let ended = poll_until(NOTIFY_TIMEOUT, Duration::from_millis(20), || {
         match child.try_wait() {
-            Ok(Some(st)) if st.success() => return Ok(()),
-            Ok(Some(st)) => {
-                return Err(match (st.code(), st.signal()) {
-                    (Some(c), _) => format!("notify command {prog:?} exited with status {c}"),
-                    (None, Some(sig)) => format!("notify command {prog:?} killed by signal {sig}"),
-                    _ => format!("notify command {prog:?} failed"),
-                })
-            }
-            Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
-            _ => {
-                crate::proc::kill_group(i64::from(child.id()));
-                let _ = child.wait();
-                return Err(format!(
-                    "notify command {prog:?} timed out after {}s (killed)",
-                    NOTIFY_TIMEOUT.as_secs()
-                ));
-            }
+            Ok(Some(st)) => Some(Some(st)),
+            Ok(None) => None,
+            Err(_) => Some(None),
+        }
+    });
+    match ended.flatten() {
+        Some(st) if st.success() => Ok(()),
+        Some(st) => Err(match (st.code(), st.signal()) {
+            (Some(c), _) => format!("notify command {prog:?} exited with status {c}"),
+            (None, Some(sig)) => format!("notify command {prog:?} killed by signal {sig}"),
+            _ => format!("notify command {prog:?} failed"),
+        }),
+        None => {
+            crate::proc::kill_group(i64::from(child.id()));
+            let _ = child.wait();
+            Err(format!(
+                "notify command {prog:?} timed out after {}s (killed)",
+                NOTIFY_TIMEOUT.as_secs()
+            ))
         }
     }
 }

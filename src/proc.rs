@@ -1,14 +1,14 @@
 //! Process primitives: start detached, liveness through /proc, kill a process group with
 //! a grace period. No knowledge of what the processes are.
 
+use crate::timeutil::poll_until;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a TERMed process group gets before KILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -92,12 +92,11 @@ pub fn kill_groups(groups: &[i32], grace: Duration) {
     for g in &groups {
         let _ = killpg(Pid::from_raw(*g), Signal::SIGTERM);
     }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if !groups_alive(&groups) {
-            return;
-        }
-        sleep(Duration::from_millis(20));
+    let gone = poll_until(grace, Duration::from_millis(20), || {
+        (!groups_alive(&groups)).then_some(())
+    });
+    if gone.is_some() {
+        return;
     }
     for g in &groups {
         let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
@@ -152,8 +151,7 @@ fn descendants(root: i32) -> Vec<i32> {
 pub fn kill_descendants() {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let me = std::process::id() as i32;
-    let deadline = Instant::now() + KILL_GRACE;
-    loop {
+    poll_until(KILL_GRACE, Duration::from_millis(10), || {
         let left: Vec<i32> = descendants(me)
             .into_iter()
             .filter(|p| proc_stat(*p).is_some_and(|(st, ..)| !is_zombie(st)))
@@ -166,11 +164,8 @@ pub fn kill_descendants() {
                 break;
             }
         }
-        if left.is_empty() || Instant::now() >= deadline {
-            return;
-        }
-        sleep(Duration::from_millis(10));
-    }
+        left.is_empty().then_some(())
+    });
 }
 
 /// TERM then KILL to a whole process group.
@@ -205,11 +200,11 @@ mod tests {
         let mut child = Command::new(&exe).arg("5").spawn().expect("spawn");
         let pid = child.id() as i32;
         // Parse only once the exec happened and `comm` holds the odd name.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "a) b (c\n" {
-            assert!(Instant::now() < deadline, "child never exec'd");
-            sleep(Duration::from_millis(5));
-        }
+        let exec_d = poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+            (fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() == "a) b (c\n")
+                .then_some(())
+        });
+        assert!(exec_d.is_some(), "child never exec'd");
         let parsed = proc_stat(pid);
         assert!(pid_alive(i64::from(pid)));
         let _ = child.kill();

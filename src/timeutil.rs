@@ -1,6 +1,26 @@
 //! Unix-second timestamps and RFC 3339 rendering and parsing (no extra crate).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The one deadline loop: asks `f` every `every` until it answers or `limit` has passed
+/// (`None`). `f` is asked at least once, and once more at the deadline.
+pub fn poll_until<T>(
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::sleep(every.min(left));
+    }
+}
 
 /// TEST ONLY: `METAWSM_TEST_CLOCK_OFFSET=<seconds>` (may be negative) shifts the
 /// program's clock, so tests can step it back or jump it forward (suspend) without
@@ -165,6 +185,31 @@ pub fn age(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poll_until_asks_at_least_once_and_gives_up_at_the_limit() {
+        let ms = Duration::from_millis;
+        let mut asked = 0;
+        assert_eq!(
+            poll_until(Duration::ZERO, ms(1), || {
+                asked += 1;
+                None::<()>
+            }),
+            None
+        );
+        assert_eq!(asked, 1);
+        let mut n = 0;
+        assert_eq!(
+            poll_until(ms(5_000), ms(1), || {
+                n += 1;
+                (n == 3).then_some(n)
+            }),
+            Some(3)
+        );
+        let t = Instant::now();
+        assert_eq!(poll_until(ms(30), ms(5), || None::<()>), None);
+        assert!(t.elapsed() >= ms(30));
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -10,7 +10,7 @@ use crate::policy::LlmProvider;
 use crate::proc::KILL_GRACE;
 use crate::proc::{self, all_procs, have_proc, is_zombie, kill_group, kill_groups, pid_alive};
 use crate::store::{self, NewEvent, OpenMode, Store};
-use crate::timeutil::now_unix;
+use crate::timeutil::{now_unix, poll_until};
 use crate::tmux;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -21,7 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PANE_LINES: usize = 40;
 const MAX_CONTEXT: usize = 4096;
@@ -97,10 +97,9 @@ pub fn reap_worker(pid: i64, run_id: &str) {
         kill_groups(&groups, REAP_GRACE);
     }
     // A killed worker could not clean up after itself.
-    let deadline = Instant::now() + REAP_GRACE;
-    while pid_alive(pid) && Instant::now() < deadline {
-        sleep(Duration::from_millis(10));
-    }
+    poll_until(REAP_GRACE, Duration::from_millis(10), || {
+        (!pid_alive(pid)).then_some(())
+    });
     remove_dirs_of(p);
 }
 
@@ -470,7 +469,6 @@ fn run_llm(
             let _ = stdin.write_all(prompt.as_bytes());
         });
     }
-    let deadline = Instant::now() + Duration::from_secs(timeout);
     let written = || -> u64 {
         let answer = fs::symlink_metadata(&answer_file).map_or(0, |m| m.len());
         watched
@@ -479,33 +477,40 @@ fn run_llm(
             .sum::<u64>()
             + answer
     };
-    let status = loop {
+    // Some(Ok(status)): it ended; Some(Err(())): it wrote too much; None (or an error
+    // waiting): out of time.
+    let ended = poll_until(Duration::from_secs(timeout), POLL, || {
         match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if written() > MAX_LLM_OUTPUT => {
-                kill_groups(&[pgid], Duration::ZERO);
-                let _ = child.wait();
-                // Keep no more than the cap of what it wrote.
-                for f in &watched {
-                    let _ = f.set_len(f.metadata().map_or(0, |m| m.len()).min(MAX_LLM_OUTPUT));
-                }
-                let _ = fs::remove_file(&answer_file);
-                return Err(format!(
-                    "{} wrote more than {MAX_LLM_OUTPUT} bytes (killed)",
-                    inv.program
-                )
-                .into());
+            Ok(Some(st)) => Some(Some(Ok(st))),
+            Ok(None) if written() > MAX_LLM_OUTPUT => Some(Some(Err(()))),
+            Ok(None) => None,
+            Err(_) => Some(None),
+        }
+    });
+    let status = match ended.flatten() {
+        Some(Ok(st)) => st,
+        Some(Err(())) => {
+            kill_groups(&[pgid], Duration::ZERO);
+            let _ = child.wait();
+            // Keep no more than the cap of what it wrote.
+            for f in &watched {
+                let _ = f.set_len(f.metadata().map_or(0, |m| m.len()).min(MAX_LLM_OUTPUT));
             }
-            Ok(None) if Instant::now() < deadline => sleep(POLL),
-            Ok(None) | Err(_) => {
-                kill_groups(&[pgid], KILL_GRACE);
-                let _ = child.wait();
-                return Err(format!(
-                    "{} timed out after {timeout}s (process group killed)",
-                    inv.program
-                )
-                .into());
-            }
+            let _ = fs::remove_file(&answer_file);
+            return Err(format!(
+                "{} wrote more than {MAX_LLM_OUTPUT} bytes (killed)",
+                inv.program
+            )
+            .into());
+        }
+        None => {
+            kill_groups(&[pgid], KILL_GRACE);
+            let _ = child.wait();
+            return Err(format!(
+                "{} timed out after {timeout}s (process group killed)",
+                inv.program
+            )
+            .into());
         }
     };
     // Children the LLM left behind in its group go too.

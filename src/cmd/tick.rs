@@ -5,8 +5,9 @@ use crate::lock::{StateLock, Wait};
 use crate::policy::LlmMode;
 use crate::store::OpenMode;
 use crate::tick::{self, TickOptions, TickReport};
+use crate::timeutil::poll_until;
 use lexopt::prelude::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const HELP: &str = "\
 Usage: metawsm-tick tick [--run ID|--ticket T] [--json] [--dry-run] [--llm-mode off|assist|auto] [--wait-llm]
@@ -103,7 +104,6 @@ pub fn run_locked(
 }
 
 fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
-    let deadline = Instant::now() + limit;
     let store = ctx.open(OpenMode::Create, false)?;
     // A worker that died leaves its row in flight until a tick reaps it: stop waiting then.
     let live = |s: &crate::store::Store| -> CliResult<bool> {
@@ -113,15 +113,16 @@ fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
                     .is_none_or(|pid| crate::worker::worker_alive(pid, &c.run_id))
         }))
     };
-    while live(&store)? {
-        if Instant::now() >= deadline {
-            return Err(CliError::Failure(
-                "LLM workers still running after the timeout".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    let done = poll_until(limit, Duration::from_millis(50), || match live(&store) {
+        Ok(true) => None,
+        Ok(false) => Some(Ok(())),
+        Err(e) => Some(Err(e)),
+    });
+    done.unwrap_or_else(|| {
+        Err(CliError::Failure(
+            "LLM workers still running after the timeout".into(),
+        ))
+    })
 }
 
 pub fn print_report(r: &TickReport, json: bool) {

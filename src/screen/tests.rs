@@ -579,18 +579,17 @@ fn captures_real_panes_in_one_batch() {
     start("a");
     start("b");
     let targets = [Target::session("a"), Target::session("b")];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let got = loop {
+    let ms = std::time::Duration::from_millis;
+    let got = crate::timeutil::poll_until(ms(20_000), ms(50), || {
         let got = capture_many(&t, &targets, Span::Visible);
-        if got.iter().all(|g| {
-            g.as_deref()
-                .is_some_and(|s| s.ends_with("Do you want to proceed?"))
-        }) || std::time::Instant::now() > deadline
-        {
-            break got;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+        got.iter()
+            .all(|g| {
+                g.as_deref()
+                    .is_some_and(|s| s.ends_with("Do you want to proceed?"))
+            })
+            .then_some(got)
+    })
+    .unwrap_or_else(|| capture_many(&t, &targets, Span::Visible));
     let want = "line one\nred\nDo you want to proceed?";
     assert_eq!(got, vec![Some(want.to_string()), Some(want.to_string())]);
     let screens = capture_screens(&t, &targets);
