@@ -186,9 +186,49 @@ pub fn with_screen(mut j: Judgement, reading: &Reading, now: i64) -> Judgement {
     j
 }
 
+/// An agent of the original metawsm's wrapper (original.rs) whose pane shows the exit marker is dead (status ≠ 0) or exited (0),
+/// as the original meant, though its pane is still alive with a shell in it.
+pub fn judge_marker(j: &mut Judgement, status: i64) {
+    j.alive = false;
+    j.exit_status = Some(status);
+    j.exit_signal = None;
+    if status == 0 {
+        j.health = Health::Exited;
+        j.status = "exited";
+        j.reason = "agent exited with status 0 (metawsm exit marker)".into();
+    } else {
+        j.health = Health::Dead;
+        j.status = "failed";
+        j.reason = format!("agent process exited with status {status} (metawsm exit marker)");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marker_judgement() {
+        let mut j = Judgement {
+            health: Health::Stalled,
+            status: "running",
+            last_activity_at: Some(1),
+            last_progress_at: Some(1),
+            exit_status: None,
+            exit_signal: None,
+            pane_id: Some("%1".into()),
+            alive: true,
+            reason: String::new(),
+        };
+        judge_marker(&mut j, 2);
+        assert_eq!(
+            (j.health, j.status, j.alive),
+            (Health::Dead, "failed", false)
+        );
+        assert_eq!(j.exit_status, Some(2));
+        judge_marker(&mut j, 0);
+        assert_eq!((j.health, j.status), (Health::Exited, "exited"));
+    }
     use crate::model::panes::PaneRow;
 
     const T: Thresholds = Thresholds {

@@ -3,8 +3,6 @@
 //! marker line and a shell), where its workspaces live (the workspace-manager config) and
 //! which repository holds a run's docs. Pure except the config read and the pane capture.
 
-use crate::health::Judgement;
-use crate::model::Health;
 use crate::screen::{self, Span, Target};
 use crate::store::AgentRow;
 use crate::tmux::{Observation, SessionState, TmuxClient};
@@ -55,23 +53,6 @@ pub fn wrapped_argv(cmd: &str) -> Vec<String> {
 /// An agent started through the original's wrapper (imported, or adopted from its pane).
 pub fn is_wrapped(argv: &[String]) -> bool {
     argv.iter().any(|a| a.contains(EXIT_MARKER.trim_end()))
-}
-
-/// A wrapped agent whose pane shows the exit marker is dead (status ≠ 0) or exited (0),
-/// as the original meant, though its pane is still alive with a shell in it.
-pub fn judge_marker(j: &mut Judgement, status: i64) {
-    j.alive = false;
-    j.exit_status = Some(status);
-    j.exit_signal = None;
-    if status == 0 {
-        j.health = Health::Exited;
-        j.status = "exited";
-        j.reason = "agent exited with status 0 (metawsm exit marker)".into();
-    } else {
-        j.health = Health::Dead;
-        j.status = "failed";
-        j.reason = format!("agent process exited with status {status} (metawsm exit marker)");
-    }
 }
 
 /// Shells the wrapper's `exec bash` leaves in the pane once the agent has returned. (A
@@ -236,29 +217,6 @@ mod tests {
         assert!(argv[2].ends_with("; exec bash"));
         assert!(is_wrapped(&argv));
         assert!(!is_wrapped(&["codex".to_string()]));
-    }
-
-    #[test]
-    fn marker_judgement() {
-        let mut j = Judgement {
-            health: Health::Stalled,
-            status: "running",
-            last_activity_at: Some(1),
-            last_progress_at: Some(1),
-            exit_status: None,
-            exit_signal: None,
-            pane_id: Some("%1".into()),
-            alive: true,
-            reason: String::new(),
-        };
-        judge_marker(&mut j, 2);
-        assert_eq!(
-            (j.health, j.status, j.alive),
-            (Health::Dead, "failed", false)
-        );
-        assert_eq!(j.exit_status, Some(2));
-        judge_marker(&mut j, 0);
-        assert_eq!((j.health, j.status), (Health::Exited, "exited"));
     }
 
     #[test]

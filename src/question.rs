@@ -14,15 +14,7 @@ pub const QUESTION_MAX_CHARS: usize = 300;
 /// Shown when the pane could not be read.
 pub const NO_TEXT: &str = "(waiting for input at its prompt)";
 
-/// A question seen this tick, not recorded yet.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewQuestion {
-    pub agent: String,
-    /// signal | screen
-    pub source: &'static str,
-    pub question: String,
-    pub context: String,
-}
+pub use crate::model::asks::NewQuestion;
 
 /// From a pane's last lines (already cleaned): the question is its last non-blank line,
 /// the context the lines themselves.

@@ -13,20 +13,7 @@ pub const GUIDANCE_REQUEST: &str = "guidance-request.json";
 pub const GUIDANCE_RESPONSE: &str = "guidance-response.json";
 pub const COMPLETION: &str = "implementation-complete.json";
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuidanceRequest {
-    pub run_id: Option<String>,
-    pub agent: Option<String>,
-    pub question: String,
-    pub context: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    pub run_id: Option<String>,
-    pub agent: Option<String>,
-    pub summary: String,
-}
+pub use crate::model::asks::{Completion, GuidanceRequest};
 
 /// One signal file: absent, parsed, or bad (with a one-line reason to record).
 #[derive(Debug, Clone, PartialEq)]

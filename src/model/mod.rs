@@ -1,5 +1,6 @@
 //! Shared vocabulary: run statuses, agent health, operator intents.
 
+pub mod asks;
 pub mod panes;
 pub mod proposal;
 pub mod rows;

@@ -273,7 +273,7 @@ pub fn still_asks(
     r.state == ScreenState::Waiting && r.question == question
 }
 
-mod classify;
+pub mod classify;
 pub use classify::*;
 
 #[cfg(test)]

@@ -163,11 +163,19 @@ pub fn run(
     input.clock_hold = clock_hold;
     if input.tmux_error.is_none() {
         let wanted = plan::screens_to_read(&input, policy, now);
-        let targets: Vec<_> = wanted.iter().map(|(_, _, t)| t.clone()).collect();
+        let targets: Vec<_> = wanted
+            .iter()
+            .map(|w| {
+                w.pane
+                    .as_deref()
+                    .and_then(crate::screen::Target::pane)
+                    .unwrap_or_else(|| crate::screen::Target::session(&w.session))
+            })
+            .collect();
         let screens = crate::screen::capture_screens(&ctx.tmux, &targets);
-        for ((run, agent, _), s) in wanted.into_iter().zip(screens) {
+        for (w, s) in wanted.into_iter().zip(screens) {
             if let Some(s) = s {
-                input.screens.insert((run, agent), s);
+                input.screens.insert((w.run_id, w.agent), s);
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use crate::cli::{CliError, Ctx};
 use crate::decide::PendingGuidance;
+use crate::llm::Proposal;
 use crate::model::RunStatus;
 use crate::signals::{self, Completion, GuidanceRequest, Read_};
 use crate::store::{AgentRow, LlmCall, OpState, RunRow, Store};
@@ -85,6 +86,8 @@ pub struct Calls {
     pub live: usize,
     /// Runs whose in-flight call has a live worker (checked once per tick).
     pub alive: HashMap<String, bool>,
+    /// The answers of done calls, parsed (llm.rs), by run.
+    pub answers: HashMap<String, Proposal>,
 }
 
 impl Calls {
@@ -197,9 +200,20 @@ pub fn observe(
             (c.run_id.clone(), alive)
         })
         .collect();
+    let answers = rows
+        .values()
+        .filter(|c| c.state == "done")
+        .filter_map(|c| {
+            Some((
+                c.run_id.clone(),
+                Proposal::from_stored(c.proposal.as_deref()?)?,
+            ))
+        })
+        .collect();
     let calls = Calls {
         live: alive.values().filter(|a| **a).count(),
         alive,
+        answers,
         rows,
     };
     // Agents of the original metawsm's wrapper never leave a dead pane: read its marker.

@@ -11,10 +11,10 @@ use super::plan_gate::{alerting, approval, fingerprint, gate_run, Alerting};
 use crate::decide::{self, Decision, PendingGuidance};
 use crate::gate::Gated;
 use crate::health::{Judgement, Thresholds};
+use crate::model::asks::{GuidanceRequest, NewQuestion};
 use crate::model::rows::{AgentRow, AgentUpdate, ApprovalRow, OpState, RunRow};
 use crate::model::{Health, Intent, RunStatus};
 use crate::policy::{LlmMode, OnComplete, Policy};
-use crate::signals;
 use std::path::PathBuf;
 
 pub use super::plan_agents::screens_to_read;
@@ -41,9 +41,9 @@ pub struct Planned {
     pub judgements: Vec<Judgement>,
     /// Agent rows to rewrite and health changes to log (none when tmux is unknown).
     pub agent_changes: Vec<AgentChange>,
-    pub new_guidance: Vec<(PathBuf, signals::GuidanceRequest)>,
+    pub new_guidance: Vec<(PathBuf, GuidanceRequest)>,
     /// Questions agents that report `waiting` ask (answered by typing into the pane).
-    pub new_questions: Vec<crate::question::NewQuestion>,
+    pub new_questions: Vec<NewQuestion>,
     /// Such questions whose agent moved on.
     pub withdrawn: Vec<i64>,
     /// Bad signal files not yet in the log.

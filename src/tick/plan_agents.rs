@@ -9,7 +9,7 @@ use crate::health::{self, Judgement, Prior, Thresholds};
 use crate::model::rows::{AgentRow, AgentUpdate};
 use crate::model::{AgentSignal, Observation, SessionState};
 use crate::policy::Policy;
-use crate::screen::{self, Reading};
+use crate::screen::classify::{self as screen, Reading};
 
 pub(super) fn thresholds(p: &Policy) -> Thresholds {
     Thresholds {
@@ -69,14 +69,17 @@ fn worth_reading(
     j.alive && screen::title_says(kind, title, pats) == Some(screen::ScreenState::Waiting)
 }
 
+/// A screen the tick reads (all in one tmux spawn): the agent's pane, else its session.
+pub struct ScreenWanted {
+    pub run_id: String,
+    pub agent: String,
+    pub pane: Option<String>,
+    pub session: String,
+}
+
 /// The panes whose screens this tick reads: live interactive agents of active runs that
-/// are quiet or show a dialog in their title, never a busy one. (run id, agent name,
-/// pane) — read all in one tmux spawn.
-pub fn screens_to_read(
-    input: &TickInput,
-    policy: &Policy,
-    now: i64,
-) -> Vec<(String, String, screen::Target)> {
+/// are quiet or show a dialog in their title, never a busy one.
+pub fn screens_to_read(input: &TickInput, policy: &Policy, now: i64) -> Vec<ScreenWanted> {
     let th = thresholds(policy);
     let pats = screen::patterns(&policy.health.screen_patterns);
     let pats: Vec<&screen::Pattern> = pats.iter().filter(|p| p.title).collect();
@@ -93,12 +96,12 @@ pub fn screens_to_read(
             if !worth_reading(a, kind, &j, &input.obs, &pats) {
                 continue;
             }
-            let target = j
-                .pane_id
-                .as_deref()
-                .and_then(screen::Target::pane)
-                .unwrap_or_else(|| screen::Target::session(&a.session));
-            out.push((r.run.id.clone(), a.name.clone(), target));
+            out.push(ScreenWanted {
+                run_id: r.run.id.clone(),
+                agent: a.name.clone(),
+                pane: j.pane_id,
+                session: a.session.clone(),
+            });
         }
     }
     out
@@ -156,7 +159,7 @@ pub(super) fn judge_agents(
             let mut j = judge(a, obs, th, now);
             // The original metawsm's wrapper keeps a shell: its exit marker tells.
             if let Some(&status) = input.markers.get(&a.session) {
-                crate::original::judge_marker(&mut j, status);
+                health::judge_marker(&mut j, status);
                 return j;
             }
             match reading {

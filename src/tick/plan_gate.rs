@@ -7,7 +7,7 @@ use super::plan::ApprovalChange;
 use crate::decide::{self, Decision, PendingGuidance, RunView};
 use crate::gate::{self, Gated};
 use crate::model::rows::{ApprovalRow, OpState, RunRow};
-use crate::model::{Health, Intent, Proposal};
+use crate::model::{Health, Intent};
 use crate::policy::{LlmMode, Policy};
 
 /// At most this many LLM workers run at once, whatever the number of runs.
@@ -66,8 +66,7 @@ pub(super) fn gate_run(
     let call = calls.rows.get(&run.id);
     let proposal = call
         .filter(|c| c.state == "done" && c.fingerprint == fingerprint)
-        .and_then(|c| c.proposal.as_deref())
-        .and_then(Proposal::from_stored);
+        .and_then(|c| calls.answers.get(&c.run_id));
     // In auto mode an action waits (never the tick) for the LLM's answer on it — but
     // only if a worker slot can take the question (else the hold would never end).
     let own_in_flight = call.is_some_and(|c| c.state == "in_flight");
@@ -91,7 +90,7 @@ pub(super) fn gate_run(
         decision,
         &run.id,
         mode,
-        proposal.as_ref(),
+        proposal,
         llm_pending,
         policy.operator.llm.min_confidence,
     )

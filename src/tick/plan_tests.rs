@@ -3,10 +3,10 @@
 
 use super::*;
 use crate::model::{Health, Intent, Observation, RunStatus};
-use crate::signals::GuidanceRequest;
-use crate::store::LlmCall;
+
+use crate::model::panes::Snapshot;
+use crate::model::rows::LlmCall;
 use crate::tick::observe::{Calls, SignalFiles};
-use crate::tmux::Snapshot;
 use std::collections::HashMap;
 
 const NOW: i64 = 1_000_000;
@@ -76,6 +76,7 @@ fn input(status: RunStatus, prev: OpState) -> TickInput {
             rows: HashMap::new(),
             live: 0,
             alive: HashMap::new(),
+            answers: HashMap::new(),
         },
         screens: HashMap::new(),
         markers: HashMap::new(),
@@ -192,6 +193,47 @@ fn an_answer_on_an_earlier_decision_does_not_end_the_hold() {
     let p = one(&i, LlmMode::Auto, false, NOW);
     assert!(!p.gated.held);
     assert_eq!(p.action, Some(Action::Restart));
+}
+
+#[test]
+fn an_answer_counts_only_on_the_decision_it_was_asked_about() {
+    let mut i = input(RunStatus::Running, corroborated());
+    let fp = one(&i, LlmMode::Auto, false, NOW).fingerprint;
+    let done = |fingerprint: &str| LlmCall {
+        run_id: "r1".into(),
+        fingerprint: fingerprint.into(),
+        state: "done".into(),
+        pid: None,
+        started_at: NOW - 5,
+        finished_at: Some(NOW - 1),
+        proposal: None,
+        error: None,
+        request: String::new(),
+        reaped: false,
+        unstarted: false,
+    };
+    // The answers arrive parsed (observe.rs): a confident veto of the restart.
+    i.calls.answers.insert(
+        "r1".into(),
+        crate::model::Proposal {
+            intent: Intent::Noop,
+            target_run: "r1".into(),
+            reason: "the agent is fine".into(),
+            confidence: 0.99,
+            needs_human: false,
+        },
+    );
+    // An answer about another situation is no answer: the action waits for one.
+    i.calls.rows.insert("r1".into(), done("older"));
+    let p = one(&i, LlmMode::Auto, false, NOW);
+    assert!(p.gated.held);
+    assert_eq!(p.action, None);
+    // On this very decision it is weighed (the gate's own table says how).
+    i.calls.rows.insert("r1".into(), done(&fp));
+    let p = one(&i, LlmMode::Auto, false, NOW);
+    assert!(!p.gated.held);
+    let note = p.gated.llm_note.unwrap_or_default();
+    assert!(note.starts_with("llm_suggested=noop"), "{note}");
 }
 
 #[test]
