@@ -540,3 +540,7 @@ pub fn decide(run: &RunView, prev: &OpState, policy: &Policy, now: i64) -> Decis
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decide_screen_tests.rs"]
+mod screen_tests;

@@ -508,3 +508,7 @@ fn excerpt(s: &str) -> String {
 #[cfg(test)]
 #[path = "llm_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "llm_answer_tests.rs"]
+mod answer_tests;

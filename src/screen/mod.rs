@@ -277,4 +277,6 @@ pub mod classify;
 pub use classify::*;
 
 #[cfg(test)]
+mod classify_tests;
+#[cfg(test)]
 mod tests;
