@@ -1,4 +1,5 @@
-//! The state files: the cached `status` path never opens SQLite; the lock, status
+//! The state files: the cached `status` path never opens SQLite, nor does a status job of
+//! the tmux bar that finds a tick due; the lock, status
 //! cache, database, its WAL and state directory are private to the user; a committing
 //! tick only appends to the WAL, which a writer folds into the database when large or old.
 
@@ -38,6 +39,29 @@ fn cached_status_never_opens_sqlite() {
     ] {
         assert_eq!(env.ok(args), cached, "{args:?}");
     }
+    // A tick due (the cache says so): a bar job (tmux sets TMUX) answers from the cache
+    // alone and hands the tick off; from a shell the same call ticks inline, so it opens
+    // the database.
+    let cache = beside(&env.db, ".status");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&fs::read(&cache).expect("cache")).expect("cache json");
+    c["last_full_tick"] = 1.into();
+    fs::write(&cache, c.to_string()).expect("write cache");
+    let job = env
+        .cmd(&["status", "--format", "plain"])
+        .env("TMUX", "/tmp/not-used,1,0")
+        .output()
+        .expect("status");
+    assert_eq!(
+        String::from_utf8_lossy(&job.stdout),
+        cached,
+        "a bar job, tick due"
+    );
+    assert_eq!(
+        env.ok(&["status", "--format", "plain"]),
+        "metawsm:!db\n",
+        "from a shell, tick due"
+    );
     // Without the cache the same call has to open the database, and says it cannot.
     fs::remove_file(beside(&env.db, ".status")).expect("rm cache");
     assert_eq!(
