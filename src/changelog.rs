@@ -1,5 +1,6 @@
 //! Escalation summaries appended to the ticket's `changelog.md`, never outside the workspace.
 
+use crate::model::Intent;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ const MAX_DEPTH: usize = 5;
 pub struct Entry<'a> {
     pub at: &'a str,
     pub run_id: &'a str,
-    pub intent: &'a str,
+    pub intent: Intent,
     pub summary: &'a str,
     pub question: Option<&'a str>,
     pub context: Option<&'a str>,
@@ -33,7 +34,7 @@ fn one_line(s: &str) -> String {
 /// `Operator escalation for run`, `Intent`, `Summary`, `Requested decision`) so people and
 /// scripts that grep for it still find it; our extra bullets follow.
 pub fn format_entry(e: &Entry<'_>) -> String {
-    let decision = if e.intent == "escalate_guidance" {
+    let decision = if e.intent == Intent::EscalateGuidance {
         "answer the agent's question with the command below.".to_string()
     } else {
         format!(
@@ -506,7 +507,7 @@ mod tests {
         let e = Entry {
             at: "2026-11-25T00:00:00Z",
             run_id: "run-1",
-            intent: "escalate_guidance",
+            intent: Intent::EscalateGuidance,
             summary: "agent asks\n## forged",
             question: Some("which db?"),
             context: Some(""),

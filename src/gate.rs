@@ -5,13 +5,24 @@ use crate::model::Proposal;
 use crate::model::{Intent, RunStatus};
 use crate::policy::{LlmMode, LlmPolicy};
 
+/// Who decided: the rules, or an LLM proposal the gate adopted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionSource {
+    Rule,
+    Llm,
+}
+
+crate::model::words!(DecisionSource, "decision source", "", {
+    Rule => "rule",
+    Llm => "llm",
+});
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gated {
     pub intent: Intent,
     pub reason: String,
     pub execute: bool,
-    /// "rule" or "llm".
-    pub source: &'static str,
+    pub source: DecisionSource,
     /// What the LLM said and what the gate did with it, for the tick line and the log.
     pub llm_note: Option<String>,
     /// An action waits for the LLM's answer on it (auto mode).
@@ -106,7 +117,7 @@ pub fn gate(
         intent: rule.intent,
         reason: rule.reason.to_string(),
         execute: rule.execute,
-        source: "rule",
+        source: DecisionSource::Rule,
         llm_note: None,
         held: false,
     };
@@ -149,7 +160,7 @@ pub fn gate(
                 // Only an action the rule itself chose can execute; permitted sets never
                 // contain an action the rule did not pick.
                 out.execute = p.intent.is_action() && p.intent == rule.intent;
-                out.source = "llm";
+                out.source = DecisionSource::Llm;
                 out.llm_note = Some(format!("{said}; adopted"));
             } else {
                 out.llm_note = Some(format!("{said}; rejected by policy gate"));
@@ -205,7 +216,7 @@ mod tests {
         );
         assert_eq!(
             (g.intent, g.execute, g.source),
-            (Intent::AutoRestart, true, "rule")
+            (Intent::AutoRestart, true, DecisionSource::Rule)
         );
         assert_eq!(g.llm_note, None);
     }
@@ -276,7 +287,7 @@ mod tests {
         );
         assert_eq!(
             (g.intent, g.execute, g.source),
-            (Intent::Noop, false, "rule")
+            (Intent::Noop, false, DecisionSource::Rule)
         );
         assert!(g
             .llm_note
@@ -292,7 +303,7 @@ mod tests {
         );
         assert_eq!(
             (g.intent, g.execute, g.source),
-            (Intent::EscalateBlocked, false, "llm")
+            (Intent::EscalateBlocked, false, DecisionSource::Llm)
         );
     }
 
@@ -305,7 +316,11 @@ mod tests {
                 prop(Intent::EscalateBlocked, "r1", 0.2),
             ] {
                 let g = gate(&r, "r1", mode, Some(&p), false, 0.5);
-                assert_eq!((g.intent, g.source), (Intent::Noop, "rule"), "{mode:?}");
+                assert_eq!(
+                    (g.intent, g.source),
+                    (Intent::Noop, DecisionSource::Rule),
+                    "{mode:?}"
+                );
             }
         }
     }
@@ -360,7 +375,10 @@ mod tests {
                 false,
                 0.5,
             );
-            assert_eq!((g.intent, g.execute, g.source), (action, true, "rule"));
+            assert_eq!(
+                (g.intent, g.execute, g.source),
+                (action, true, DecisionSource::Rule)
+            );
             assert!(g
                 .llm_note
                 .unwrap_or_default()
@@ -401,7 +419,7 @@ mod tests {
         );
         assert_eq!(
             (g.intent, g.execute, g.source),
-            (Intent::EscalateBlocked, false, "llm")
+            (Intent::EscalateBlocked, false, DecisionSource::Llm)
         );
         let g = gate(&r, "r1", LlmMode::Auto, None, false, 0.5);
         assert_eq!((g.intent, g.execute), (Intent::AutoRestart, true));
@@ -416,7 +434,7 @@ mod tests {
         let g = gate(&r, "r1", LlmMode::Auto, None, true, 0.5);
         assert_eq!(
             (g.intent, g.execute, g.source),
-            (Intent::AutoRestart, false, "rule")
+            (Intent::AutoRestart, false, DecisionSource::Rule)
         );
         assert!(g.llm_note.unwrap_or_default().starts_with("held"));
         // Nothing pending: the rule acts.

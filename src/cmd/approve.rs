@@ -78,7 +78,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             &NewEvent {
                 run_id: Some(&id),
                 kind: "approval_approved",
-                to_state: &held.intent,
+                to_state: held.intent.as_str(),
                 message: &held.reason,
                 source: "cli",
                 ..Default::default()

@@ -160,7 +160,7 @@ pub fn print_report(r: &TickReport, json: bool) {
             ));
         } else if run.awaiting_approval {
             line.push_str(" action=awaiting-approval (assist mode)");
-        } else if run.intent == "auto_restart" || run.intent == "auto_stop_stale" {
+        } else if run.intent.is_action() {
             // assist mode, or an LLM veto: say so rather than look like a silent failure.
             line.push_str(" action=not-executed");
         }

@@ -9,7 +9,7 @@ pub use panes::{Observation, SessionState};
 pub use proposal::Proposal;
 pub use rows::OpState;
 
-/// The words of a unit enum, written once: `as_str`, `Display`, `ALL`, `NAMES` and
+/// The words of a unit enum, written once: `as_str`, `Display`, `Serialize`, `ALL`, `NAMES` and
 /// `FromStr`, whose error is "unknown WHAT \"x\"" plus `hint`. A policy `choice` reads
 /// its value trimmed and in any case, and its error reads as a predicate ("must be
 /// off|assist|auto") so the caller prefixes the key.
@@ -33,6 +33,12 @@ macro_rules! words {
         impl std::fmt::Display for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
     };

@@ -1,6 +1,6 @@
 //! The rows the store reads and writes.
 
-use super::{AgentSignal, Health, RunStatus};
+use super::{AgentSignal, Health, Intent, RunStatus};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
@@ -119,7 +119,7 @@ pub struct StatusRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalRow {
     pub run_id: String,
-    pub intent: String,
+    pub intent: Intent,
     pub targets: Vec<String>,
     pub reason: String,
     /// The situation without its measurements (intent and stable reason).

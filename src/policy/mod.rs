@@ -136,8 +136,7 @@ pub struct OperatorPolicy {
 }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartMode {
     Resume,
     Fresh,
@@ -148,8 +147,7 @@ words!(RestartMode, choice, {
     Fresh => "fresh",
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnComplete {
     /// Leave them at their prompt (the run is completed and no longer supervised).
     Keep,
@@ -162,16 +160,14 @@ words!(OnComplete, choice, {
     Stop => "stop",
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LlmMode {
     Off,
     Assist,
     Auto,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LlmProvider {
     Codex,
     Claude,

@@ -3,7 +3,7 @@
 
 use super::{Result, Store, StoreError};
 use crate::model::rows::*;
-use crate::model::{Health, RunStatus};
+use crate::model::{Health, Intent, RunStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 
@@ -255,7 +255,8 @@ impl Store {
             let targets: String = r.get(2)?;
             Ok(ApprovalRow {
                 run_id: r.get(0)?,
-                intent: r.get(1)?,
+                // An intent this build does not know holds nothing it could approve.
+                intent: r.get::<_, String>(1)?.parse().unwrap_or(Intent::Noop),
                 targets: serde_json::from_str(&targets).unwrap_or_default(),
                 reason: r.get(3)?,
                 situation: r.get(4)?,

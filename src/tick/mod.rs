@@ -11,6 +11,8 @@ mod plan_gate;
 pub use apply::drain_inbox;
 
 use crate::cli::{CliError, Ctx};
+use crate::gate::DecisionSource;
+use crate::model::{Intent, RunStatus};
 use crate::policy::{LlmMode, Policy};
 use crate::store::Store;
 use crate::timeutil::{now_unix, rfc3339};
@@ -36,10 +38,10 @@ pub struct AgentLine {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunOutcome {
     pub run_id: String,
-    pub status: String,
-    pub intent: String,
+    pub status: RunStatus,
+    pub intent: Intent,
     pub reason: String,
-    pub decision_source: String,
+    pub decision_source: DecisionSource,
     pub permitted: Vec<String>,
     pub llm: Option<String>,
     pub execute: bool,
@@ -241,10 +243,10 @@ pub fn run(
             .iter()
             .map(|p| RunOutcome {
                 run_id: p.run.id.clone(),
-                status: p.run.status.to_string(),
-                intent: p.gated.intent.to_string(),
+                status: p.run.status,
+                intent: p.gated.intent,
                 reason: p.gated.reason.clone(),
-                decision_source: p.gated.source.to_string(),
+                decision_source: p.gated.source,
                 permitted: p.decision.permitted.iter().map(|i| i.to_string()).collect(),
                 llm: p.gated.llm_note.clone(),
                 execute: p.gated.execute,

@@ -5,7 +5,7 @@
 use super::observe::{Calls, RunInput};
 use super::plan::ApprovalChange;
 use crate::decide::{self, Decision, PendingGuidance, RunView};
-use crate::gate::{self, Gated};
+use crate::gate::{self, DecisionSource, Gated};
 use crate::model::rows::{ApprovalRow, OpState, RunRow};
 use crate::model::{Health, Intent};
 use crate::policy::{LlmMode, Policy};
@@ -122,7 +122,7 @@ pub(super) fn approval(
             Some(a) if a.status == "pending" && a.situation == situation => ApprovalChange::Keep,
             _ => ApprovalChange::Request(ApprovalRow {
                 run_id: r.run.id.clone(),
-                intent: decision.intent.to_string(),
+                intent: decision.intent,
                 targets: decision.targets.clone(),
                 reason: decision.reason.to_string(),
                 situation,
@@ -152,12 +152,14 @@ pub(super) fn alerting(decision: &Decision, gated: &Gated, settled: bool, now: i
     let mut state = decision.state.clone();
     // An LLM veto of a rule action is something a human must hear about (once per
     // episode); a held action is not news yet.
-    let alert_intent =
-        if gated.source == "llm" && gated.intent == Intent::Noop && decision.intent.is_action() {
-            decision.intent
-        } else {
-            gated.intent
-        };
+    let alert_intent = if gated.source == DecisionSource::Llm
+        && gated.intent == Intent::Noop
+        && decision.intent.is_action()
+    {
+        decision.intent
+    } else {
+        gated.intent
+    };
     let alert = decide::take_alert(
         &mut state,
         alert_intent,
@@ -174,7 +176,7 @@ pub(super) fn alerting(decision: &Decision, gated: &Gated, settled: bool, now: i
         decide::stable_text(&gated.reason)
     );
     // An LLM override is always worth an event, a veto to noop included.
-    let quiet = gated.intent == Intent::Noop && gated.source != "llm";
+    let quiet = gated.intent == Intent::Noop && gated.source != DecisionSource::Llm;
     let log_decision = !quiet
         && (alert || gated.execute || state.last_decision.as_deref() != Some(decision_fp.as_str()));
     state.last_decision = if quiet { None } else { Some(decision_fp) };

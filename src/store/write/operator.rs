@@ -55,7 +55,7 @@ impl Tx<'_> {
                     updated_at = excluded.updated_at",
             params![
                 a.run_id,
-                a.intent,
+                a.intent.as_str(),
                 targets,
                 a.reason,
                 a.situation,

@@ -68,7 +68,7 @@ pub fn act(
             run_id,
             &kept,
             if restart { "restart" } else { "stop" },
-            p.gated.source,
+            p.gated.source.as_str(),
         )?;
         if restart {
             if let (Ok(_), Some(r)) = (&result, &restarted) {
@@ -89,7 +89,7 @@ pub fn act(
                     kind: "restart",
                     to_state: if result.is_ok() { "ok" } else { "failed" },
                     message: &msg,
-                    source: p.gated.source,
+                    source: p.gated.source.as_str(),
                     ..Default::default()
                 },
             )?;
@@ -102,7 +102,7 @@ pub fn act(
                     RunStatus::Stopped,
                     "run stopped",
                     now,
-                    p.gated.source,
+                    p.gated.source.as_str(),
                 )?;
             }
             tx.add_event(
@@ -112,7 +112,7 @@ pub fn act(
                     kind: "stop",
                     to_state: "ok",
                     message: &format!("stopped {names}"),
-                    source: p.gated.source,
+                    source: p.gated.source.as_str(),
                     ..Default::default()
                 },
             )?;
@@ -124,7 +124,7 @@ pub fn act(
                     kind: "stop",
                     to_state: "failed",
                     message: &outcome.to_string(),
-                    source: p.gated.source,
+                    source: p.gated.source.as_str(),
                     ..Default::default()
                 },
             )?;

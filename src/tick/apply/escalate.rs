@@ -209,7 +209,7 @@ fn write_changelog(
     let entry = changelog::format_entry(&changelog::Entry {
         at: &at,
         run_id: &run.id,
-        intent: p.gated.intent.as_str(),
+        intent: p.gated.intent,
         summary: &summary,
         question: p.pending.as_ref().map(|g| g.question.as_str()),
         context: p.pending.as_ref().map(|g| g.context.as_str()),

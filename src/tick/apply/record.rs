@@ -281,7 +281,7 @@ pub fn record(
                     kind: "decision",
                     to_state: p.gated.intent.as_str(),
                     message: &msg,
-                    source: p.gated.source,
+                    source: p.gated.source.as_str(),
                     ..Default::default()
                 },
             )?;
