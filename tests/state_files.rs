@@ -72,6 +72,33 @@ fn cached_status_never_opens_sqlite() {
 }
 
 #[test]
+fn a_bar_job_drops_the_cache_of_a_removed_database() {
+    let env = Env::new();
+    env.start("c", &["sleep", "1000000"]);
+    env.tick();
+    for side in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(beside(&env.db, side));
+    }
+    let job = || {
+        let out = env
+            .cmd(&["status", "--format", "plain"])
+            .env("TMUX", "/tmp/not-used,1,0")
+            .output()
+            .expect("status");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The tick interval is 1 s: a call finds a tick due, its handed-off tick finds no
+    // database and drops the cache, and the bar prints nothing, as without a database.
+    common::wait_for(
+        "an empty segment",
+        std::time::Duration::from_secs(30),
+        || (job() == "\n").then_some(()),
+    );
+    assert!(!beside(&env.db, ".status").exists());
+    assert!(!env.db.exists(), "no database created");
+}
+
+#[test]
 fn lock_status_cache_and_database_are_private() {
     let env = Env::new();
     env.start("m", &["sleep", "1000000"]);

@@ -117,8 +117,15 @@ fn tick_in_background(ctx: &Ctx) {
 /// first), then ticks if one is still due. The tick refreshes the cache.
 fn tick_if_due(ctx: &Ctx) {
     let Ok(policy) = ctx.policy() else { return };
-    let Ok(mut store) = Store::open(&ctx.db, OpenMode::Existing, false) else {
-        return;
+    let mut store = match Store::open(&ctx.db, OpenMode::Existing, false) {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => {
+            // The database is gone: so is what the cache shows (the bar prints nothing,
+            // as without a database).
+            let _ = std::fs::remove_file(status_cache::path(&ctx.db));
+            return;
+        }
+        Err(_) => return,
     };
     let Ok(Some(_lock)) = StateLock::acquire(&ctx.db, Wait::Bounded(Duration::from_secs(5))) else {
         return;
