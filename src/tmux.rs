@@ -1,6 +1,7 @@
 //! Every tmux call: one server (socket), `-u`, stdin null, commands batched into one spawn.
 
 pub use crate::escape::{escape_drawn, escape_format, sh_quote, Target, TmuxCmd};
+use std::collections::HashMap;
 use std::io;
 use std::process::{Command, Stdio};
 
@@ -54,6 +55,7 @@ pub fn pane_format(w: Wants) -> String {
 
 thread_local! {
     static RIDERS: std::cell::RefCell<Vec<Cmd>> = const { std::cell::RefCell::new(Vec::new()) };
+    static TRAILERS: std::cell::RefCell<Vec<Cmd>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `cmd` runs first in this process's next tmux spawn (the timer re-arms itself inside
@@ -66,6 +68,18 @@ pub fn ride_along(cmd: Cmd) {
 /// Takes back the commands no spawn carried (true when there were some).
 pub fn take_riders() -> Vec<Cmd> {
     RIDERS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
+/// `cmd` runs last in this process's next observation by session (a hook's re-arm
+/// rides on its tick's observation, `observe_sessions`), which reads what tmux printed
+/// before a failing command. The caller sends what no observation took.
+pub fn ride_after(cmd: Cmd) {
+    TRAILERS.with(|r| r.borrow_mut().push(cmd));
+}
+
+/// Takes back the commands `ride_after` left that no spawn carried.
+pub fn take_trailers() -> Vec<Cmd> {
+    TRAILERS.with(|r| std::mem::take(&mut *r.borrow_mut()))
 }
 
 const OPTS_MARK: &str = "METAWSM-OPTS";
@@ -120,10 +134,17 @@ impl TmuxClient {
     /// argument is checked first: one refused value and tmux is not called at all.
     /// Commands left by `ride_along` go first.
     pub fn run(&self, cmds: &[Cmd]) -> Result<String, TmuxError> {
-        let riders = RIDERS.with(|r| std::mem::take(&mut *r.borrow_mut()));
+        self.run_keeping(cmds).map_err(|(_, e)| e)
+    }
+
+    /// `run`; a failure also returns what the commands before the failing one printed.
+    fn run_keeping(&self, cmds: &[Cmd]) -> Result<String, (String, TmuxError)> {
+        let riders = take_riders();
         let mut args: Vec<&str> = Vec::new();
         for c in riders.iter().chain(cmds) {
-            let argv = c.argv().map_err(|e| TmuxError::Refused(e.to_string()))?;
+            let argv = c
+                .argv()
+                .map_err(|e| (String::new(), TmuxError::Refused(e.to_string())))?;
             if !args.is_empty() {
                 args.push(";");
             }
@@ -140,20 +161,27 @@ impl TmuxClient {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
-                _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
+            .map_err(|e| {
+                let e = match e.kind() {
+                    io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
+                    _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
+                };
+                (String::new(), e)
             })?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            Ok(stdout)
         } else {
             let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
             let err = err.lines().next().unwrap_or("").to_string();
-            Err(TmuxError::Failed(if err.is_empty() {
-                format!("tmux exited with {:?}", out.status.code())
-            } else {
-                err
-            }))
+            Err((
+                stdout,
+                TmuxError::Failed(if err.is_empty() {
+                    format!("tmux exited with {:?}", out.status.code())
+                } else {
+                    err
+                }),
+            ))
         }
     }
 
@@ -169,7 +197,7 @@ impl TmuxClient {
             .format(&pane_format(wants));
         match self.observe_panes(vec![all]) {
             Ok(snap) => Observation::Known(snap),
-            Err(e) => Observation::Unknown(e.to_string()),
+            Err((_, e)) => Observation::Unknown(e.to_string()),
         }
     }
 
@@ -178,60 +206,77 @@ impl TmuxClient {
     pub fn observe_server(&self) -> Observation {
         match self.observe_panes(Vec::new()) {
             Ok(snap) => Observation::Known(snap),
-            Err(e) => Observation::Unknown(e.to_string()),
+            Err((_, e)) => Observation::Unknown(e.to_string()),
         }
     }
 
     /// A one-run tick (a hook's): only the panes of `sessions`, one `list-panes -s` each,
-    /// in the same spawn. tmux stops at a session that is gone (the batch fails, naming
-    /// it): the others are asked again without it, so it reads as absent (a
-    /// `session-closed` hook's session always is). An error naming none of them lists
-    /// every pane after all.
+    /// in the same spawn. tmux stops at a session that is gone (a `session-closed`
+    /// hook's always is), naming it: what it printed before is kept, the gone session
+    /// reads as absent, and only the sessions after it are asked again (none when it
+    /// came last). An error naming none of them lists every pane after all. Commands
+    /// left by `ride_after` go last.
     pub fn observe_sessions(&self, wants: Wants, sessions: &[&str]) -> Observation {
         if sessions.is_empty() {
             return self.observe_with(wants);
         }
         let fmt = pane_format(wants);
-        let cmds = sessions
-            .iter()
-            .map(|s| {
-                Cmd::new("list-panes")
-                    .flag("-s")
-                    .target(Target::Session(s))
-                    .flag("-F")
-                    .format(&fmt)
-            })
-            .collect();
-        match self.observe_panes(cmds) {
-            Ok(snap) => Observation::Known(snap),
-            // tmux missing: asking again would not help.
-            Err(e @ TmuxError::Missing(_)) => Observation::Unknown(e.to_string()),
-            Err(TmuxError::Failed(e))
-                if e.contains("no server running") || e.contains("error connecting") =>
-            {
-                Observation::Unknown(e)
-            }
-            Err(TmuxError::Failed(e)) => match sessions.iter().position(|s| names_gone(&e, s)) {
-                Some(i) => {
-                    let rest: Vec<&str> = sessions
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, s)| *s)
-                        .collect();
-                    if rest.is_empty() {
-                        self.observe_server()
-                    } else {
-                        self.observe_sessions(wants, &rest)
+        let mut seen: HashMap<String, Vec<PaneRow>> = HashMap::new();
+        let mut left = sessions;
+        loop {
+            let cmds = left
+                .iter()
+                .map(|s| {
+                    Cmd::new("list-panes")
+                        .flag("-s")
+                        .target(Target::Session(s))
+                        .flag("-F")
+                        .format(&fmt)
+                })
+                .chain(take_trailers())
+                .collect();
+            let (printed, e) = match self.observe_panes(cmds) {
+                Ok(mut snap) => {
+                    snap.sessions.extend(seen);
+                    return Observation::Known(snap);
+                }
+                Err(failed) => failed,
+            };
+            let gone = match &e {
+                TmuxError::Failed(m) => left.iter().position(|s| names_gone(m, s)),
+                _ => None,
+            };
+            let mut partial = parse_snapshot(&printed);
+            match gone {
+                // The options line came first: the listings before the gone session
+                // are whole.
+                Some(i) if partial.socket.is_some() => {
+                    seen.extend(std::mem::take(&mut partial.sessions));
+                    left = &left[i + 1..];
+                    if left.is_empty() {
+                        partial.sessions = seen;
+                        return Observation::Known(partial);
                     }
                 }
-                None => self.observe_with(wants),
-            },
-            Err(_) => self.observe_with(wants),
+                _ => {
+                    return match e {
+                        // tmux missing or no server: asking again would not help.
+                        TmuxError::Missing(_) => Observation::Unknown(e.to_string()),
+                        TmuxError::Failed(m)
+                            if m.contains("no server running")
+                                || m.contains("error connecting") =>
+                        {
+                            Observation::Unknown(m)
+                        }
+                        _ => self.observe_with(wants),
+                    };
+                }
+            }
         }
     }
 
-    fn observe_panes(&self, panes: Vec<Cmd>) -> Result<Snapshot, TmuxError> {
+    /// On failure, also what tmux printed before the failing command.
+    fn observe_panes(&self, panes: Vec<Cmd>) -> Result<Snapshot, (String, TmuxError)> {
         let opts_fmt = std::iter::once(OPTS_MARK.to_string())
             .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
             .chain([
@@ -246,16 +291,16 @@ impl TmuxClient {
             Cmd::new("list-clients").flag("-F").format(&client_fmt),
         ];
         cmds.extend(panes);
-        match self.run(&cmds) {
+        match self.run_keeping(&cmds) {
             Ok(text) => Ok(parse_snapshot(&text)),
             // A server with no sessions (exit-empty off) answers but has nothing to list:
             // every agent session is definitely gone.
-            Err(TmuxError::Failed(e))
+            Err((_, TmuxError::Failed(e)))
                 if e.contains("no current target") || e.contains("no sessions") =>
             {
                 Ok(Snapshot::default())
             }
-            Err(e) => Err(e),
+            Err(failed) => Err(failed),
         }
     }
 
@@ -429,6 +474,14 @@ pub fn kill_session_cmd(session: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_error_naming_the_session_itself_reads_as_gone() {
+        assert!(names_gone("can't find window: a-1", "a-1"));
+        assert!(names_gone("can't find session: a-1", "a-1"));
+        assert!(!names_gone("can't find window: a-10", "a-1"));
+        assert!(!names_gone("no server running on /tmp/x", "a-1"));
+    }
 
     #[test]
     fn unwanted_free_text_fields_are_not_asked_for() {

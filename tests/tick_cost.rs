@@ -59,8 +59,8 @@ fn a_hook_tick_lists_its_own_session_only() {
     });
     assert_eq!(env.health("other", "agent"), "healthy");
     // A session that is gone (session-closed always names one) fails the scoped
-    // listing: it is asked again without it, never by listing every pane, and the agent
-    // reads as gone (not as "tmux unknown").
+    // listing: what tmux printed before it is kept, so one spawn, never a listing of
+    // every pane, and the agent reads as gone (not as "tmux unknown").
     env.tmux(&["kill-session", "-t", "=other"]);
     fs::remove_file(&log).expect("rm log");
     env.ok(&["hook", "session-closed", "other"]);
@@ -69,6 +69,7 @@ fn a_hook_tick_lists_its_own_session_only() {
         !all.iter().any(|c| c.contains("list-panes -a ")),
         "every pane listed for one gone session: {all:#?}"
     );
+    assert_eq!(all.len(), 1, "{all:#?}");
     wait_for("other judged gone", Duration::from_secs(20), || {
         (env.health("other", "agent") != "healthy").then_some(())
     });
@@ -186,4 +187,59 @@ fn a_timer_firing_spawns_tmux_once() {
     assert_eq!(due.len(), 1, "the re-arm is recorded");
     // Kill the re-armed chain's firing: only this test's server, by its socket.
     env.tmux(&["kill-server"]);
+}
+
+#[test]
+fn a_gone_session_of_a_run_leaves_its_other_sessions_observed() {
+    let mut env = Env::new();
+    env.start("two", &["sleep", "1000"]);
+    env.ok(&[
+        "run",
+        "add-agent",
+        "two",
+        "--agent",
+        "second",
+        "--session",
+        "two-b",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    env.tick();
+    // The first session listed goes; the second is asked again on its own.
+    env.tmux(&["kill-session", "-t", "=two"]);
+    let log = env.log_tmux_calls();
+    env.ok(&["hook", "session-closed", "two"]);
+    let all = calls(&log);
+    assert!(
+        !all.iter().any(|c| c.contains("list-panes -a ")),
+        "{all:#?}"
+    );
+    wait_for("the gone agent judged", Duration::from_secs(20), || {
+        (env.health("two", "agent") != "healthy").then_some(())
+    });
+    assert_eq!(env.health("two", "second"), "healthy");
+}
+
+#[test]
+fn an_alert_silence_hook_rearms_in_its_ticks_own_spawn() {
+    let mut env = Env::new();
+    env.start("quiet", &["sleep", "1000"]);
+    let log = env.log_tmux_calls();
+    env.ok(&["hook", "alert-silence", "quiet"]);
+    let all = calls(&log);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(
+        all[0].contains("list-panes -s -t =quiet ")
+            && all[0].ends_with("kill-session -C -t =quiet"),
+        "{all:#?}"
+    );
+    // The lock busy: no tick, the session is re-armed on its own.
+    let held = env.hold_lock();
+    fs::remove_file(&log).expect("rm log");
+    env.ok(&["hook", "alert-silence", "quiet"]);
+    drop(held);
+    let all = calls(&log);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(all[0].ends_with("kill-session -C -t =quiet"), "{all:#?}");
 }

@@ -82,16 +82,24 @@ fn handle(ctx: &Ctx, args: &[String]) {
             return;
         }
     }
-    tick_now(ctx, &mut store, run_id, now);
-    if event == "alert-silence" {
-        if let Some(s) = &session {
-            // alert-silence latches once per unattached session until re-armed. The
-            // event is safely queued (or already handled), so re-arm whether or not we
-            // got the lock: a busy lock must not silence the session for good.
-            let _ = ctx.tmux.run(&[tmux::Cmd::new("kill-session")
+    // alert-silence latches once per unattached session until re-armed. The event is
+    // safely queued, so re-arm whether or not we get the lock (a busy lock must not
+    // silence the session for good): last in the tick's observation spawn, or alone.
+    let rearm = session
+        .as_deref()
+        .filter(|_| event == "alert-silence")
+        .map(|s| {
+            tmux::Cmd::new("kill-session")
                 .flag("-C")
-                .target(tmux::Target::Session(s))]);
-        }
+                .target(tmux::Target::Session(s))
+        });
+    if let Some(c) = rearm {
+        tmux::ride_after(c);
+    }
+    tick_now(ctx, &mut store, run_id, now);
+    let left = tmux::take_trailers();
+    if !left.is_empty() {
+        let _ = ctx.tmux.run(&left);
     }
 }
 
