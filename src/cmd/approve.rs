@@ -36,7 +36,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         run: Some(id.clone()),
         dry_run: true,
         llm_mode: Some(LlmMode::Off),
-        source: "cli",
+        source: crate::tick::TickSource::Cli,
     };
     // What the rules want now, without changing anything.
     let now_wants = tick::run(&mut st, &rctx, &policy, &opts)?

@@ -1,6 +1,7 @@
 //! `metawsm-tick guide RUN --answer TEXT`: a human answers the oldest pending question.
 
 use crate::cli::{self, CliError, CliResult, Ctx};
+use crate::model::asks::QuestionSource;
 use crate::model::{AgentSignal, RunStatus};
 use crate::question;
 use crate::signals;
@@ -77,7 +78,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         )));
     };
     let now = now_unix();
-    if req.source != "file" {
+    if req.source != QuestionSource::File {
         return answer_in_pane(ctx, &mut st, &run, req, pending.len(), &answer, print, now);
     }
     // As the original: the asking agent, which a request without one means the run's
@@ -190,7 +191,7 @@ fn answer_in_pane(
             req.agent
         )));
     };
-    if req.source == "signal" && agent.signal != Some(AgentSignal::Waiting) {
+    if req.source == QuestionSource::Signal && agent.signal != Some(AgentSignal::Waiting) {
         return Err(CliError::Failure(format!(
             "agent {} of run {id} no longer waits (it reported {}); nothing typed",
             agent.name,
@@ -232,7 +233,7 @@ fn answer_in_pane(
         }
     }
     // A dialog read from the screen is answered only while it is still there.
-    if req.source == "screen" {
+    if req.source == QuestionSource::Screen {
         let policy = rctx.policy()?;
         let kind = crate::screen::interactive_kind(&agent.argv, agent.adopted).unwrap_or("*");
         if !crate::screen::still_asks(
@@ -284,7 +285,7 @@ fn answer_in_pane(
     // The agent has its answer: it works again until it says otherwise. Only an agent
     // whose hooks asked: for one read from its screen, a `working` signal would later
     // pass for hook evidence of a hang (docs/screen.md).
-    if req.source == "signal" {
+    if req.source == QuestionSource::Signal {
         tx.set_agent_signal(id, &agent.name, AgentSignal::Working, now)?;
     }
     answered(&tx, run, pending, now)?;

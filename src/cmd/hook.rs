@@ -118,7 +118,7 @@ fn tick_now(ctx: &Ctx, store: &mut Store, run_id: Option<String>, now: i64) {
         run: run_id,
         dry_run: false,
         llm_mode: None,
-        source: "hook",
+        source: crate::tick::TickSource::Hook,
     };
     if tick::run(store, ctx, &policy, &opts).is_err() {
         return;

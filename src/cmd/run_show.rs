@@ -1,6 +1,7 @@
 //! `metawsm-tick run show`: one run in full.
 
 use crate::cli::{self, CliResult, Ctx};
+use crate::model::asks::QuestionSource;
 use crate::store::OpenMode;
 use crate::timeutil::{age, now_unix, rfc3339};
 use lexopt::prelude::*;
@@ -148,7 +149,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     );
     for g in &guidance {
         // A file request is answered by file; a pane question by typing into the pane.
-        let (tag, how) = if g.source == "file" {
+        let (tag, how) = if g.source == QuestionSource::File {
             (String::new(), "")
         } else {
             (format!(" [{}]", g.source), ", typed into its pane")
@@ -160,7 +161,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
             g.question,
             run.id
         );
-        if g.source != "file" {
+        if g.source != QuestionSource::File {
             for line in g.context.lines() {
                 crate::say!("    | {line}");
             }

@@ -143,7 +143,7 @@ fn tick_options() -> TickOptions {
         run: None,
         dry_run: false,
         llm_mode: None,
-        source: "status",
+        source: crate::tick::TickSource::Status,
     }
 }
 

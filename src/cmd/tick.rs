@@ -31,7 +31,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         run: None,
         dry_run: false,
         llm_mode: None,
-        source: "tick",
+        source: crate::tick::TickSource::Tick,
     };
     let (mut json, mut wait_llm) = (false, false);
     let mut ticket = None;

@@ -77,7 +77,7 @@ fn fire(ctx: &Ctx, chain: Option<i64>) {
         run: None,
         dry_run: false,
         llm_mode: None,
-        source: "timer",
+        source: crate::tick::TickSource::Timer,
     };
     if due(&st, &policy, now) && active(&st) {
         // Re-armed inside the tick's observation; the next firing ends the chain when no

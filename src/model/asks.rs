@@ -16,12 +16,29 @@ pub struct Completion {
     pub summary: String,
 }
 
+/// Where a pending question came from, and so how it is answered: a file request by a
+/// response file, the others by typing into the agent's pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuestionSource {
+    File,
+    /// The agent reported `waiting`.
+    Signal,
+    /// A dialog read from the agent's screen.
+    Screen,
+}
+
+super::words!(QuestionSource, "question source", "", {
+    File => "file",
+    Signal => "signal",
+    Screen => "screen",
+});
+
 /// A question seen this tick, not recorded yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewQuestion {
     pub agent: String,
-    /// signal | screen
-    pub source: &'static str,
+    /// Signal or Screen.
+    pub source: QuestionSource,
     pub question: String,
     pub context: String,
 }

@@ -72,8 +72,7 @@ pub struct GuidanceRow {
     pub question: String,
     pub context: String,
     pub created_at: i64,
-    /// file | signal | screen: a file request is answered by file, the others in the pane.
-    pub source: String,
+    pub source: super::asks::QuestionSource,
 }
 
 #[derive(Debug, Clone, PartialEq)]

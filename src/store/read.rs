@@ -394,7 +394,11 @@ fn guidance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GuidanceRow> {
         question: r.get(4)?,
         context: r.get(5)?,
         created_at: r.get(6)?,
-        source: r.get(7)?,
+        // A source this build does not know is answered the safe way: by file.
+        source: r
+            .get::<_, String>(7)?
+            .parse()
+            .unwrap_or(crate::model::asks::QuestionSource::File),
     })
 }
 

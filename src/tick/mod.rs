@@ -23,9 +23,27 @@ pub struct TickOptions {
     pub run: Option<String>,
     pub dry_run: bool,
     pub llm_mode: Option<LlmMode>,
-    /// tick | status | hook | timer
-    pub source: &'static str,
+    pub source: TickSource,
 }
+
+/// What started the tick; its word is the source of the events the tick records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickSource {
+    Tick,
+    Status,
+    Hook,
+    Timer,
+    /// A command acting now (`approve`).
+    Cli,
+}
+
+crate::model::words!(TickSource, "tick source", "", {
+    Tick => "tick",
+    Status => "status",
+    Hook => "hook",
+    Timer => "timer",
+    Cli => "cli",
+});
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AgentLine {
@@ -194,7 +212,7 @@ pub fn run(
             &plans,
             &input.obs,
             now,
-            opts.source,
+            opts.source.as_str(),
             opts.run.is_none(),
         )?;
         note_servers(store, &input.servers, now)?;
@@ -228,7 +246,7 @@ pub fn run(
         if plans.iter().any(|p| p.mode != LlmMode::Off) {
             ask::ask_llm(store, ctx, &plans, &input.calls, now)?;
         }
-        if opts.source != "timer" {
+        if opts.source != TickSource::Timer {
             crate::schedule::arm_if_stale(store, ctx, policy, now);
         }
         // Best effort: a stale cache only delays the bar until the next tick.
@@ -300,7 +318,7 @@ fn read_questions(ctx: &Ctx, input: &mut observe::TickInput) {
             let (question, context) = crate::question::from_tail(&tail);
             r.new_questions.push(crate::question::NewQuestion {
                 agent: agent.clone(),
-                source: "signal",
+                source: crate::model::asks::QuestionSource::Signal,
                 question,
                 context,
             });

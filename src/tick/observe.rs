@@ -4,6 +4,7 @@
 use crate::cli::{CliError, Ctx};
 use crate::decide::PendingGuidance;
 use crate::llm::Proposal;
+use crate::model::asks::QuestionSource;
 use crate::model::RunStatus;
 use crate::signals::{self, Completion, GuidanceRequest, Read_};
 use crate::store::{AgentRow, LlmCall, OpState, RunRow, Store};
@@ -246,7 +247,7 @@ pub fn observe(
                 .unwrap_or_default()
                 .into_iter()
                 .partition(|g| {
-                    g.source != "signal"
+                    g.source != QuestionSource::Signal
                         || crate::question::still_pending(
                             agents.iter().find(|a| a.name == g.agent),
                             &obs,
@@ -258,7 +259,7 @@ pub fn observe(
                     a.signal == Some(crate::model::AgentSignal::Waiting)
                         && !kept
                             .iter()
-                            .any(|g| g.source == "signal" && g.agent == a.name)
+                            .any(|g| g.source == QuestionSource::Signal && g.agent == a.name)
                 })
                 .filter_map(|a| crate::question::live_pane(&obs, a).map(|p| (a.name.clone(), p)))
                 .collect();
@@ -280,7 +281,7 @@ pub fn observe(
                     .get(&run.id)
                     .map(|v| {
                         v.iter()
-                            .filter(|g| g.source == "screen")
+                            .filter(|g| g.source == QuestionSource::Screen)
                             .map(|g| (g.id, g.agent.clone(), g.question.clone()))
                             .collect()
                     })

@@ -218,7 +218,14 @@ pub fn record(
         }
         for q in &p.new_questions {
             if tx
-                .add_pane_question(run_id, &q.agent, q.source, &q.question, &q.context, now)?
+                .add_pane_question(
+                    run_id,
+                    &q.agent,
+                    q.source.as_str(),
+                    &q.question,
+                    &q.context,
+                    now,
+                )?
                 .is_some()
             {
                 tx.add_event(
