@@ -172,28 +172,39 @@ pub fn bench_status_cadence(o: &Opts, real_tmux: &Path, n: usize, rows: &mut Vec
             .and_then(|v| v["last_full_tick"].as_i64())
             .unwrap_or(0)
     };
-    // As tmux runs a status job: TMUX set (a due tick is handed off).
+    // As tmux runs a status job: TMUX set (a due tick is handed off). Wall time, and
+    // the call's own CPU time (user + system, the handed-off tick not included: nobody
+    // waits for it), which load on the machine barely moves.
     let job = |w: &World| {
-        timed(
+        let cpu0 = children_cpu_ms();
+        let wall = timed(
             w.cmd(&["status"], false)
                 .env("TMUX", "/tmp/bench-status-job,1,0"),
-        )
+        );
+        (wall, children_cpu_ms() - cpu0)
     };
     let (mut t, mut due, mut ctl) = (Vec::with_capacity(calls), Vec::new(), Vec::new());
+    let (mut cpu, mut due_cpu, mut ctl_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..calls {
         let start = Instant::now();
         if i % 2 == 1 {
-            ctl.push(job(&control));
+            let (d, c) = job(&control);
+            ctl.push(d);
+            ctl_cpu.push(c);
         }
         // What the cache file says before the call: did this call find a tick due?
         let found_due = unix_now() - cached_tick() >= 1;
-        let d = job(&w);
+        let (d, c) = job(&w);
         t.push(d);
+        cpu.push(c);
         if found_due {
             due.push(d);
+            due_cpu.push(c);
         }
         if i % 2 == 0 {
-            ctl.push(job(&control));
+            let (d, c) = job(&control);
+            ctl.push(d);
+            ctl_cpu.push(c);
         }
         if let Some(rest) = pace.checked_sub(start.elapsed()) {
             std::thread::sleep(rest);
@@ -232,6 +243,33 @@ pub fn bench_status_cadence(o: &Opts, real_tmux: &Path, n: usize, rows: &mut Vec
         "reported",
         None,
     ));
+    rows.push(row(
+        "the same calls' own CPU time (user + system): p50 / p99, at cadence and control",
+        format!(
+            "{:.2} / {:.2} ms (due calls median {:.2}); control {:.2} / {:.2} ms",
+            pct(&cpu, 50.0),
+            pct(&cpu, 99.0),
+            if due_cpu.is_empty() {
+                0.0
+            } else {
+                median(&due_cpu)
+            },
+            pct(&ctl_cpu, 50.0),
+            pct(&ctl_cpu, 99.0)
+        ),
+        "reported",
+        None,
+    ));
+}
+
+/// CPU time (ms) of this process's waited-for children so far.
+fn children_cpu_ms() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value; getrusage only writes into it.
+    let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_CHILDREN with a valid pointer.
+    unsafe { nix::libc::getrusage(nix::libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: nix::libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn unix_now() -> i64 {
