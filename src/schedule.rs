@@ -50,7 +50,7 @@ pub fn meta_i64(st: &Store, key: &str) -> Option<i64> {
 }
 
 pub fn active(st: &Store) -> bool {
-    st.runs(false).map(|r| !r.is_empty()).unwrap_or(false)
+    st.has_active_runs().unwrap_or(false)
 }
 
 /// The shell command tmux runs: absolute paths, each a quoted word (the caller passes

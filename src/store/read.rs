@@ -49,6 +49,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether any run is supervised: the statuses alone, stopping at the first active
+    /// one (the timer asks this every firing; loading every row cost a 500-run load).
+    pub fn has_active_runs(&self) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached("SELECT status FROM runs")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let status: String = r.get(0)?;
+            if status.parse::<RunStatus>().is_ok_and(RunStatus::is_active) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub fn run(&self, id: &str) -> Result<RunRow> {
         self.conn
             .query_row(

@@ -239,3 +239,21 @@ fn migrations_are_numbered_files_and_a_fresh_database_has_them_all() {
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     assert_eq!(SCHEMA_VERSION as usize, MIGRATIONS.len());
 }
+
+#[test]
+fn has_active_runs_is_runs_false_not_empty() {
+    let (_d, mut store) = temp_store();
+    assert!(!store.has_active_runs().expect("none"));
+    let tx = store.write().expect("tx");
+    for (id, status) in [("c", RunStatus::Closed), ("s", RunStatus::Stopped)] {
+        tx.insert_run(&run(id, status)).expect("insert");
+    }
+    tx.commit().expect("commit");
+    assert!(!store.has_active_runs().expect("only finished"));
+    assert!(store.runs(false).expect("runs").is_empty());
+    let tx = store.write().expect("tx");
+    tx.insert_run(&run("p", RunStatus::Paused)).expect("insert");
+    tx.commit().expect("commit");
+    assert!(store.has_active_runs().expect("one paused"));
+    assert!(!store.runs(false).expect("runs").is_empty());
+}
