@@ -83,12 +83,12 @@ fn cadence_goal(n: usize) -> f64 {
 
 /// The physical floor of a tick: a process start, one tmux query and one small commit.
 /// The commit is timed here, in-process, the way the binary commits (WAL, NORMAL, a meta
-/// row that changes, then close).
+/// row that changes, then close without folding the WAL).
 fn small_commit_ms(w: &World, iters: usize) -> f64 {
     let mut t = Vec::with_capacity(iters);
     for i in 0..iters {
         let start = Instant::now();
-        let c = rusqlite::Connection::open(&w.env.db).expect("open db");
+        let c = w.db();
         c.pragma_update(None, "synchronous", "NORMAL")
             .expect("sync");
         c.execute(

@@ -77,7 +77,7 @@ const GONE: usize = 6;
 
 /// The pane id of the first registered agent (recorded by the warm-up ticks).
 fn first_pane(w: &World) -> String {
-    let c = rusqlite::Connection::open(&w.env.db).expect("open db");
+    let c = w.db();
     c.query_row(
         "SELECT pane_id FROM agents WHERE run_id = 'bench-0000'",
         [],
@@ -170,7 +170,7 @@ fn forget_started(w: &World, round: usize) {
         .tmux()
         .args(["kill-session", "-t", &format!("=ref-{round:04}")])
         .output();
-    let c = rusqlite::Connection::open(&w.env.db).expect("open db");
+    let c = w.db();
     c.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
     for t in ["events", "inbox", "llm_calls"] {
         c.execute(&format!("DELETE FROM {t} WHERE run_id = ?1"), [&id])

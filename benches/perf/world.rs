@@ -180,13 +180,25 @@ impl World {
             .collect()
     }
 
+    /// The bench's own connection, closed as the binary closes its own: without folding
+    /// the WAL into the database. SQLite's default close would fold and delete it, so
+    /// every tick measured after a bench read would start without a WAL and pay for one.
+    pub fn db(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.env.db).expect("open db");
+        c.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .expect("no checkpoint on close");
+        c
+    }
+
     /// The first column of the first row of `q`, as an integer (0 when none).
     pub fn sql_i64(&self, q: &str) -> i64 {
-        self.env
-            .sql(q)
-            .first()
-            .and_then(|r| r.first())
-            .and_then(|v| v.parse().ok())
+        self.db()
+            .query_row(q, [], |r| r.get::<_, Option<i64>>(0))
+            .ok()
+            .flatten()
             .unwrap_or(0)
     }
 
