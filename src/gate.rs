@@ -1,6 +1,7 @@
 //! The deterministic gate between the rule decision and an LLM proposal. Pure.
 
 use crate::decide::{Decision, Reason};
+use crate::model::rows::CallState;
 use crate::model::Proposal;
 use crate::model::{Intent, RunStatus};
 use crate::policy::{LlmMode, LlmPolicy};
@@ -48,8 +49,7 @@ pub fn call_deadline(started_at: i64, llm: &LlmPolicy) -> i64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CallView<'a> {
     pub fingerprint: &'a str,
-    /// in_flight | done | error
-    pub state: &'a str,
+    pub state: CallState,
     pub started_at: i64,
     /// Its worker process still runs (only meaningful while in flight).
     pub worker_alive: bool,
@@ -69,7 +69,7 @@ pub fn llm_pending(
     let Some(c) = call else {
         return true;
     };
-    if c.state == "in_flight" {
+    if c.state == CallState::InFlight {
         return c.fingerprint == fingerprint
             && c.worker_alive
             && now < call_deadline(c.started_at, llm);
@@ -478,52 +478,52 @@ mod tests {
         assert!(llm_pending(None, "f", now, &llm));
         // In flight for this decision, live and within the deadline.
         assert!(llm_pending(
-            call("f", "in_flight", now - 5, true),
+            call("f", CallState::InFlight, now - 5, true),
             "f",
             now,
             &llm
         ));
         assert!(!llm_pending(
-            call("f", "in_flight", now - 5, false),
+            call("f", CallState::InFlight, now - 5, false),
             "f",
             now,
             &llm
         ));
         assert!(!llm_pending(
-            call("f", "in_flight", now - 45, true),
+            call("f", CallState::InFlight, now - 45, true),
             "f",
             now,
             &llm
         ));
         // In flight for an earlier decision: never wait on it.
         assert!(!llm_pending(
-            call("g", "in_flight", now - 1, true),
+            call("g", CallState::InFlight, now - 1, true),
             "f",
             now,
             &llm
         ));
         // Answered (or failed) for this decision: nothing more to wait for.
         assert!(!llm_pending(
-            call("f", "done", now - 1, false),
+            call("f", CallState::Done, now - 1, false),
             "f",
             now,
             &llm
         ));
         assert!(!llm_pending(
-            call("f", "error", now - 100, false),
+            call("f", CallState::Error, now - 100, false),
             "f",
             now,
             &llm
         ));
         // Another decision answered: a decision to act is asked at once (no min_interval).
         assert!(llm_pending(
-            call("g", "done", now - 1, false),
+            call("g", CallState::Done, now - 1, false),
             "f",
             now,
             &llm
         ));
         assert!(llm_pending(
-            call("g", "error", now - 60, false),
+            call("g", CallState::Error, now - 60, false),
             "f",
             now,
             &llm

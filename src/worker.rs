@@ -179,7 +179,7 @@ pub fn serve(ctx: &Ctx, run: &str, fp: &str) -> CliResult<i32> {
     let Some(call) = st.llm_call(run)? else {
         return Ok(0);
     };
-    if call.fingerprint != fp || call.state != "in_flight" {
+    if call.fingerprint != fp || call.state != store::CallState::InFlight {
         return Ok(0);
     }
     // Orphans of the provider are re-parented to us (Linux), so we can end them all.

@@ -108,7 +108,7 @@ fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
     // A worker that died leaves its row in flight until a tick reaps it: stop waiting then.
     let live = |s: &crate::store::Store| -> CliResult<bool> {
         Ok(s.llm_calls()?.values().any(|c| {
-            c.state == "in_flight"
+            c.state == crate::model::rows::CallState::InFlight
                 && c.pid
                     .is_none_or(|pid| crate::worker::worker_alive(pid, &c.run_id))
         }))

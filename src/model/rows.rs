@@ -128,11 +128,25 @@ pub struct ApprovalRow {
     pub created_at: i64,
 }
 
+/// Where an LLM call is: its worker runs, or it ended with an answer or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    InFlight,
+    Done,
+    Error,
+}
+
+super::words!(CallState, "call state", "", {
+    InFlight => "in_flight",
+    Done => "done",
+    Error => "error",
+});
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmCall {
     pub run_id: String,
     pub fingerprint: String,
-    pub state: String,
+    pub state: CallState,
     pub pid: Option<i64>,
     pub started_at: i64,
     pub finished_at: Option<i64>,

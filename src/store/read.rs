@@ -420,7 +420,8 @@ fn llm_call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCall> {
     Ok(LlmCall {
         run_id: r.get(0)?,
         fingerprint: r.get(1)?,
-        state: r.get(2)?,
+        // A state this build does not know is an ended call (asked again, never waited on).
+        state: r.get::<_, String>(2)?.parse().unwrap_or(CallState::Error),
         pid: r.get(3)?,
         started_at: r.get(4)?,
         finished_at: r.get(5)?,

@@ -7,7 +7,7 @@ use crate::cli::{CliError, Ctx};
 use crate::gate;
 use crate::llm_request::{AgentContext, Guidance, Request, Restart, Rule};
 use crate::policy::{LlmMode, Policy};
-use crate::store::{NewEvent, Store};
+use crate::store::{CallState, NewEvent, Store};
 use crate::timeutil::rfc3339;
 
 fn llm_context(p: &Planned, policy: &Policy, now: i64) -> Request {
@@ -78,7 +78,7 @@ pub fn ask_llm(
         }
         let run_id = p.run.id.as_str();
         if let Some(c) = calls.rows.get(run_id) {
-            if c.state == "in_flight" {
+            if c.state == CallState::InFlight {
                 let deadline = gate::call_deadline(c.started_at, llm);
                 let alive = calls.worker_alive(run_id);
                 if alive && now < deadline {
@@ -118,8 +118,8 @@ pub fn ask_llm(
                 // A program that could not start (say, installed since) is worth another
                 // try after min_interval, not after the long pause.
                 let unstarted = c.unstarted;
-                let pause = match c.state.as_str() {
-                    "done" if !p.decision.execute => continue,
+                let pause = match c.state {
+                    CallState::Done if !p.decision.execute => continue,
                     _ if c.reaped => 0,
                     _ if unstarted => llm.min_interval_seconds,
                     _ => long,

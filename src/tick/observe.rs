@@ -5,6 +5,7 @@ use crate::cli::{CliError, Ctx};
 use crate::decide::PendingGuidance;
 use crate::llm::Proposal;
 use crate::model::asks::QuestionSource;
+use crate::model::rows::CallState;
 use crate::model::RunStatus;
 use crate::signals::{self, Completion, GuidanceRequest, Read_};
 use crate::store::{AgentRow, LlmCall, OpState, RunRow, Store};
@@ -193,7 +194,7 @@ pub fn observe(
     };
     let alive: HashMap<String, bool> = rows
         .values()
-        .filter(|c| c.state == "in_flight")
+        .filter(|c| c.state == CallState::InFlight)
         .map(|c| {
             let alive = c
                 .pid
@@ -203,7 +204,7 @@ pub fn observe(
         .collect();
     let answers = rows
         .values()
-        .filter(|c| c.state == "done")
+        .filter(|c| c.state == CallState::Done)
         .filter_map(|c| {
             Some((
                 c.run_id.clone(),

@@ -6,7 +6,7 @@ use super::observe::{Calls, RunInput};
 use super::plan::ApprovalChange;
 use crate::decide::{self, Decision, PendingGuidance, RunView};
 use crate::gate::{self, DecisionSource, Gated};
-use crate::model::rows::{ApprovalRow, OpState, RunRow};
+use crate::model::rows::{ApprovalRow, CallState, OpState, RunRow};
 use crate::model::{Health, Intent};
 use crate::policy::{LlmMode, Policy};
 
@@ -65,11 +65,11 @@ pub(super) fn gate_run(
 ) -> Gated {
     let call = calls.rows.get(&run.id);
     let proposal = call
-        .filter(|c| c.state == "done" && c.fingerprint == fingerprint)
+        .filter(|c| c.state == CallState::Done && c.fingerprint == fingerprint)
         .and_then(|c| calls.answers.get(&c.run_id));
     // In auto mode an action waits (never the tick) for the LLM's answer on it — but
     // only if a worker slot can take the question (else the hold would never end).
-    let own_in_flight = call.is_some_and(|c| c.state == "in_flight");
+    let own_in_flight = call.is_some_and(|c| c.state == CallState::InFlight);
     let llm_pending = mode == LlmMode::Auto
         && (own_in_flight || calls.live < MAX_LLM_IN_FLIGHT)
         && !dry_run
@@ -78,9 +78,9 @@ pub(super) fn gate_run(
         && gate::llm_pending(
             call.map(|c| gate::CallView {
                 fingerprint: &c.fingerprint,
-                state: &c.state,
+                state: c.state,
                 started_at: c.started_at,
-                worker_alive: c.state == "in_flight" && calls.worker_alive(&run.id),
+                worker_alive: c.state == CallState::InFlight && calls.worker_alive(&run.id),
             }),
             fingerprint,
             now,

@@ -5,7 +5,7 @@ use super::*;
 use crate::model::{Health, Intent, Observation, RunStatus};
 
 use crate::model::panes::Snapshot;
-use crate::model::rows::LlmCall;
+use crate::model::rows::{CallState, LlmCall};
 use crate::tick::observe::{Calls, SignalFiles};
 use std::collections::HashMap;
 
@@ -173,10 +173,10 @@ fn hold_for_the_llm_table() {
 fn an_answer_on_an_earlier_decision_does_not_end_the_hold() {
     let mut i = input(RunStatus::Running, corroborated());
     let fp = one(&i, LlmMode::Auto, false, NOW).fingerprint;
-    let call = |fingerprint: &str, state: &str| LlmCall {
+    let call = |fingerprint: &str, state: CallState| LlmCall {
         run_id: "r1".into(),
         fingerprint: fingerprint.into(),
-        state: state.into(),
+        state,
         pid: None,
         started_at: NOW - 5,
         finished_at: Some(NOW - 1),
@@ -186,10 +186,14 @@ fn an_answer_on_an_earlier_decision_does_not_end_the_hold() {
         reaped: false,
         unstarted: false,
     };
-    i.calls.rows.insert("r1".into(), call("older", "error"));
+    i.calls
+        .rows
+        .insert("r1".into(), call("older", CallState::Error));
     assert!(one(&i, LlmMode::Auto, false, NOW).gated.held);
     // An error about this very decision is an answer: the rule acts.
-    i.calls.rows.insert("r1".into(), call(&fp, "error"));
+    i.calls
+        .rows
+        .insert("r1".into(), call(&fp, CallState::Error));
     let p = one(&i, LlmMode::Auto, false, NOW);
     assert!(!p.gated.held);
     assert_eq!(p.action, Some(Action::Restart));
@@ -202,7 +206,7 @@ fn an_answer_counts_only_on_the_decision_it_was_asked_about() {
     let done = |fingerprint: &str| LlmCall {
         run_id: "r1".into(),
         fingerprint: fingerprint.into(),
-        state: "done".into(),
+        state: CallState::Done,
         pid: None,
         started_at: NOW - 5,
         finished_at: Some(NOW - 1),

@@ -125,7 +125,12 @@ impl Tx<'_> {
                     unstarted = ?7
              WHERE run_id = ?5 AND fingerprint = ?6 AND state = 'in_flight'",
             params![
-                if error.is_some() { "error" } else { "done" },
+                if error.is_some() {
+                    CallState::Error
+                } else {
+                    CallState::Done
+                }
+                .as_str(),
                 now,
                 proposal,
                 error,
