@@ -6,10 +6,14 @@
 //! `run list` prints one row per run, so its total grows with N by nature: it is reported
 //! with its marginal cost per row, not judged against the ratio; its tmux spawns are
 //! counted like every case's (what each asks tmux for, at N = 500).
+//!
+//! `METAWSM_BENCH_BIN_B=<another build>` times that build too, in the same rounds (before
+//! and after under the same load), and prints its own table.
 
 use crate::report::{median, pct, row, timed, Row};
-use crate::world::{bench_policy, pane_format, World};
+use crate::world::{bench_policy, pane_format, with_program, World};
 use crate::Opts;
+use std::ffi::OsStr;
 use std::process::Command;
 
 const GOAL: f64 = 1.5;
@@ -180,14 +184,27 @@ fn forget_started(w: &World, round: usize) {
         .expect("delete run");
 }
 
+/// Round numbers of the second build's samples (`METAWSM_BENCH_BIN_B`): its runs and
+/// sessions never meet the first build's.
+const B_ROUNDS: usize = 10_000;
+
+/// `command`, run by `bin` when given (the second build).
+fn command_by(w: &World, bin: Option<&OsStr>, case: usize, round: usize, pane: &str) -> Command {
+    let c = command(w, case, round, pane);
+    match bin {
+        Some(b) if case < 9 => with_program(&c, b, &[]),
+        _ => c,
+    }
+}
+
 /// The tmux calls of one command at N = 500 (one line per spawn), outside the timing.
-fn spawns(w: &World, case: usize, round: usize, pane: &str) -> Vec<String> {
+fn spawns(w: &World, bin: Option<&OsStr>, case: usize, round: usize, pane: &str) -> Vec<String> {
     if case == GONE {
-        timed(&mut command(w, 0, round, pane));
+        timed(&mut command_by(w, bin, 0, round, pane));
     }
     prepare(w, case, round);
     w.reset_count();
-    timed(&mut command(w, case, round, pane));
+    timed(&mut command_by(w, bin, case, round, pane));
     let calls = w.tmux_spawns();
     if case == 0 || case == GONE {
         let _ = w
@@ -199,6 +216,8 @@ fn spawns(w: &World, case: usize, round: usize, pane: &str) -> Vec<String> {
     calls
 }
 
+/// `METAWSM_BENCH_BIN_B=<another build>` measures that build too, interleaved with this
+/// one in the same rounds (its own table), so before and after see the same load.
 pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
     let sizes = [1usize, 500];
     let worlds: Vec<World> = sizes
@@ -207,11 +226,16 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
         .collect();
     let panes: Vec<String> = worlds.iter().map(first_pane).collect();
     let rounds = o.iters(40, 15);
-    // samples[case][world]
-    let mut samples = vec![vec![Vec::with_capacity(rounds); sizes.len()]; CASES.len()];
+    let other = std::env::var_os("METAWSM_BENCH_BIN_B");
+    let builds: Vec<(Option<&OsStr>, usize)> = std::iter::once((None, 0))
+        .chain(other.as_deref().map(|b| (Some(b), B_ROUNDS)))
+        .collect();
+    // samples[build][case][world]
+    let mut samples =
+        vec![vec![vec![Vec::with_capacity(rounds); sizes.len()]; CASES.len()]; builds.len()];
     for round in 0..rounds {
-        for (c, per_world) in samples.iter_mut().enumerate() {
-            // Alternate which N goes first.
+        for (c, _) in CASES.iter().enumerate() {
+            // Alternate which N goes first, and which build.
             let order: Vec<usize> = if round % 2 == 0 {
                 vec![0, 1]
             } else {
@@ -219,69 +243,97 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
             };
             for wi in order {
                 let w = &worlds[wi];
-                prepare(w, c, round);
-                per_world[wi].push(timed(&mut command(w, c, round, &panes[wi])));
+                for k in 0..builds.len() {
+                    let bi = if round % 2 == 0 {
+                        k
+                    } else {
+                        builds.len() - 1 - k
+                    };
+                    if bi > 0 && c >= 9 {
+                        continue;
+                    }
+                    let (bin, offset) = builds[bi];
+                    let r = round + offset;
+                    prepare(w, c, r);
+                    samples[bi][c][wi].push(timed(&mut command_by(w, bin, c, r, &panes[wi])));
+                }
             }
         }
         for w in &worlds {
-            forget_started(w, round);
+            for (_, offset) in &builds {
+                forget_started(w, round + offset);
+            }
         }
     }
-    println!();
-    println!("## Per-command cost against N (goal: at N=500 ≤ {GOAL} × at N=1)");
-    println!();
     // tmux's own cost per spawn grows with the panes its server holds (it polls every
     // pane's fd in each turn of its event loop): each spawn of a command is charged the
     // bare reference it resembles, and the rest is ours.
     let refs: Vec<[f64; 3]> = (0..2)
-        .map(|wi| [9, 10, 11].map(|c| median(&samples[c][wi])))
+        .map(|wi| [9, 10, 11].map(|c| median(&samples[0][c][wi])))
         .collect();
-    println!("| command | N=1 median (p99) | N=500 median (p99) | ratio | tmux spawns at N=500: what they list | ours (minus its spawns' bare references) N=1 → N=500 = ratio | result |");
-    println!("|---|---|---|---|---|---|---|");
-    for (c, case) in CASES.iter().enumerate() {
-        let (a, b) = (&samples[c][0], &samples[c][1]);
-        let (ma, mb) = (median(a), median(b));
-        let ratio = mb / ma;
-        let calls = if c >= 9 {
-            Vec::new()
-        } else {
-            spawns(&worlds[1], c, rounds + 1 + c, &panes[1])
-        };
-        let listed = if c >= 9 {
-            "(tmux itself)".to_string()
-        } else {
-            describe(&calls)
-        };
-        let ours = if c >= 9 {
-            "—".to_string()
-        } else {
-            let (oa, ob) = (
-                ma - tmux_part(&calls, &refs[0]),
-                mb - tmux_part(&calls, &refs[1]),
+    for (bi, (bin, offset)) in builds.iter().enumerate() {
+        println!();
+        match bin {
+            None => println!("## Per-command cost against N (goal: at N=500 ≤ {GOAL} × at N=1)"),
+            Some(b) => println!(
+                "## The same, METAWSM_BENCH_BIN_B = {} (interleaved with the above)",
+                b.to_string_lossy()
+            ),
+        }
+        println!();
+        println!("| command | N=1 median (p99) | N=500 median (p99) | ratio | tmux spawns at N=500: what they list | ours (minus its spawns' bare references) N=1 → N=500 = ratio | result |");
+        println!("|---|---|---|---|---|---|---|");
+        for (c, case) in CASES.iter().enumerate() {
+            if bi > 0 && c >= 9 {
+                continue;
+            }
+            let (a, b) = (&samples[bi][c][0], &samples[bi][c][1]);
+            let (ma, mb) = (median(a), median(b));
+            let ratio = mb / ma;
+            let calls = if c >= 9 {
+                Vec::new()
+            } else {
+                spawns(&worlds[1], *bin, c, rounds + 1 + c + offset, &panes[1])
+            };
+            let listed = if c >= 9 {
+                "(tmux itself)".to_string()
+            } else {
+                describe(&calls)
+            };
+            let ours = if c >= 9 {
+                "—".to_string()
+            } else {
+                let (oa, ob) = (
+                    ma - tmux_part(&calls, &refs[0]),
+                    mb - tmux_part(&calls, &refs[1]),
+                );
+                format!("{oa:.2} → {ob:.2} ms = {:.2}", ob / oa)
+            };
+            let (verdict, pass) = if case.judged {
+                let p = ratio <= GOAL;
+                (if p { "PASS" } else { "MISS" }.to_string(), Some(p))
+            } else if c >= 9 {
+                ("reference".to_string(), None)
+            } else {
+                let per_row = (mb - ma) / 499.0 * 1000.0;
+                (format!("{per_row:.1} µs per row (reported)"), None)
+            };
+            println!(
+                "| {} | {ma:.2} ({:.2}) ms | {mb:.2} ({:.2}) ms | {ratio:.2} | {listed} | {ours} | {verdict} |",
+                case.label,
+                pct(a, 99.0),
+                pct(b, 99.0)
             );
-            format!("{oa:.2} → {ob:.2} ms = {:.2}", ob / oa)
-        };
-        let (verdict, pass) = if case.judged {
-            let p = ratio <= GOAL;
-            (if p { "PASS" } else { "MISS" }.to_string(), Some(p))
-        } else if c >= 9 {
-            ("reference".to_string(), None)
-        } else {
-            let per_row = (mb - ma) / 499.0 * 1000.0;
-            (format!("{per_row:.1} µs per row (reported)"), None)
-        };
-        println!(
-            "| {} | {ma:.2} ({:.2}) ms | {mb:.2} ({:.2}) ms | {ratio:.2} | {listed} | {ours} | {verdict} |",
-            case.label,
-            pct(a, 99.0),
-            pct(b, 99.0)
-        );
-        rows.push(row(
-            &format!("{} at N=500 / N=1 ({rounds} rounds)", case.label),
-            format!("{mb:.2} / {ma:.2} ms = {ratio:.2}; {listed}; ours {ours}"),
-            if case.judged { "≤ 1.5" } else { "reported" },
-            pass,
-        ));
+            // The goals judge this build only.
+            if bi == 0 {
+                rows.push(row(
+                    &format!("{} at N=500 / N=1 ({rounds} rounds)", case.label),
+                    format!("{mb:.2} / {ma:.2} ms = {ratio:.2}; {listed}; ours {ours}"),
+                    if case.judged { "≤ 1.5" } else { "reported" },
+                    pass,
+                ));
+            }
+        }
     }
 }
 
