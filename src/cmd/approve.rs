@@ -26,7 +26,10 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let _lock = super::lock(ctx)?;
     let mut st = ctx.open(OpenMode::Existing, true)?;
     let run = st.run(&id)?;
-    let Some(held) = st.approval(&id)?.filter(|a| a.status == "pending") else {
+    let Some(held) = st
+        .approval(&id)?
+        .filter(|a| a.status == crate::model::rows::ApprovalStatus::Pending)
+    else {
         return Err(CliError::Failure(format!(
             "run {id} has no action awaiting approval"
         )));

@@ -2,6 +2,7 @@
 //! not proposed again until the run recovers (the episode ends).
 
 use crate::cli::{CliError, CliResult, Ctx};
+use crate::model::rows::ApprovalStatus;
 use crate::store::{NewEvent, OpenMode};
 use crate::timeutil::now_unix;
 
@@ -19,13 +20,16 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     let _lock = super::lock(ctx)?;
     let st = ctx.open(OpenMode::Existing, true)?;
     st.run(&id)?;
-    let Some(mut held) = st.approval(&id)?.filter(|a| a.status == "pending") else {
+    let Some(mut held) = st
+        .approval(&id)?
+        .filter(|a| a.status == ApprovalStatus::Pending)
+    else {
         return Err(CliError::Failure(format!(
             "run {id} has no action awaiting approval"
         )));
     };
     let now = now_unix();
-    held.status = "dismissed".into();
+    held.status = ApprovalStatus::Dismissed;
     let mut st = st;
     let tx = st.write()?;
     tx.put_approval(&held, now)?;

@@ -86,7 +86,9 @@ fn entries(ctx: &Ctx) -> CliResult<Vec<Entry>> {
             .collect();
         agents.retain(|a| a.run_id != r.id);
         let question = guidance.get(&r.id).and_then(|v| v.first());
-        let approval = approvals.get(&r.id).filter(|a| a.status == "pending");
+        let approval = approvals
+            .get(&r.id)
+            .filter(|a| a.status == crate::model::rows::ApprovalStatus::Pending);
         let dead = mine.iter().find(|a| a.health == crate::model::Health::Dead);
         let waiting = mine
             .iter()

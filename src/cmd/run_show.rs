@@ -168,7 +168,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         }
     }
     if let Some(a) = &approval {
-        if a.status == "pending" {
+        if a.status == crate::model::rows::ApprovalStatus::Pending {
             crate::say!(
                 "approval:  {} of {} held by assist mode: {} (metawsm-tick approve {id} | metawsm-tick dismiss {id})",
                 a.intent,

@@ -123,10 +123,21 @@ pub struct ApprovalRow {
     pub reason: String,
     /// The situation without its measurements (intent and stable reason).
     pub situation: String,
-    /// pending | dismissed
-    pub status: String,
+    pub status: ApprovalStatus,
     pub created_at: i64,
 }
+
+/// An assist-mode approval waits for a human, or the human dismissed its situation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalStatus {
+    Pending,
+    Dismissed,
+}
+
+super::words!(ApprovalStatus, "approval status", "", {
+    Pending => "pending",
+    Dismissed => "dismissed",
+});
 
 /// Where an LLM call is: its worker runs, or it ended with an answer or an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

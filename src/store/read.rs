@@ -274,7 +274,11 @@ impl Store {
                 targets: serde_json::from_str(&targets).unwrap_or_default(),
                 reason: r.get(3)?,
                 situation: r.get(4)?,
-                status: r.get(5)?,
+                // A status this build does not know holds nothing back.
+                status: r
+                    .get::<_, String>(5)?
+                    .parse()
+                    .unwrap_or(ApprovalStatus::Dismissed),
                 created_at: r.get(6)?,
             })
         })?;

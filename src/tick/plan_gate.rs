@@ -6,7 +6,7 @@ use super::observe::{Calls, RunInput};
 use super::plan::ApprovalChange;
 use crate::decide::{self, Decision, PendingGuidance, RunView};
 use crate::gate::{self, DecisionSource, Gated};
-use crate::model::rows::{ApprovalRow, CallState, OpState, RunRow};
+use crate::model::rows::{ApprovalRow, ApprovalStatus, CallState, OpState, RunRow};
 use crate::model::{Health, Intent};
 use crate::policy::{LlmMode, Policy};
 
@@ -115,18 +115,20 @@ pub(super) fn approval(
     let dismissed = r
         .approval
         .as_ref()
-        .is_some_and(|a| a.status == "dismissed" && a.situation == situation);
+        .is_some_and(|a| a.status == ApprovalStatus::Dismissed && a.situation == situation);
     let awaiting_approval = held && !dismissed;
     let change = match &r.approval {
         _ if awaiting_approval => match &r.approval {
-            Some(a) if a.status == "pending" && a.situation == situation => ApprovalChange::Keep,
+            Some(a) if a.status == ApprovalStatus::Pending && a.situation == situation => {
+                ApprovalChange::Keep
+            }
             _ => ApprovalChange::Request(ApprovalRow {
                 run_id: r.run.id.clone(),
                 intent: decision.intent,
                 targets: decision.targets.clone(),
                 reason: decision.reason.to_string(),
                 situation,
-                status: "pending".into(),
+                status: ApprovalStatus::Pending,
                 created_at: now,
             }),
         },

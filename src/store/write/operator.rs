@@ -59,7 +59,7 @@ impl Tx<'_> {
                 targets,
                 a.reason,
                 a.situation,
-                a.status,
+                a.status.as_str(),
                 a.created_at,
                 now
             ],
