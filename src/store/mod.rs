@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_runs_policy_path.sql"),
     include_str!("migrations/0006_llm_calls_unstarted.sql"),
     include_str!("migrations/0007_agents_resume.sql"),
+    include_str!("migrations/0008_llm_calls_state_index.sql"),
 ];
 
 /// What went wrong, by kind (from SQLite's result codes, never from message text); the

@@ -112,7 +112,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT run_id, name FROM agents WHERE session = ?1 OR pane_id = ?2 LIMIT 1",
+                AGENT_BY_SESSION_OR_PANE,
                 params![session.unwrap_or("\u{0}"), pane.unwrap_or("\u{0}")],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -502,6 +502,9 @@ pub(super) fn get_op_state(conn: &Connection, run_id: &str) -> Result<OpState> {
         .optional()?
         .unwrap_or_default())
 }
+
+pub(super) const AGENT_BY_SESSION_OR_PANE: &str =
+    "SELECT run_id, name FROM agents WHERE session = ?1 OR pane_id = ?2 LIMIT 1";
 
 const OP_STATE_SELECT: &str = "SELECT run_id, restart_attempts, last_restart_at, cooldown_until,
     unhealthy_streak, last_observation_at, healthy_since, last_alert, last_alert_at, last_decision

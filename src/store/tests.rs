@@ -257,3 +257,30 @@ fn has_active_runs_is_runs_false_not_empty() {
     assert!(store.has_active_runs().expect("one paused"));
     assert!(!store.runs(false).expect("runs").is_empty());
 }
+
+#[test]
+fn what_a_hook_looks_up_is_found_by_index_not_by_a_pass_over_every_run() {
+    let (_d, store) = temp_store();
+    for q in [
+        read::AGENT_BY_SESSION_OR_PANE,
+        "SELECT 1 FROM agents WHERE session = ?1",
+        "SELECT run_id FROM llm_calls WHERE state = 'in_flight'",
+    ] {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {q}"))
+            .expect("explain");
+        let plan: Vec<String> = stmt
+            .query_map(
+                rusqlite::params_from_iter(["s", "%1"].iter().take(q.matches('?').count())),
+                |r| r.get::<_, String>(3),
+            )
+            .expect("plan")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "{q}: {plan:?}"
+        );
+    }
+}
