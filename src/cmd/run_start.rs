@@ -143,6 +143,16 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
 /// plugin's tmux-setup has run). The caller kills the placeholder once the agent's own
 /// session keeps the server alive.
 fn boot_server(ctx: &Ctx) -> Option<String> {
+    // A socket that accepts connections is a live server: no tmux spawn to learn it (a
+    // spawn costs more the more panes the server holds). Anything else asks tmux.
+    let socket = ctx.tmux.socket().map(str::to_string).or_else(|| {
+        let inside = std::env::var("TMUX").ok()?;
+        inside.split(',').next().map(str::to_string)
+    });
+    if socket.is_some_and(|s| crate::orphan::server_state(&s) == crate::orphan::ServerState::Alive)
+    {
+        return None;
+    }
     if !matches!(ctx.tmux.observe_server(), tmux::Observation::Unknown(_)) {
         return None;
     }
