@@ -12,23 +12,13 @@ use crate::decide::{self, Decision, PendingGuidance};
 use crate::gate::Gated;
 use crate::health::{Judgement, Thresholds};
 use crate::model::asks::{GuidanceRequest, NewQuestion};
-use crate::model::rows::{AgentRow, AgentUpdate, ApprovalRow, OpState, RunRow};
-use crate::model::{Health, Intent, RunStatus};
+use crate::model::rows::{AgentRow, OpState, RunRow};
+use crate::model::{Intent, RunStatus};
 use crate::policy::{LlmMode, OnComplete, Policy};
 use std::path::PathBuf;
 
-pub use super::plan_agents::screens_to_read;
-pub use super::plan_gate::MAX_LLM_IN_FLIGHT;
-
-/// What this tick does with the run's assist-mode approval.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ApprovalChange {
-    Keep,
-    /// A new (or changed) action held for a human.
-    Request(ApprovalRow),
-    /// No longer wanted (healed, changed, or executed): why.
-    Clear(&'static str),
-}
+pub use super::plan_agents::{screens_to_read, AgentChange};
+pub use super::plan_gate::{ApprovalChange, MAX_LLM_IN_FLIGHT};
 
 /// Everything one run's tick does, decided before anything is done: `apply` writes and
 /// acts from this alone and never reads the state back.
@@ -81,14 +71,6 @@ pub struct Planned {
     pub mode: LlmMode,
     /// Dry run: what the rules will do once corroboration completes.
     pub preview: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentChange {
-    pub name: String,
-    pub update: Option<AgentUpdate>,
-    /// (from, to as shown, why) when the health changed.
-    pub health: Option<(Health, &'static str, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

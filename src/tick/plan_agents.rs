@@ -3,11 +3,10 @@
 //! questions pending or resolved, and the view the rules decide on.
 
 use super::observe::{RunInput, TickInput};
-use super::plan::AgentChange;
 use crate::decide::{self, AgentView, PendingGuidance, RunView};
 use crate::health::{self, Judgement, Prior, Thresholds};
 use crate::model::rows::{AgentRow, AgentUpdate};
-use crate::model::{AgentSignal, Observation, SessionState};
+use crate::model::{AgentSignal, Health, Observation, SessionState};
 use crate::policy::Policy;
 use crate::screen::classify::{self as screen, Reading};
 
@@ -298,6 +297,14 @@ pub(super) fn run_view(
         guidance: pending,
         tmux_unknown: tmux_error.clone(),
     }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentChange {
+    pub name: String,
+    pub update: Option<AgentUpdate>,
+    /// (from, to as shown, why) when the health changed.
+    pub health: Option<(Health, &'static str, String)>,
 }
 
 pub(super) fn agent_changes(agents: &[AgentRow], judgements: &[Judgement]) -> Vec<AgentChange> {

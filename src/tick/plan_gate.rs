@@ -3,7 +3,6 @@
 //! approval, and the dedup of alerts and decision events per episode.
 
 use super::observe::{Calls, RunInput};
-use super::plan::ApprovalChange;
 use crate::decide::{self, Decision, PendingGuidance, RunView};
 use crate::gate::{self, DecisionSource, Gated};
 use crate::model::rows::{ApprovalRow, ApprovalStatus, CallState, OpState, RunRow};
@@ -94,6 +93,16 @@ pub(super) fn gate_run(
         llm_pending,
         policy.operator.llm.min_confidence,
     )
+}
+
+/// What this tick does with the run's assist-mode approval.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalChange {
+    Keep,
+    /// A new (or changed) action held for a human.
+    Request(ApprovalRow),
+    /// No longer wanted (healed, changed, or executed): why.
+    Clear(&'static str),
 }
 
 /// Assist mode holds the rules' action for a human: a pending approval, unless the
