@@ -82,7 +82,7 @@ pub fn hold(mut d: Decision, why: Option<&str>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::OpState;
+    use crate::model::OpState;
 
     #[test]
     fn steps_are_classified() {

@@ -2,7 +2,7 @@
 
 use crate::model::SessionState;
 use crate::model::{AgentSignal, Health};
-use crate::screen::{Reading, ScreenState};
+use crate::screen::classify::{Reading, ScreenState};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {

@@ -8,7 +8,8 @@ mod plan;
 mod plan_agents;
 mod plan_gate;
 
-pub use apply::drain_inbox;
+use apply::LAST_OBSERVED;
+pub use apply::{drain_inbox, ActionOutcome};
 
 use crate::cli::{CliError, Ctx};
 use crate::gate::DecisionSource;
@@ -89,35 +90,6 @@ pub struct RunOutcome {
     pub agents: Vec<AgentLine>,
 }
 
-/// What a tick's action (restart, stop) came to. Its words ("ok", "failed: …") appear
-/// only where it is stored or printed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ActionOutcome {
-    Done,
-    Failed(String),
-}
-
-impl ActionOutcome {
-    pub fn is_done(&self) -> bool {
-        *self == ActionOutcome::Done
-    }
-}
-
-impl std::fmt::Display for ActionOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ActionOutcome::Done => f.write_str("ok"),
-            ActionOutcome::Failed(e) => write!(f, "failed: {e}"),
-        }
-    }
-}
-
-impl serde::Serialize for ActionOutcome {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TickReport {
     pub at: String,
@@ -125,10 +97,6 @@ pub struct TickReport {
     pub tmux_error: Option<String>,
     pub runs: Vec<RunOutcome>,
 }
-
-/// Meta key: when the last real tick observed (any tick, full or one-run); written with
-/// the tick's record.
-pub(crate) const LAST_OBSERVED: &str = "last_observed_at";
 
 /// Reads the time since the last observation; on a step (clock.rs) clamps the stored
 /// times, counts activity from now and records one event. Returns why the tick must act

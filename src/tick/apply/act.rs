@@ -2,7 +2,6 @@
 //! kept, the sessions killed or started, the rows marked, one event each.
 
 use super::super::plan::{Action, Planned};
-use super::super::ActionOutcome;
 use crate::cli::{CliError, Ctx};
 use crate::model::RunStatus;
 use crate::store::{AgentRow, NewEvent, Store};
@@ -136,4 +135,33 @@ pub fn act(
         }
     }
     Ok(())
+}
+
+/// What a tick's action (restart, stop) came to. Its words ("ok", "failed: …") appear
+/// only where it is stored or printed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionOutcome {
+    Done,
+    Failed(String),
+}
+
+impl ActionOutcome {
+    pub fn is_done(&self) -> bool {
+        *self == ActionOutcome::Done
+    }
+}
+
+impl std::fmt::Display for ActionOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActionOutcome::Done => f.write_str("ok"),
+            ActionOutcome::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+impl serde::Serialize for ActionOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }

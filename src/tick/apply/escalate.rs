@@ -3,7 +3,7 @@
 //! tmux message and the bell.
 
 use super::super::plan::Planned;
-use super::super::ActionOutcome;
+use super::act::ActionOutcome;
 use crate::changelog;
 use crate::cli::{CliError, Ctx};
 use crate::model::{Intent, RunStatus};

@@ -6,6 +6,7 @@ mod act;
 mod escalate;
 mod record;
 
-pub use act::act;
+pub use act::{act, ActionOutcome};
 pub use escalate::escalate;
+pub(crate) use record::LAST_OBSERVED;
 pub use record::{drain_inbox, record};

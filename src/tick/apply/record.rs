@@ -6,6 +6,10 @@ use crate::model::{AgentSignal, RunStatus};
 use crate::store::{NewEvent, Store};
 use crate::tmux::Observation;
 
+/// Meta key: when the last real tick observed (any tick, full or one-run); written with
+/// the tick's record.
+pub(crate) const LAST_OBSERVED: &str = "last_observed_at";
+
 /// Signals and hook events queued by processes that could not take the lock.
 /// Returns the runs whose tmux events were drained: they are due a look now.
 pub fn drain_inbox(store: &mut Store, now: i64) -> Result<Vec<String>, CliError> {
@@ -319,7 +323,7 @@ pub fn record(
         tx.meta_set("last_full_tick", &now.to_string())?;
     }
     // When this tick observed, for the next one's clock check (tick::clock_step).
-    tx.meta_set(super::super::LAST_OBSERVED, &now.to_string())?;
+    tx.meta_set(LAST_OBSERVED, &now.to_string())?;
     // Cached for the status line, which must not call tmux itself.
     match obs {
         Observation::Unknown(e) => tx.meta_set("tmux_error", e)?,
