@@ -347,19 +347,12 @@ impl Store {
 
     /// Every read-modify-write goes through BEGIN IMMEDIATE: a deferred transaction
     /// that upgrades to a write fails at once under contention, busy_timeout or not.
-    /// A database we cannot write (read-only file system, no permission) is named here,
-    /// where the write is refused, as `open_error` names it at open.
     pub fn write(&mut self) -> Result<Tx<'_>> {
-        match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Ok(tx) => Ok(Tx { tx }),
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
-                Err(open_error(&self.path, e))
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(Tx {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
     }
 
     /// Fold the WAL into the database file (`wal_checkpoint(TRUNCATE)`: copy the

@@ -284,3 +284,77 @@ fn what_a_hook_looks_up_is_found_by_index_not_by_a_pass_over_every_run() {
         );
     }
 }
+
+#[test]
+fn read_only_never_creates_and_never_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("s/state.db");
+    assert!(matches!(
+        Store::open(&p, OpenMode::ReadOnly, false),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(!dir.path().join("s").exists(), "nothing created");
+    let mut w = Store::open(&p, OpenMode::Create, false).expect("create");
+    w.write()
+        .and_then(|tx| {
+            tx.meta_set("k", "v")?;
+            tx.commit()
+        })
+        .expect("write");
+    drop(w);
+    let mut r = Store::open(&p, OpenMode::ReadOnly, false).expect("read-only");
+    assert_eq!(
+        r.meta_get("k").expect("read").as_deref(),
+        Some("v"),
+        "reads the WAL"
+    );
+    let refused = r.write().and_then(|tx| {
+        tx.meta_set("k", "w")?;
+        tx.commit()
+    });
+    assert!(refused.is_err(), "a read-only store cannot write");
+    assert_eq!(r.meta_get("k").expect("read").as_deref(), Some("v"));
+}
+
+/// A writer's close leaves a small, fresh WAL in place (no fold, no fsync); a reader's
+/// close never folds, however large the WAL.
+#[test]
+fn closing_folds_only_a_large_wal_and_only_after_a_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("state.db");
+    let wal = wal_path(&p);
+    let write = |value: &str| {
+        let mut s = Store::open(&p, OpenMode::Create, false).expect("open");
+        let tx = s.write().expect("tx");
+        tx.meta_set("k", value).expect("set");
+        tx.commit().expect("commit");
+    };
+    write("small");
+    let small = fs::metadata(&wal).expect("the WAL stays").len();
+    assert!(small > 0 && small <= WAL_FOLD_BYTES, "{small}");
+    let big = "x".repeat(WAL_FOLD_BYTES as usize);
+    {
+        // Grown past the bound by a connection that does not fold: a reader leaves it.
+        let c = Connection::open(&p).expect("open");
+        c.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .expect("config");
+        c.execute("UPDATE meta SET value = ?1 WHERE key = 'k'", [&big])
+            .expect("grow");
+    }
+    let grown = fs::metadata(&wal).expect("wal").len();
+    assert!(grown > WAL_FOLD_BYTES, "{grown}");
+    drop(Store::open(&p, OpenMode::Existing, false).expect("reader"));
+    assert_eq!(
+        fs::metadata(&wal).expect("wal").len(),
+        grown,
+        "a reader never folds"
+    );
+    write("after");
+    assert_eq!(
+        fs::metadata(&wal).expect("wal").len(),
+        0,
+        "the writer folded it"
+    );
+    let r = Store::open(&p, OpenMode::ReadOnly, false).expect("open");
+    assert_eq!(r.meta_get("k").expect("read").as_deref(), Some("after"));
+}
