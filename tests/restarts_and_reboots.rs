@@ -51,6 +51,15 @@ fn args_log(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// The log once the agent processes started so far have written their line: a start or
+/// restart returns when tmux has the pane, before the program in it has run.
+fn args_log_of(env: &Env, n: usize) -> Vec<String> {
+    wait_for("the agents' argument lines", WAIT, || {
+        let log = args_log(env);
+        (log.len() >= n).then_some(log)
+    })
+}
+
 /// Only death is unhealthy here (a quiet fake is never stalled): restarts follow crashes.
 fn resume_policy() -> serde_json::Value {
     // Two observations a second apart: tmux has reported the death time by the second.
@@ -101,7 +110,7 @@ fn a_crash_resumes_the_same_conversation() {
     let claude = fake_claude(&env);
     fs::write(env.path("fake/life"), "2").expect("life");
     env.start("c1", &[&claude, "--model", "opus", "implement MW-7"]);
-    let first = args_log(&env);
+    let first = args_log_of(&env, 1);
     assert_eq!(first.len(), 1, "{first:?}");
     let id = first[0]
         .strip_prefix("--session-id ")
@@ -149,7 +158,7 @@ fn a_resume_that_exits_at_once_is_followed_by_a_fresh_start() {
     tick_until_restarts(&env, "c2", 1);
     env.wait_pane_dead("c2");
     tick_until_restarts(&env, "c2", 2);
-    let log = args_log(&env);
+    let log = args_log_of(&env, 3);
     assert!(log.len() >= 3, "{log:?}");
     let a = log[0].split(' ').nth(1).expect("first id").to_string();
     assert_eq!(log[1], format!("--resume {a}"), "{log:?}");
@@ -174,15 +183,17 @@ fn run_restart_fresh_and_policy_fresh_start_over() {
     std::thread::sleep(Duration::from_millis(1100));
     let out = env.ok(&["run", "restart", "c3"]);
     assert!(out.contains("resume"), "{out}");
+    args_log_of(&env, 2); // the resumed process ran before the next restart replaces it
     let out = env.ok(&["run", "restart", "c3", "--fresh"]);
     assert!(out.contains("fresh (fresh start requested)"), "{out}");
+    args_log_of(&env, 3);
     let mut p = resume_policy();
     p["operator"]["restart_mode"] = json!("fresh");
     env.write_policy(&p);
     std::thread::sleep(Duration::from_millis(1100));
     let out = env.ok(&["run", "restart", "c3"]);
     assert!(out.contains("operator.restart_mode is fresh"), "{out}");
-    let log = args_log(&env);
+    let log = args_log_of(&env, 4);
     assert_eq!(log.len(), 4, "{log:?}");
     assert!(log[1].starts_with("--resume "));
     assert!(log[2].starts_with("--session-id ") && log[3].starts_with("--session-id "));
@@ -231,6 +242,7 @@ fn a_killed_server_orphans_the_run_and_revive_brings_it_back_with_its_budget() {
     env.start("r1", &[&claude, "go"]);
     env.wait_pane_dead("r1");
     tick_until_restarts(&env, "r1", 1); // resumed: lives on; one attempt spent
+    args_log_of(&env, 2);
     env.tick(); // seen alive on this server instance
     assert_eq!(env.show("r1")["operator"]["restart_attempts"], 1);
 
@@ -282,7 +294,7 @@ fn a_killed_server_orphans_the_run_and_revive_brings_it_back_with_its_budget() {
     let out = env.ok(&["run", "revive", "r1"]);
     assert!(out.contains("revived r1"), "{out}");
     assert!(out.contains("resume"), "the conversation continues: {out}");
-    let log = args_log(&env);
+    let log = args_log_of(&env, 3);
     assert_eq!(log.len(), 3, "{log:?}");
     assert!(log[2].starts_with("--resume "), "{log:?}");
     let show = env.show("r1");
