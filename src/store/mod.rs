@@ -154,6 +154,10 @@ pub const WAL_FOLD_BYTES: u64 = 256 * 1024;
 /// loss can take back (a kill takes nothing back: the WAL is in the page cache).
 pub const WAL_FOLD_AGE: Duration = Duration::from_secs(300);
 
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a fold waits for the write lock and for readers to finish.
+const FOLD_WAIT: Duration = Duration::from_millis(100);
+
 /// A file beside the database: its name plus `suffix` (SQLite's `-wal`, `-shm`).
 pub fn side_path(db: &Path, suffix: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
@@ -214,7 +218,7 @@ impl Store {
         if !exists {
             let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
         }
-        conn.busy_timeout(Duration::from_secs(2))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // The WAL outlives the process: the last connection to close would otherwise copy
         // it into the database and delete it, with 4 fsyncs, at the end of every tick.
         // A writer folds it when it closes and the WAL is large or old (`Drop`).
@@ -362,9 +366,9 @@ impl Store {
     /// new WAL header; a commit in between syncs nothing. TRUNCATE, not PASSIVE: a
     /// checkpointed WAL left in place is read again, and copied again, by the next
     /// process (the first connection rebuilds the WAL index and forgets what was
-    /// checkpointed). It waits for readers only while they read; readers never wait
-    /// for it. Returns whether it folded.
-    pub fn fold_wal_if_due(&self) -> Result<bool> {
+    /// checkpointed). It waits at most `FOLD_WAIT` for readers to finish; readers
+    /// never wait for it. Returns whether it folded.
+    fn fold_wal_if_due(&self) -> Result<bool> {
         let Ok(wal) = fs::metadata(wal_path(&self.path)) else {
             return Ok(false);
         };
@@ -378,10 +382,16 @@ impl Store {
         if wal.len() == 0 || (wal.len() <= WAL_FOLD_BYTES && !old()) {
             return Ok(false);
         }
-        let busy: i64 = self
+        // It holds the write lock while it waits for readers: wait briefly, so that no
+        // writer waits long for it; a fold cut short is done by a later writer.
+        self.conn.busy_timeout(FOLD_WAIT)?;
+        let busy = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-        Ok(busy == 0)
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(busy? == 0)
     }
 }
 

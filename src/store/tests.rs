@@ -358,3 +358,36 @@ fn closing_folds_only_a_large_wal_and_only_after_a_write() {
     let r = Store::open(&p, OpenMode::ReadOnly, false).expect("open");
     assert_eq!(r.meta_get("k").expect("read").as_deref(), Some("after"));
 }
+
+/// A reader in the middle of a read does not hold a writer's close for the busy timeout
+/// (2 s): the fold waits briefly, gives up, and a later writer folds.
+#[test]
+fn a_fold_waits_briefly_for_a_reader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("state.db");
+    let write = |value: &str| {
+        let mut s = Store::open(&p, OpenMode::Create, false).expect("open");
+        let tx = s.write().expect("tx");
+        tx.meta_set("k", value).expect("set");
+        tx.commit().expect("commit");
+        let start = std::time::Instant::now();
+        drop(s);
+        start.elapsed()
+    };
+    write("first");
+    let reader = Connection::open(&p).expect("reader");
+    reader
+        .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .expect("config");
+    reader.execute_batch("BEGIN").expect("begin");
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
+        .expect("read");
+    let closing = write(&"x".repeat(WAL_FOLD_BYTES as usize));
+    assert!(closing < Duration::from_secs(1), "{closing:?}");
+    assert!(fs::metadata(wal_path(&p)).expect("wal").len() > WAL_FOLD_BYTES);
+    reader.execute_batch("COMMIT").expect("end the read");
+    drop(reader);
+    write("later");
+    assert_eq!(fs::metadata(wal_path(&p)).expect("wal").len(), 0);
+}
