@@ -217,18 +217,38 @@ fn spawns(w: &World, bin: Option<&OsStr>, case: usize, round: usize, pane: &str)
 }
 
 /// `METAWSM_BENCH_BIN_B=<another build>` measures that build too, interleaved with this
-/// one in the same rounds (its own table), so before and after see the same load.
+/// one in the same rounds (its own table and servers), so before and after see the same
+/// load.
 pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
     let sizes = [1usize, 500];
-    let worlds: Vec<World> = sizes
-        .iter()
-        .map(|&n| World::new(n, &bench_policy(serde_json::json!({})), real_tmux))
-        .collect();
-    let panes: Vec<String> = worlds.iter().map(first_pane).collect();
     let rounds = o.iters(40, 15);
     let other = std::env::var_os("METAWSM_BENCH_BIN_B");
     let builds: Vec<(Option<&OsStr>, usize)> = std::iter::once((None, 0))
         .chain(other.as_deref().map(|b| (Some(b), B_ROUNDS)))
+        .collect();
+    // Each build on worlds of its own, created by it: an older build refuses a database
+    // a newer one migrated.
+    let worlds: Vec<Vec<World>> = builds
+        .iter()
+        .map(|(bin, _)| {
+            let own = std::env::var_os("METAWSM_BENCH_BIN");
+            if let Some(b) = bin {
+                std::env::set_var("METAWSM_BENCH_BIN", b);
+            }
+            let ws = sizes
+                .iter()
+                .map(|&n| World::new(n, &bench_policy(serde_json::json!({})), real_tmux))
+                .collect();
+            match own {
+                Some(v) => std::env::set_var("METAWSM_BENCH_BIN", v),
+                None => std::env::remove_var("METAWSM_BENCH_BIN"),
+            }
+            ws
+        })
+        .collect();
+    let panes: Vec<Vec<String>> = worlds
+        .iter()
+        .map(|ws| ws.iter().map(first_pane).collect())
         .collect();
     // samples[build][case][world]
     let mut samples =
@@ -242,7 +262,6 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                 vec![1, 0]
             };
             for wi in order {
-                let w = &worlds[wi];
                 for k in 0..builds.len() {
                     let bi = if round % 2 == 0 {
                         k
@@ -253,14 +272,14 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                         continue;
                     }
                     let (bin, offset) = builds[bi];
-                    let r = round + offset;
+                    let (w, r) = (&worlds[bi][wi], round + offset);
                     prepare(w, c, r);
-                    samples[bi][c][wi].push(timed(&mut command_by(w, bin, c, r, &panes[wi])));
+                    samples[bi][c][wi].push(timed(&mut command_by(w, bin, c, r, &panes[bi][wi])));
                 }
             }
         }
-        for w in &worlds {
-            for (_, offset) in &builds {
+        for (ws, (_, offset)) in worlds.iter().zip(&builds) {
+            for w in ws {
                 forget_started(w, round + offset);
             }
         }
@@ -293,7 +312,13 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
             let calls = if c >= 9 {
                 Vec::new()
             } else {
-                spawns(&worlds[1], *bin, c, rounds + 1 + c + offset, &panes[1])
+                spawns(
+                    &worlds[bi][1],
+                    *bin,
+                    c,
+                    rounds + 1 + c + offset,
+                    &panes[bi][1],
+                )
             };
             let listed = if c >= 9 {
                 "(tmux itself)".to_string()
