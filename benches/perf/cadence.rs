@@ -263,7 +263,7 @@ pub fn bench_status_cadence(o: &Opts, real_tmux: &Path, n: usize, rows: &mut Vec
 }
 
 /// CPU time (ms) of this process's waited-for children so far.
-fn children_cpu_ms() -> f64 {
+pub fn children_cpu_ms() -> f64 {
     // SAFETY: an all-zero rusage is a valid value; getrusage only writes into it.
     let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: RUSAGE_CHILDREN with a valid pointer.

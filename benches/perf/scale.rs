@@ -10,6 +10,7 @@
 //! `METAWSM_BENCH_BIN_B=<another build>` times that build too, in the same rounds (before
 //! and after under the same load), and prints its own table.
 
+use crate::cadence::children_cpu_ms;
 use crate::report::{median, pct, row, timed, Row};
 use crate::world::{bench_policy, pane_format, with_program, World};
 use crate::Opts;
@@ -250,9 +251,13 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
         .iter()
         .map(|ws| ws.iter().map(first_pane).collect())
         .collect();
-    // samples[build][case][world]
+    // samples[build][case][world]: wall time, and the CPU time of the command and its
+    // children (our process, its tmux clients; not the tmux server's).
     let mut samples =
         vec![vec![vec![Vec::with_capacity(rounds); sizes.len()]; CASES.len()]; builds.len()];
+    let mut cpu = samples.clone();
+    // Timed without the counting wrapper (a shell per tmux spawn); `spawns` counts.
+    let path = std::env::var_os("PATH").unwrap_or_default();
     for round in 0..rounds {
         for (c, _) in CASES.iter().enumerate() {
             // Alternate which N goes first, and which build.
@@ -274,7 +279,11 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                     let (bin, offset) = builds[bi];
                     let (w, r) = (&worlds[bi][wi], round + offset);
                     prepare(w, c, r);
-                    samples[bi][c][wi].push(timed(&mut command_by(w, bin, c, r, &panes[bi][wi])));
+                    let mut cmd = command_by(w, bin, c, r, &panes[bi][wi]);
+                    cmd.env("PATH", &path);
+                    let cpu0 = children_cpu_ms();
+                    samples[bi][c][wi].push(timed(&mut cmd));
+                    cpu[bi][c][wi].push(children_cpu_ms() - cpu0);
                 }
             }
         }
@@ -300,8 +309,8 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
             ),
         }
         println!();
-        println!("| command | N=1 median (p99) | N=500 median (p99) | ratio | tmux spawns at N=500: what they list | ours (minus its spawns' bare references) N=1 → N=500 = ratio | result |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| command | N=1 median (p99) | N=500 median (p99) | ratio | tmux spawns at N=500: what they list | ours (minus its spawns' bare references) N=1 → N=500 = ratio | CPU of the command and its tmux clients, median N=1 → N=500 = ratio | result |");
+        println!("|---|---|---|---|---|---|---|---|");
         for (c, case) in CASES.iter().enumerate() {
             if bi > 0 && c >= 9 {
                 continue;
@@ -334,6 +343,8 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                 );
                 format!("{oa:.2} → {ob:.2} ms = {:.2}", ob / oa)
             };
+            let (ca, cb) = (median(&cpu[bi][c][0]), median(&cpu[bi][c][1]));
+            let cpu_col = format!("{ca:.2} → {cb:.2} ms = {:.2}", cb / ca);
             let (verdict, pass) = if case.judged {
                 let p = ratio <= GOAL;
                 (if p { "PASS" } else { "MISS" }.to_string(), Some(p))
@@ -344,7 +355,7 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                 (format!("{per_row:.1} µs per row (reported)"), None)
             };
             println!(
-                "| {} | {ma:.2} ({:.2}) ms | {mb:.2} ({:.2}) ms | {ratio:.2} | {listed} | {ours} | {verdict} |",
+                "| {} | {ma:.2} ({:.2}) ms | {mb:.2} ({:.2}) ms | {ratio:.2} | {listed} | {ours} | {cpu_col} | {verdict} |",
                 case.label,
                 pct(a, 99.0),
                 pct(b, 99.0)
@@ -353,7 +364,9 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
             if bi == 0 {
                 rows.push(row(
                     &format!("{} at N=500 / N=1 ({rounds} rounds)", case.label),
-                    format!("{mb:.2} / {ma:.2} ms = {ratio:.2}; {listed}; ours {ours}"),
+                    format!(
+                        "{mb:.2} / {ma:.2} ms = {ratio:.2}; {listed}; ours {ours}; CPU {cpu_col}"
+                    ),
                     if case.judged { "≤ 1.5" } else { "reported" },
                     pass,
                 ));
