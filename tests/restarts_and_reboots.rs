@@ -213,25 +213,7 @@ fn kill_server(env: &Env) {
 
 fn restart_server(env: &Env) {
     kill_server(env);
-    start_server(env);
-}
-
-fn start_server(env: &Env) {
-    // A reboot: the same socket path, a new server instance.
-    let out = env.tmux(&[
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-s",
-        "keepalive",
-        "sleep 1000000",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.start_server();
 }
 
 #[test]
@@ -259,7 +241,7 @@ fn a_killed_server_orphans_the_run_and_revive_brings_it_back_with_its_budget() {
     });
 
     // The server comes back (a reboot): nothing starts by itself, the run stays orphaned.
-    start_server(&env);
+    env.start_server();
     let setup = env.ok(&["tmux-setup"]);
     let _ = setup;
     let v = env.tick_json();

@@ -101,7 +101,14 @@ impl Env {
             path_prefix: None,
         };
         env.write_policy(&policy);
-        let out = env.tmux(&[
+        env.start_server();
+        env
+    }
+
+    /// Starts the private server on this env's socket, held up by a `keepalive` session
+    /// (also after a kill: the same socket path, a new server instance, as a reboot).
+    pub fn start_server(&self) {
+        let out = self.tmux(&[
             "-f",
             "/dev/null",
             "new-session",
@@ -115,7 +122,6 @@ impl Env {
             "start tmux: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        env
     }
 
     pub fn write_policy(&self, policy: &serde_json::Value) {

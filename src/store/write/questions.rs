@@ -55,13 +55,8 @@ impl Tx<'_> {
         if exists.is_some() {
             return Ok(None);
         }
-        self.tx.execute(
-            "INSERT INTO guidance_requests(run_id, agent, root, question, context, status,
-                                           created_at, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
-            params![run_id, agent, root, question, context, now, source],
-        )?;
-        Ok(Some(self.tx.last_insert_rowid()))
+        self.insert_pending(run_id, agent, root, question, context, now, source)
+            .map(Some)
     }
 
     /// A screen question whose dialog left the screen (answered in the pane, or the agent
@@ -98,13 +93,29 @@ impl Tx<'_> {
         if exists.is_some() {
             return Ok(None);
         }
+        self.insert_pending(run_id, agent, "", question, context, now, source)
+            .map(Some)
+    }
+
+    /// A new pending question; its id.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_pending(
+        &self,
+        run_id: &str,
+        agent: &str,
+        root: &str,
+        question: &str,
+        context: &str,
+        now: i64,
+        source: &str,
+    ) -> Result<i64> {
         self.tx.execute(
             "INSERT INTO guidance_requests(run_id, agent, root, question, context, status,
                                            created_at, source)
-             VALUES (?1, ?2, '', ?3, ?4, 'pending', ?5, ?6)",
-            params![run_id, agent, question, context, now, source],
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
+            params![run_id, agent, root, question, context, now, source],
         )?;
-        Ok(Some(self.tx.last_insert_rowid()))
+        Ok(self.tx.last_insert_rowid())
     }
 
     /// A pane question nobody needs to answer any more (the agent moved on or is gone).
