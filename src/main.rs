@@ -29,6 +29,7 @@ mod policy;
 mod proc;
 mod project_policy;
 mod question;
+mod reaper;
 mod reason;
 mod render;
 mod resume;

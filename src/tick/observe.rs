@@ -153,6 +153,7 @@ pub fn observe(
             ctx.tmux.observe_with(wants)
         }
     };
+    crate::reaper::wake_if_lost(&obs);
     // A database shared by several tmux servers: each server supervises only its runs.
     if let Observation::Known(snap) = &obs {
         if let Some(here) = &snap.socket {
