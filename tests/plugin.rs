@@ -140,7 +140,10 @@ fn status_plain(env: &Env) -> String {
 
 #[test]
 fn tmux_alone_detects_a_dead_agent_and_restarts_it_with_no_client_attached() {
-    let env = Env::new();
+    // The end asserts a tick every second: the timer without backoff (idle_backoff.rs).
+    let env = Env::with_policy(fast_policy(
+        json!({"operator": {"idle_tick_max_seconds": 1}}),
+    ));
     load_plugin(&env, &[]);
     assert_eq!(clients(&env), "", "no client may be attached");
     let job = option(&env, "@metawsm-job");

@@ -165,7 +165,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         if let Some(s) = st.as_mut() {
             let _ = crate::status_cache::refresh(s);
             if let Ok(policy) = ctx.policy() {
-                crate::schedule::arm_if_stale(s, ctx, &policy, now);
+                crate::schedule::wake(s, ctx, &policy, now);
             }
         }
     }

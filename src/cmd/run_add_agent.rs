@@ -63,7 +63,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         false,
     )?;
     let _ = crate::status_cache::refresh(&st);
-    crate::schedule::arm_if_stale(&mut st, ctx, &policy, now_unix());
+    crate::schedule::wake(&mut st, ctx, &policy, now_unix());
     crate::say!(
         "added agent {} to {} in tmux session {}",
         a.name,

@@ -414,6 +414,6 @@ fn adopt(ctx: &Ctx, a: Args) -> CliResult<i32> {
         }
     }
     let _ = crate::status_cache::refresh(&st);
-    crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
+    crate::schedule::wake(&mut st, ctx, &policy, now);
     Ok(0)
 }

@@ -139,7 +139,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     )?;
     tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
-    crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
+    crate::schedule::wake(&mut st, ctx, &policy, now);
     crate::say!("restarted {} in {id} ({kinds})", names.join(", "));
     Ok(0)
 }

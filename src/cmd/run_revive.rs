@@ -77,7 +77,7 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     }
     let _ = crate::status_cache::refresh(&st);
     if let Ok(policy) = ctx.policy() {
-        crate::schedule::arm_if_stale(&mut st, ctx, &policy, now);
+        crate::schedule::wake(&mut st, ctx, &policy, now);
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

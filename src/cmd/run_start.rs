@@ -227,7 +227,7 @@ fn start_locked(
     let _ = crate::status_cache::refresh(&st);
     // The user's shell PATH: ticks run by the tmux server may not find the LLM CLI.
     crate::llm_command::record(&mut st, policy);
-    crate::schedule::arm_if_stale(&mut st, ctx, policy, now);
+    crate::schedule::wake(&mut st, ctx, policy, now);
     Ok(0)
 }
 

@@ -119,6 +119,11 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
     )?;
     tx.commit()?;
     let _ = crate::status_cache::refresh(&st);
+    // The tick reads what the report means (a question on screen, a finished agent):
+    // a timer backed off while nothing happened must not wait its long delay for it.
+    if let Ok(policy) = ctx.policy() {
+        crate::schedule::wake(&mut st, ctx, &policy, now);
+    }
     Ok(0)
 }
 

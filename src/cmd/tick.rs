@@ -83,6 +83,7 @@ pub fn run_locked(
             dry_run: true,
             tmux_error: None,
             runs: Vec::new(),
+            changed: false,
         });
     }
     crate::store::ensure_state_dir(&ctx.db)?;

@@ -15,7 +15,9 @@ pub const HELP: &str = "\
 Usage: metawsm-tick timer [--chain N]
 
 Run by tmux ('run-shell -b -d N') after 'tmux-setup': ticks when due, then re-arms itself
-once. Each armed chain carries a number; a chain that is not the current one (armed
+once. While its ticks find nothing changed the wait doubles from the tick interval up to
+operator.idle_tick_max_seconds; a tick that finds a change (its own, a hook's, a
+command's) brings it back to the tick interval. Each armed chain carries a number; a chain that is not the current one (armed
 twice, or replaced after it went stale) stops. While a long tick holds the lock it only
 re-arms. Silent, exits 0.
 ";
@@ -82,8 +84,9 @@ fn fire(ctx: &Ctx, chain: Option<i64>) {
     if due(&st, &policy, now) && active(&st) {
         // Re-armed inside the tick's observation; the next firing ends the chain when no
         // run is left to supervise.
+        // A tick that fails counts as a change: the timer does not back off blind.
         crate::schedule::arm_with(&mut st, ctx, &policy, now, chain.unwrap_or(current), |st| {
-            let _ = tick::run(st, ctx, &policy, &opts);
+            tick::run(st, ctx, &policy, &opts).map_or(true, |r| r.changed)
         });
         return;
     }

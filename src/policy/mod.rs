@@ -118,6 +118,8 @@ pub struct OperatorPolicy {
     pub min_observation_gap_seconds: i64,
     pub healthy_reset_seconds: i64,
     pub tick_interval_seconds: i64,
+    /// The longest the no-client timer waits while its ticks find nothing changed.
+    pub idle_tick_max_seconds: i64,
     pub llm: LlmPolicy,
     pub notify: NotifyPolicy,
     /// What happens to still-live agents when a completion file completes their run.

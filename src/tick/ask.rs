@@ -61,7 +61,9 @@ pub fn ask_llm(
     plans: &[Planned],
     calls: &Calls,
     now: i64,
-) -> Result<(), CliError> {
+) -> Result<bool, CliError> {
+    // Whether a call was started or reaped: the next tick has an answer to wait for.
+    let mut acted = false;
     // A global bound (counted once per tick, in `tick`): the first tick over many runs
     // must not start a fleet of LLM CLIs.
     let mut in_flight = calls.live;
@@ -94,6 +96,7 @@ pub fn ask_llm(
                 } else {
                     "worker lost (reaped)"
                 };
+                acted = true;
                 let tx = store.write()?;
                 if tx.llm_call_reaped(run_id, &c.fingerprint, why, now)? {
                     tx.add_event(
@@ -139,6 +142,7 @@ pub fn ask_llm(
             continue;
         }
         in_flight += 1;
+        acted = true;
         let request = serde_json::to_string(&llm_context(p, policy, now)).unwrap_or_default();
         {
             let tx = store.write()?;
@@ -161,5 +165,5 @@ pub fn ask_llm(
             }
         }
     }
-    Ok(())
+    Ok(acted)
 }

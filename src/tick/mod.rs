@@ -7,6 +7,7 @@ mod observe;
 mod plan;
 mod plan_agents;
 mod plan_gate;
+mod quiet;
 
 use apply::LAST_OBSERVED;
 pub use apply::{drain_inbox, ActionOutcome};
@@ -96,6 +97,9 @@ pub struct TickReport {
     pub dry_run: bool,
     pub tmux_error: Option<String>,
     pub runs: Vec<RunOutcome>,
+    /// The tick found something changed (quiet.rs): the no-client timer's wait resets.
+    #[serde(skip)]
+    pub changed: bool,
 }
 
 /// Reads the time since the last observation; on a step (clock.rs) clamps the stored
@@ -180,6 +184,7 @@ pub fn run(
     }
     let plans = plan::plan(&input, policy, opts.llm_mode, opts.dry_run, now);
 
+    let mut changed = false;
     let mut outcomes: HashMap<String, ActionOutcome> = HashMap::new();
     let mut unwritten: HashMap<String, String> = HashMap::new();
     if !opts.dry_run {
@@ -219,11 +224,11 @@ pub fn run(
             &restarts,
             &mut unwritten,
         )?;
-        if plans.iter().any(|p| p.mode != LlmMode::Off) {
-            ask::ask_llm(store, ctx, &plans, &input.calls, now)?;
-        }
+        let asked = plans.iter().any(|p| p.mode != LlmMode::Off)
+            && ask::ask_llm(store, ctx, &plans, &input.calls, now)?;
+        changed = quiet::changed(&touched, &input, &plans, asked);
         if opts.source != TickSource::Timer {
-            crate::schedule::arm_if_stale(store, ctx, policy, now);
+            crate::schedule::after_tick(store, ctx, policy, now, changed);
         }
         // Best effort: a stale cache only delays the bar until the next tick.
         let _ = crate::status_cache::refresh(store);
@@ -240,12 +245,14 @@ pub fn run(
             dry_run: opts.dry_run,
             tmux_error,
             runs: Vec::new(),
+            changed,
         });
     }
     Ok(TickReport {
         at: rfc3339(now),
         dry_run: opts.dry_run,
         tmux_error: input.tmux_error,
+        changed,
         runs: plans
             .iter()
             .map(|p| RunOutcome {
