@@ -36,6 +36,11 @@ impl Wants {
         title: true,
         command: true,
     };
+
+    /// Whether a listing made with `self` has every field `need` asks for.
+    pub fn covers(self, need: Wants) -> bool {
+        (self.title || !need.title) && (self.command || !need.command)
+    }
 }
 
 /// `PANE_FORMAT` with the unwanted free-text fields left empty.
@@ -117,6 +122,79 @@ impl std::fmt::Display for TmuxError {
 
 pub use crate::model::panes::{Client, Observation, PaneRow, SessionState, Snapshot};
 
+/// A tmux process started and not yet waited for (`TmuxClient::start`). Dropped
+/// unfinished, it is still waited for: its commands (riders among them) run to the end.
+struct Started(Option<Result<std::process::Child, TmuxError>>);
+
+impl Started {
+    fn failed(e: TmuxError) -> Started {
+        Started(Some(Err(e)))
+    }
+
+    /// Waits for the process: its stdout, or the error and what it printed before.
+    fn finish(mut self) -> Result<String, (String, TmuxError)> {
+        let child = match self.0.take() {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return Err((String::new(), e)),
+            None => return Err((String::new(), TmuxError::Missing("tmux not started".into()))),
+        };
+        let out = child.wait_with_output().map_err(|e| {
+            (
+                String::new(),
+                TmuxError::Missing(format!("cannot run tmux: {e}")),
+            )
+        })?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            return Ok(stdout);
+        }
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let err = err.lines().next().unwrap_or("").to_string();
+        Err((
+            stdout,
+            TmuxError::Failed(if err.is_empty() {
+                format!("tmux exited with {:?}", out.status.code())
+            } else {
+                err
+            }),
+        ))
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(Ok(c)) = self.0.take() {
+            let _ = c.wait_with_output();
+        }
+    }
+}
+
+/// The observation `TmuxClient::start_observe` started: the caller reads the database
+/// while tmux answers, then `collect`s it.
+pub struct PendingObservation {
+    started: Started,
+    wants: Wants,
+}
+
+impl PendingObservation {
+    /// The free-text fields this listing asks for.
+    pub fn wants(&self) -> Wants {
+        self.wants
+    }
+
+    /// Waits for tmux and parses what it printed, with every free-text field outside
+    /// `keep` left empty: the same observation as a listing that asked for `keep` alone.
+    pub fn collect(self, keep: Wants) -> Observation {
+        match finish_panes(self.started) {
+            Ok(mut snap) => {
+                keep_only(&mut snap, keep);
+                Observation::Known(snap)
+            }
+            Err((_, e)) => Observation::Unknown(e.to_string()),
+        }
+    }
+}
+
 /// One tmux command, built argument by argument by kind (see `escape`).
 pub type Cmd = TmuxCmd;
 
@@ -139,49 +217,42 @@ impl TmuxClient {
 
     /// `run`; a failure also returns what the commands before the failing one printed.
     fn run_keeping(&self, cmds: &[Cmd]) -> Result<String, (String, TmuxError)> {
+        self.start(cmds).finish()
+    }
+
+    /// Starts one tmux process for `cmds` (riders first) and does not wait for it: the
+    /// caller does its own work meanwhile, then `finish`es it.
+    fn start(&self, cmds: &[Cmd]) -> Started {
         let riders = take_riders();
         let mut args: Vec<&str> = Vec::new();
         for c in riders.iter().chain(cmds) {
-            let argv = c
-                .argv()
-                .map_err(|e| (String::new(), TmuxError::Refused(e.to_string())))?;
-            if !args.is_empty() {
-                args.push(";");
+            match c.argv() {
+                Ok(argv) => {
+                    if !args.is_empty() {
+                        args.push(";");
+                    }
+                    args.extend(argv.iter().map(String::as_str));
+                }
+                Err(e) => return Started::failed(TmuxError::Refused(e.to_string())),
             }
-            args.extend(argv.iter().map(String::as_str));
         }
         let mut command = Command::new("tmux");
         command.arg("-u");
         if let Some(s) = &self.socket {
             command.arg("-S").arg(s);
         }
-        let out = command
+        let child = command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| {
-                let e = match e.kind() {
-                    io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
-                    _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
-                };
-                (String::new(), e)
-            })?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
-            Ok(stdout)
-        } else {
-            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            let err = err.lines().next().unwrap_or("").to_string();
-            Err((
-                stdout,
-                TmuxError::Failed(if err.is_empty() {
-                    format!("tmux exited with {:?}", out.status.code())
-                } else {
-                    err
-                }),
-            ))
+            .spawn();
+        match child {
+            Ok(c) => Started(Some(Ok(c))),
+            Err(e) => Started::failed(match e.kind() {
+                io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
+                _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
+            }),
         }
     }
 
@@ -192,12 +263,17 @@ impl TmuxClient {
 
     /// `observe`, asking tmux only for the free-text fields in `wants`.
     pub fn observe_with(&self, wants: Wants) -> Observation {
+        self.start_observe(wants).collect(wants)
+    }
+
+    /// `observe_with` without waiting: tmux answers while the caller does its own work.
+    pub fn start_observe(&self, wants: Wants) -> PendingObservation {
         let all = Cmd::new("list-panes")
             .flags(&["-a", "-F"])
             .format(&pane_format(wants));
-        match self.observe_panes(vec![all]) {
-            Ok(snap) => Observation::Known(snap),
-            Err((_, e)) => Observation::Unknown(e.to_string()),
+        PendingObservation {
+            started: self.start_panes(vec![all]),
+            wants,
         }
     }
 
@@ -277,6 +353,11 @@ impl TmuxClient {
 
     /// On failure, also what tmux printed before the failing command.
     fn observe_panes(&self, panes: Vec<Cmd>) -> Result<Snapshot, (String, TmuxError)> {
+        finish_panes(self.start_panes(panes))
+    }
+
+    /// Starts one spawn: our options, the clients, then `panes` (see `finish_panes`).
+    fn start_panes(&self, panes: Vec<Cmd>) -> Started {
         let opts_fmt = std::iter::once(OPTS_MARK.to_string())
             .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
             .chain([
@@ -291,17 +372,7 @@ impl TmuxClient {
             Cmd::new("list-clients").flag("-F").format(&client_fmt),
         ];
         cmds.extend(panes);
-        match self.run_keeping(&cmds) {
-            Ok(text) => Ok(parse_snapshot(&text)),
-            // A server with no sessions (exit-empty off) answers but has nothing to list:
-            // every agent session is definitely gone.
-            Err((_, TmuxError::Failed(e)))
-                if e.contains("no current target") || e.contains("no sessions") =>
-            {
-                Ok(Snapshot::default())
-            }
-            Err(failed) => Err(failed),
-        }
+        self.start(&cmds)
     }
 
     pub fn version(&self) -> Result<String, TmuxError> {
@@ -314,6 +385,34 @@ impl TmuxClient {
                 _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
             })?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// Empties the free-text fields outside `keep`, as if tmux had not been asked for them.
+fn keep_only(snap: &mut Snapshot, keep: Wants) {
+    for row in snap.sessions.values_mut().flatten() {
+        if !keep.title {
+            row.title.clear();
+        }
+        if !keep.command {
+            row.current_command.clear();
+        }
+    }
+}
+
+/// What a `start_panes` spawn printed, parsed; on failure, also what tmux printed
+/// before the failing command.
+fn finish_panes(started: Started) -> Result<Snapshot, (String, TmuxError)> {
+    match started.finish() {
+        Ok(text) => Ok(parse_snapshot(&text)),
+        // A server with no sessions (exit-empty off) answers but has nothing to list:
+        // every agent session is definitely gone.
+        Err((_, TmuxError::Failed(e)))
+            if e.contains("no current target") || e.contains("no sessions") =>
+        {
+            Ok(Snapshot::default())
+        }
+        Err(failed) => Err(failed),
     }
 }
 
@@ -497,6 +596,20 @@ mod tests {
         // Every row keeps its ten columns.
         let row = "a\t@1\t%1\t100\t0\t\t\t1700000000\t\t\n";
         assert_eq!(parse_snapshot(row).sessions["a"][0].current_command, "");
+        // A listing that asked for more reads as one that asked for what is kept.
+        let full = "a\t@1\t%1\t100\t0\t\t\t1700000000\tt\tbash\n";
+        let mut snap = parse_snapshot(full);
+        let title = Wants {
+            title: true,
+            command: false,
+        };
+        keep_only(&mut snap, title);
+        assert_eq!(
+            snap,
+            parse_snapshot("a\t@1\t%1\t100\t0\t\t\t1700000000\tt\t\n")
+        );
+        assert!(Wants::ALL.covers(title) && !title.covers(Wants::ALL));
+        assert!(title.covers(Wants::default()));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub fn run_locked(
     crate::store::ensure_state_dir(&ctx.db)?;
     let _lock = StateLock::acquire(&ctx.db, Wait::Forever)
         .map_err(|e| CliError::Failure(format!("lock {}: {e}", ctx.db.display())))?;
+    // tmux answers while SQLite opens and the rows are read.
+    let pre = tick::prefetch(ctx, opts);
     // A dry run cannot write: its connection is read-only.
     let mode = if opts.dry_run {
         OpenMode::ReadOnly
@@ -101,7 +103,7 @@ pub fn run_locked(
         Some(id) => ctx.for_run(&store.run(id)?),
         None => ctx.clone(),
     };
-    tick::run(&mut store, &ctx, policy, opts)
+    tick::run_prefetched(&mut store, &ctx, policy, opts, pre)
 }
 
 fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {

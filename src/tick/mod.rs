@@ -7,10 +7,12 @@ mod observe;
 mod plan;
 mod plan_agents;
 mod plan_gate;
+mod prefetch;
 mod quiet;
 
 use apply::LAST_OBSERVED;
 pub use apply::{drain_inbox, ActionOutcome};
+pub use prefetch::Prefetch;
 
 use crate::cli::{CliError, Ctx};
 use crate::gate::DecisionSource;
@@ -138,11 +140,33 @@ fn clock_step(
     Ok(note)
 }
 
+/// Starts a full tick's tmux observation (prefetch.rs), so tmux answers while the tick
+/// opens the database and reads it; a one-run tick starts none. The caller holds the
+/// state lock.
+pub fn prefetch(ctx: &Ctx, opts: &TickOptions) -> Prefetch {
+    match opts.run {
+        Some(_) => Prefetch::none(),
+        None => Prefetch::start(&ctx.db, &ctx.tmux, opts.dry_run),
+    }
+}
+
+/// A tick on an open database: its observation starts first (`prefetch`).
 pub fn run(
     store: &mut Store,
     ctx: &Ctx,
     policy: &Policy,
     opts: &TickOptions,
+) -> Result<TickReport, CliError> {
+    run_prefetched(store, ctx, policy, opts, prefetch(ctx, opts))
+}
+
+/// A tick whose observation `pre` started before the database was opened.
+pub fn run_prefetched(
+    store: &mut Store,
+    ctx: &Ctx,
+    policy: &Policy,
+    opts: &TickOptions,
+    pre: Prefetch,
 ) -> Result<TickReport, CliError> {
     let now = now_unix();
     let touched = if opts.dry_run {
@@ -155,7 +179,7 @@ pub fn run(
     let clock_hold = clock_step(store, policy, now, opts.dry_run)?;
     // A real tick takes the guidance requests it records; a dry run only looks.
     let take = (!opts.dry_run).then_some(now);
-    let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take)?;
+    let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take, pre)?;
     // Each run is judged by its own policy (its project's `.metawsm/policy.json`).
     let (policies, policy_errors) =
         crate::project_policy::per_run(ctx, policy, input.runs.iter().map(|r| &r.run));

@@ -1,6 +1,7 @@
 //! Every read a tick makes, once: the database rows, one tmux observation, the signal
 //! files in each watched run's workspace, and which LLM workers are alive.
 
+use super::prefetch::Prefetch;
 use crate::cli::{CliError, Ctx};
 use crate::decide::PendingGuidance;
 use crate::llm::Proposal;
@@ -98,12 +99,15 @@ impl Calls {
     }
 }
 
+/// `pre`: the listing a full tick started before it opened the database (prefetch.rs),
+/// used when it fits what these rows need.
 pub fn observe(
     store: &Store,
     ctx: &Ctx,
     only: Option<&str>,
     touched: &[String],
     take: Option<i64>,
+    mut pre: Prefetch,
 ) -> Result<TickInput, CliError> {
     let mut runs: Vec<RunRow> = match only {
         Some(id) => {
@@ -131,28 +135,28 @@ pub fn observe(
         Some(_) => Rows::of(store, &runs)?,
         None => Rows::all(store)?,
     };
+    let agents = || {
+        runs.iter()
+            .flat_map(|r| agents_by_run.get(&r.id).into_iter().flatten())
+    };
+    // Only what some agent of these runs needs from tmux (see `tmux::Wants`).
+    let wants = crate::tmux::Wants {
+        title: agents().any(|a| crate::screen::interactive_kind(&a.argv, a.adopted).is_some()),
+        command: agents().any(|a| crate::original::is_wrapped(&a.argv)),
+    };
     // No runs, no tmux: the cheapest possible tick.
     let obs = if runs.is_empty() {
         Observation::Known(Default::default())
-    } else {
-        // Only what some agent of these runs needs from tmux (see `tmux::Wants`).
-        let agents = || {
-            runs.iter()
-                .flat_map(|r| agents_by_run.get(&r.id).into_iter().flatten())
-        };
-        let wants = crate::tmux::Wants {
-            title: agents().any(|a| crate::screen::interactive_kind(&a.argv, a.adopted).is_some()),
-            command: agents().any(|a| crate::original::is_wrapped(&a.argv)),
-        };
+    } else if only.is_some() && !agents().any(|a| a.adopted) {
         // A one-run tick lists its own sessions only, unless an adopted agent's pane
         // (found by id, in any session) is among them.
-        if only.is_some() && !agents().any(|a| a.adopted) {
-            let sessions: Vec<&str> = agents().map(|a| a.session.as_str()).collect();
-            ctx.tmux.observe_sessions(wants, &sessions)
-        } else {
-            ctx.tmux.observe_with(wants)
-        }
+        let sessions: Vec<&str> = agents().map(|a| a.session.as_str()).collect();
+        ctx.tmux.observe_sessions(wants, &sessions)
+    } else {
+        pre.take(wants)
+            .unwrap_or_else(|| ctx.tmux.observe_with(wants))
     };
+    pre.settle(!runs.is_empty(), wants);
     crate::reaper::wake_if_lost(&obs);
     // A database shared by several tmux servers: each server supervises only its runs.
     if let Observation::Known(snap) = &obs {
