@@ -112,7 +112,11 @@ fn lock_status_cache_and_database_are_private() {
     };
     assert_eq!(mode(&beside(&env.db, ".lock")), 0o600, "lock");
     assert_eq!(mode(&beside(&env.db, ".status")), 0o600, "status cache");
-    assert_eq!(mode(&beside(&env.db, ".observe")), 0o600, "observation hint");
+    assert_eq!(
+        mode(&beside(&env.db, ".observe")),
+        0o600,
+        "observation hint"
+    );
     assert_eq!(mode(&env.db), 0o600, "database");
     // The WAL stays between processes (it holds the same rows), and its index with it.
     assert_eq!(mode(&beside(&env.db, "-wal")), 0o600, "WAL");
