@@ -1,8 +1,10 @@
 //! `<db>.status`: what the status line needs, written after every tick and mutation, so
 //! the cached path never opens SQLite (process start alone is half of its 2 ms budget).
 
+use crate::model::rows::{ApprovalStatus, StatusRow};
+use crate::model::{AgentSignal, Health};
 use crate::render::Counts;
-use crate::store::{Store, StoreError};
+use crate::store::{AgentRow, ApprovalRow, GuidanceRow, OpState, RunRow, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
@@ -58,9 +60,19 @@ pub fn read(db: &Path) -> Option<StatusCache> {
     serde_json::from_slice(&text).ok()
 }
 
-/// Snapshot the database's view into the cache file (temp file + rename: readers never
-/// see a torn file). Best effort: a stale cache only delays what the bar shows.
+/// Snapshot the database's view into the cache file (a new file swapped in: readers
+/// never see a torn file). Best effort: a stale cache only delays what the bar shows.
 pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
+    refresh_from(store, None)
+}
+
+/// As `refresh`, with the status rows a tick built from the rows it read (`rows_of`),
+/// when its connection wrote none of them since (`Store::status_writes`): the same
+/// cache without the aggregate query (0.5 ms at 10 runs, 1.7 at 500).
+pub fn refresh_from(
+    store: &Store,
+    rows: Option<Vec<StatusRow>>,
+) -> Result<StatusCache, StoreError> {
     let meta = store.meta_many(&[
         "last_full_tick",
         "tick_interval",
@@ -68,7 +80,10 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
         "tmux_error",
         crate::unwritten::META_KEY,
     ])?;
-    let mut rows = store.status_rows()?;
+    let mut rows = match rows {
+        Some(rows) => rows,
+        None => store.status_rows()?,
+    };
     crate::orphan::mark(&mut rows);
     let c = crate::render::classify(&rows);
     let cache = StatusCache {
@@ -102,13 +117,79 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&text)?;
-        fs::rename(&tmp, &target)
+        drop(f);
+        swap_in(&tmp, &target)
     };
     if let Err(e) = write() {
         let _ = fs::remove_file(&tmp);
         return Err(StoreError::Io(format!("write {}: {e}", target.display())));
     }
     Ok(cache)
+}
+
+/// Puts `tmp` at `target`, atomically. A rename over an existing file makes ext4 (its
+/// default `auto_da_alloc`) start writing the new file out at once, 0.2-0.3 ms of a
+/// tick; exchanging the two names does not, and the old cache is then unlinked. A
+/// cache lost to a power cut is rebuilt from the database. Falls back to a rename when
+/// there is no regular file to exchange with or the file system cannot exchange.
+fn swap_in(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        let regular = fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_file());
+        if regular
+            && renameat2(
+                AT_FDCWD,
+                tmp,
+                AT_FDCWD,
+                target,
+                RenameFlags::RENAME_EXCHANGE,
+            )
+            .is_ok()
+        {
+            return fs::remove_file(tmp);
+        }
+    }
+    fs::rename(tmp, target)
+}
+
+/// What `Store::status_rows` returns, from the rows a tick read (`runs`: the active
+/// ones; the others by run id): the same rows, in any order, without the aggregate
+/// query. The tests compare the two on a varied state.
+pub fn rows_of(
+    runs: &[RunRow],
+    agents: &HashMap<String, Vec<AgentRow>>,
+    pending: &HashMap<String, Vec<GuidanceRow>>,
+    approvals: &HashMap<String, ApprovalRow>,
+    states: &HashMap<String, OpState>,
+) -> Vec<StatusRow> {
+    runs.iter()
+        .filter(|r| r.status.is_active())
+        .map(|r| {
+            let agents = agents.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
+            let count = |f: fn(&AgentRow) -> bool| agents.iter().filter(|a| f(a)).count() as i64;
+            StatusRow {
+                status: r.status,
+                pending_guidance: pending.get(&r.id).map_or(0, |p| p.len() as i64),
+                dead_agents: count(|a| a.health == Health::Dead),
+                waiting_agents: count(|a| {
+                    a.signal == Some(AgentSignal::Waiting)
+                        && !matches!(a.health, Health::Dead | Health::Exited)
+                }),
+                done_agents: count(|a| {
+                    a.health == Health::Exited
+                        || (a.signal == Some(AgentSignal::Done) && a.health != Health::Dead)
+                }),
+                agents: agents.len() as i64,
+                last_alert: states.get(&r.id).and_then(|s| s.last_alert.clone()),
+                tmux_socket: r.tmux_socket.clone(),
+                orphaned: r.orphaned.is_some(),
+                awaiting_approval: approvals
+                    .get(&r.id)
+                    .is_some_and(|a| a.status == ApprovalStatus::Pending),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -125,6 +206,144 @@ mod tests {
         assert_eq!(read(&db), Some(c));
         fs::write(path(&db), b"{not json").expect("w");
         assert_eq!(read(&db), None);
+    }
+
+    /// The rows a full tick reads, as `observe` reads them.
+    fn rows_as_a_tick_reads_them(store: &Store) -> Vec<StatusRow> {
+        let mut agents: HashMap<String, Vec<AgentRow>> = HashMap::new();
+        for a in store.agents(None).expect("agents") {
+            agents.entry(a.run_id.clone()).or_default().push(a);
+        }
+        rows_of(
+            &store.runs(false).expect("runs"),
+            &agents,
+            &store.all_pending_guidance().expect("guidance"),
+            &store.approvals().expect("approvals"),
+            &store.op_states().expect("op states"),
+        )
+    }
+
+    fn sorted(mut rows: Vec<StatusRow>) -> Vec<String> {
+        let mut v: Vec<String> = rows.drain(..).map(|r| format!("{r:?}")).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn rows_built_in_memory_equal_the_aggregate_query() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("state.db");
+        let store = Store::open(&db, OpenMode::Create, false).expect("open");
+        let statuses = crate::model::RunStatus::NAMES;
+        let healths = [
+            "healthy", "idle", "stalled", "dead", "exited", "unknown", "bogus",
+        ];
+        let signals = [
+            None,
+            Some("working"),
+            Some("waiting"),
+            Some("done"),
+            Some("bogus"),
+        ];
+        let guidance = ["pending", "answered", "withdrawn", "resolved"];
+        let approvals = [None, Some("pending"), Some("dismissed"), Some("bogus")];
+        let alerts = [None, Some("escalate_blocked"), Some("escalate_guidance")];
+        // A small deterministic generator: every value of every column meets the others.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let c = &store.conn;
+        // Every health meets every signal (35 agents in turn).
+        let mut combo = 0;
+        for i in 0..120 {
+            let run = format!("r{i}");
+            let status = statuses[i % statuses.len()];
+            let socket = (next(3) > 0).then(|| format!("/nonexistent/sock{}", next(2)));
+            let orphaned = (next(6) == 0).then_some("server gone");
+            c.execute(
+                "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
+                                  status_changed_at, tmux_socket, orphaned)
+                 VALUES (?1, '[]', '/ws', ?2, 1, 1, 1, ?3, ?4)",
+                rusqlite::params![run, status, socket, orphaned],
+            )
+            .expect("run");
+            for a in 0..next(5) {
+                combo += 1;
+                c.execute(
+                    "INSERT INTO agents(run_id, name, session, argv, workdir, status, health,
+                                        signal, started_at, updated_at)
+                     VALUES (?1, ?2, ?3, '[]', '/ws', 'running', ?4, ?5, 1, 1)",
+                    rusqlite::params![
+                        run,
+                        format!("a{a}"),
+                        format!("{run}-a{a}"),
+                        healths[combo % healths.len()],
+                        signals[combo / healths.len() % signals.len()],
+                    ],
+                )
+                .expect("agent");
+            }
+            for _ in 0..next(4) {
+                c.execute(
+                    "INSERT INTO guidance_requests(run_id, agent, root, question, status,
+                                                   created_at, source)
+                     VALUES (?1, 'a0', '/ws', 'q?', ?2, 1, ?3)",
+                    rusqlite::params![
+                        run,
+                        guidance[next(guidance.len())],
+                        ["file", "signal", "screen"][next(3)]
+                    ],
+                )
+                .expect("guidance");
+            }
+            if let Some(st) = approvals[next(approvals.len())] {
+                c.execute(
+                    "INSERT INTO approvals(run_id, intent, reason, situation, status,
+                                           created_at, updated_at)
+                     VALUES (?1, 'auto_restart', 'why', 'sit', ?2, 1, 1)",
+                    rusqlite::params![run, st],
+                )
+                .expect("approval");
+            }
+            if next(4) > 0 {
+                c.execute(
+                    "INSERT INTO operator_run_states(run_id, last_alert, updated_at)
+                     VALUES (?1, ?2, 1)",
+                    rusqlite::params![run, alerts[next(alerts.len())]],
+                )
+                .expect("op state");
+            }
+        }
+        assert!(combo > 2 * healths.len() * signals.len(), "agents: {combo}");
+        let sql = store.status_rows().expect("status rows");
+        assert!(sql.len() > 40, "active runs: {}", sql.len());
+        let memory = rows_as_a_tick_reads_them(&store);
+        assert_eq!(sorted(memory), sorted(sql));
+    }
+
+    #[test]
+    fn status_writes_count_the_status_tables_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("state.db");
+        let mut store = Store::open(&db, OpenMode::Create, false).expect("open");
+        let before = store.status_writes();
+        let tx = store.write().expect("tx");
+        tx.meta_set("last_full_tick", "5").expect("meta");
+        tx.commit().expect("commit");
+        assert_eq!(store.status_writes(), before, "meta is not counted");
+        store
+            .conn
+            .execute(
+                "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
+                                  status_changed_at) VALUES ('r', '[]', '/ws', 'running', 1, 1, 1)",
+                [],
+            )
+            .expect("run");
+        assert!(store.status_writes() > before, "a run row is counted");
     }
 
     #[test]

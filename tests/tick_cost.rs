@@ -245,3 +245,43 @@ fn an_alert_silence_hook_rearms_in_its_ticks_own_spawn() {
     assert_eq!(all.len(), 1, "{all:#?}");
     assert!(all[0].ends_with("kill-session -C -t =quiet"), "{all:#?}");
 }
+
+/// The counts of the status cache file beside the database.
+fn cached_counts(env: &Env) -> serde_json::Value {
+    let mut p = env.db.clone().into_os_string();
+    p.push(".status");
+    let text = fs::read_to_string(&p).expect("status cache");
+    let c: serde_json::Value = serde_json::from_str(&text).expect("cache json");
+    serde_json::json!([
+        c["ok"],
+        c["guidance"],
+        c["blocked"],
+        c["done"],
+        c["approval"]
+    ])
+}
+
+#[test]
+fn the_status_cache_of_a_tick_counts_what_the_tick_changed() {
+    // A steady tick builds the cache from the rows it read; one that changed rows (an
+    // agent finished) must count them as they are after it, as the query does.
+    let env = Env::new();
+    env.start("stays", &["sleep", "1000"]);
+    env.start("ends", &["sh", "-c", "sleep 0.5; exit 0"]);
+    env.tick();
+    let before = cached_counts(&env);
+    assert_eq!(before, serde_json::json!([2, 0, 0, 0, 0]));
+    env.wait_pane_dead("ends");
+    env.tick();
+    assert_eq!(env.health("ends", "agent"), "exited");
+    let after_tick = cached_counts(&env);
+    assert_ne!(after_tick, before);
+    // The same counts from the database (no cache: `status` queries it and writes one).
+    let mut p = env.db.clone().into_os_string();
+    p.push(".status");
+    fs::remove_file(&p).expect("rm cache");
+    env.ok(&["status", "--no-tick"]);
+    assert_eq!(cached_counts(&env), after_tick);
+    env.tick();
+    assert_eq!(cached_counts(&env), after_tick);
+}

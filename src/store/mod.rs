@@ -15,6 +15,8 @@ use std::fmt;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -132,7 +134,20 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
 pub struct Store {
     pub conn: Connection,
     pub path: PathBuf,
+    /// Rows written to the tables the status line counts, by this connection (see
+    /// `status_writes`).
+    status_writes: Arc<AtomicU64>,
 }
+
+/// The tables `status_rows` reads: a tick whose connection wrote none of them since it
+/// read them may build the status cache from its own rows instead of querying again.
+const STATUS_TABLES: [&str; 5] = [
+    "runs",
+    "agents",
+    "guidance_requests",
+    "approvals",
+    "operator_run_states",
+];
 
 pub enum OpenMode {
     /// Create the file and its directory when missing (commands that register state).
@@ -213,7 +228,7 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
-        let conn = Connection::open_with_flags(path, flags)
+        let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::Io(format!("open database {}: {e}", path.display())))?;
         if !exists {
             let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
@@ -223,9 +238,21 @@ impl Store {
         // it into the database and delete it, with 4 fsyncs, at the end of every tick.
         // A writer folds it when it closes and the WAL is large or old (`Drop`).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // Counts every row this connection inserts, updates or deletes in the status
+        // tables (rolled back or not: a count too high only costs the query back).
+        let status_writes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&status_writes);
+        conn.update_hook(Some(
+            move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+                if STATUS_TABLES.contains(&table) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        ))?;
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            status_writes,
         };
         store.configure()?;
         let version = store.user_version()?;
@@ -343,6 +370,12 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(n == 8)
+    }
+
+    /// How many rows of the status tables this connection has written so far: equal
+    /// before and after a stretch of work means the rows read before it are current.
+    pub fn status_writes(&self) -> u64 {
+        self.status_writes.load(Ordering::Relaxed)
     }
 
     pub fn schema_version(&self) -> Result<i64> {

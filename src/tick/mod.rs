@@ -179,6 +179,7 @@ pub fn run_prefetched(
     let clock_hold = clock_step(store, policy, now, opts.dry_run)?;
     // A real tick takes the guidance requests it records; a dry run only looks.
     let take = (!opts.dry_run).then_some(now);
+    let status_writes = store.status_writes();
     let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take, pre)?;
     // Each run is judged by its own policy (its project's `.metawsm/policy.json`).
     let (policies, policy_errors) =
@@ -254,8 +255,13 @@ pub fn run_prefetched(
         if opts.source != TickSource::Timer {
             crate::schedule::after_tick(store, ctx, policy, now, changed);
         }
-        // Best effort: a stale cache only delays the bar until the next tick.
-        let _ = crate::status_cache::refresh(store);
+        // Best effort: a stale cache only delays the bar until the next tick. The rows
+        // read before this tick's writes stand if it wrote none of the status tables.
+        let rows = input
+            .status_rows
+            .take()
+            .filter(|_| store.status_writes() == status_writes);
+        let _ = crate::status_cache::refresh_from(store, rows);
     }
 
     if !opts.source.reports() {

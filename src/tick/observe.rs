@@ -32,6 +32,8 @@ pub struct TickInput {
     pub clock_hold: Option<String>,
     /// Runs orphaned by a server restart, or seen on a new server instance: recorded.
     pub servers: Vec<ServerNote>,
+    /// A full tick's status rows, built from what it read (status_cache::rows_of).
+    pub status_rows: Option<Vec<crate::store::StatusRow>>,
 }
 
 /// What the tick learnt of a run's server (docs/restarts.md).
@@ -135,6 +137,10 @@ pub fn observe(
         Some(_) => Rows::of(store, &runs)?,
         None => Rows::all(store)?,
     };
+    // A full tick read every row the status line counts: its cache needs no query.
+    let status_rows = only.is_none().then(|| {
+        crate::status_cache::rows_of(&runs, &agents_by_run, &pending_rows, &approvals, &states)
+    });
     let agents = || {
         runs.iter()
             .flat_map(|r| agents_by_run.get(&r.id).into_iter().flatten())
@@ -298,6 +304,7 @@ pub fn observe(
         })
         .collect();
     Ok(TickInput {
+        status_rows,
         servers,
         runs,
         obs,

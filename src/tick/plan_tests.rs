@@ -56,6 +56,7 @@ fn agent_row(name: &str) -> AgentRow {
 /// One run whose agent's session is gone (dead), with this operator state.
 fn input(status: RunStatus, prev: OpState) -> TickInput {
     TickInput {
+        status_rows: None,
         servers: Vec::new(),
         runs: vec![RunInput {
             run: run_row(status),
