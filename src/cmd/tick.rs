@@ -68,6 +68,8 @@ pub fn main(parser: &mut lexopt::Parser, ctx: &Ctx) -> CliResult<i32> {
         report = run_locked(ctx, &policy, &opts)?;
     }
     print_report(&report, json);
+    // The process ends here: no need to free the report run by run.
+    std::mem::forget(report);
     Ok(0)
 }
 

@@ -32,11 +32,11 @@ impl Store {
 
     // ---- reads ------------------------------------------------------------------
 
+    /// By creation time, then id. Sorted here: SQLite's sorter copied every whole row.
     pub fn runs(&self, all: bool) -> Result<Vec<RunRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, tickets, workspace, doc_home_repo, ticket_dir, status, message,
-                    created_at, updated_at, status_changed_at, tmux_socket, policy_path, orphaned, tmux_server FROM runs
-             ORDER BY created_at, id",
+                    created_at, updated_at, status_changed_at, tmux_socket, policy_path, orphaned, tmux_server FROM runs",
         )?;
         let rows = stmt.query_map([], run_from_row)?;
         let mut out = Vec::new();
@@ -46,6 +46,8 @@ impl Store {
                 out.push(r);
             }
         }
+        // Ids are unique, and SQLite compares TEXT byte by byte as `str` does.
+        out.sort_unstable_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
     }
 
@@ -77,10 +79,7 @@ impl Store {
     }
 
     pub fn agents(&self, run_id: Option<&str>) -> Result<Vec<AgentRow>> {
-        let sql = "SELECT run_id, name, session, argv, workdir, status, health, last_activity_at,
-                          last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
-                          signal_at, adopted, keep_dead_pane, resume_argv, conversation_id,
-                          start_kind, conversation_since, resume_explicit FROM agents";
+        let sql = AGENT_SELECT;
         let mut out = Vec::new();
         match run_id {
             Some(id) => {
@@ -97,6 +96,25 @@ impl Store {
                     .prepare_cached(&format!("{sql} ORDER BY run_id, rowid"))?;
                 for r in stmt.query_map([], agent_from_row)? {
                     out.push(r?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every agent, by run id, each run's in insertion order (as `agents(Some(id))`):
+    /// one table scan, no sort.
+    pub fn agents_by_run(&self) -> Result<HashMap<String, Vec<AgentRow>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{AGENT_SELECT} ORDER BY rowid"))?;
+        let mut out: HashMap<String, Vec<AgentRow>> = HashMap::new();
+        for r in stmt.query_map([], agent_from_row)? {
+            let a = r?;
+            match out.get_mut(&a.run_id) {
+                Some(v) => v.push(a),
+                None => {
+                    out.insert(a.run_id.clone(), vec![a]);
                 }
             }
         }
@@ -457,6 +475,12 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         tmux_server: r.get(13)?,
     })
 }
+
+const AGENT_SELECT: &str =
+    "SELECT run_id, name, session, argv, workdir, status, health, last_activity_at,
+                          last_progress_at, exit_status, exit_signal, pane_id, started_at, signal,
+                          signal_at, adopted, keep_dead_pane, resume_argv, conversation_id,
+                          start_kind, conversation_since, resume_explicit FROM agents";
 
 fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
     let argv: String = r.get(3)?;

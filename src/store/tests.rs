@@ -1,6 +1,7 @@
 use super::*;
 use crate::model::RunStatus;
 use rusqlite::Connection;
+use std::collections::HashMap;
 
 fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -390,4 +391,58 @@ fn a_fold_waits_briefly_for_a_reader() {
     drop(reader);
     write("later");
     assert_eq!(fs::metadata(wal_path(&p)).expect("wal").len(), 0);
+}
+
+#[test]
+fn runs_and_agents_by_run_keep_the_orders_sql_gave() {
+    // Runs sorted in Rust must come out as `ORDER BY created_at, id` did; agents grouped
+    // from a rowid scan as `ORDER BY run_id, rowid` grouped them.
+    let (_dir, store) = temp_store();
+    let c = &store.conn;
+    let runs = [("b", 5), ("a", 5), ("Z", 5), ("é", 1), ("c", 9), ("a-1", 5)];
+    for (id, at) in runs {
+        c.execute(
+            "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
+                              status_changed_at) VALUES (?1, '[]', '/ws', 'running', ?2, 1, 1)",
+            rusqlite::params![id, at],
+        )
+        .expect("run");
+    }
+    for (i, name) in ["z", "a", "m", "b"].iter().enumerate() {
+        for (id, _) in runs {
+            c.execute(
+                "INSERT INTO agents(run_id, name, session, argv, workdir, status, health,
+                                    started_at, updated_at)
+                 VALUES (?1, ?2, ?3, '[]', '/ws', 'running', 'healthy', ?4, 1)",
+                rusqlite::params![id, name, format!("{id}-{name}"), i as i64],
+            )
+            .expect("agent");
+        }
+    }
+    let sql: Vec<String> = c
+        .prepare("SELECT id FROM runs ORDER BY created_at, id")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    let ids: Vec<String> = store
+        .runs(true)
+        .expect("runs")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, sql);
+    let mut grouped: HashMap<String, Vec<String>> = HashMap::new();
+    for a in store.agents(None).expect("agents") {
+        grouped.entry(a.run_id).or_default().push(a.name);
+    }
+    let by_run: HashMap<String, Vec<String>> = store
+        .agents_by_run()
+        .expect("agents by run")
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(|a| a.name).collect()))
+        .collect();
+    assert_eq!(by_run, grouped);
+    assert_eq!(by_run["a"], ["z", "a", "m", "b"]);
 }

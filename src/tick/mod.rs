@@ -278,42 +278,48 @@ pub fn run_prefetched(
             changed,
         });
     }
+    let runs = plans
+        .iter()
+        .map(|p| RunOutcome {
+            run_id: p.run.id.clone(),
+            status: p.run.status,
+            intent: p.gated.intent,
+            reason: p.gated.reason.clone(),
+            decision_source: p.gated.source,
+            permitted: p.decision.permitted.iter().map(|i| i.to_string()).collect(),
+            llm: p.gated.llm_note.clone(),
+            execute: p.gated.execute,
+            outcome: outcomes.get(&p.run.id).cloned(),
+            escalation_unwritten: unwritten.get(&p.run.id).cloned(),
+            preview: p.preview.clone(),
+            policy_error: policy_errors.get(&p.run.id).cloned(),
+            alert: p.alert,
+            awaiting_approval: p.awaiting_approval,
+            targets: p.decision.targets.clone(),
+            agents: p
+                .agents
+                .iter()
+                .zip(&p.judgements)
+                .map(|(a, j)| AgentLine {
+                    name: a.name.clone(),
+                    session: a.session.clone(),
+                    health: j.health.to_string(),
+                    reason: j.reason.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    let tmux_error = input.tmux_error.take();
+    // As above: the rows and plans live until the process ends (a caller that ticks
+    // again, `--wait-llm`, leaks one tick's worth).
+    std::mem::forget(input);
+    std::mem::forget(plans);
     Ok(TickReport {
         at: rfc3339(now),
         dry_run: opts.dry_run,
-        tmux_error: input.tmux_error,
+        tmux_error,
         changed,
-        runs: plans
-            .iter()
-            .map(|p| RunOutcome {
-                run_id: p.run.id.clone(),
-                status: p.run.status,
-                intent: p.gated.intent,
-                reason: p.gated.reason.clone(),
-                decision_source: p.gated.source,
-                permitted: p.decision.permitted.iter().map(|i| i.to_string()).collect(),
-                llm: p.gated.llm_note.clone(),
-                execute: p.gated.execute,
-                outcome: outcomes.get(&p.run.id).cloned(),
-                escalation_unwritten: unwritten.get(&p.run.id).cloned(),
-                preview: p.preview.clone(),
-                policy_error: policy_errors.get(&p.run.id).cloned(),
-                alert: p.alert,
-                awaiting_approval: p.awaiting_approval,
-                targets: p.decision.targets.clone(),
-                agents: p
-                    .agents
-                    .iter()
-                    .zip(&p.judgements)
-                    .map(|(a, j)| AgentLine {
-                        name: a.name.clone(),
-                        session: a.session.clone(),
-                        health: j.health.to_string(),
-                        reason: j.reason.clone(),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        runs,
     })
 }
 

@@ -329,12 +329,8 @@ struct Rows {
 impl Rows {
     /// A full tick: each table read once.
     fn all(store: &Store) -> Result<Rows, CliError> {
-        let mut agents_by_run: HashMap<String, Vec<AgentRow>> = HashMap::new();
-        for a in store.agents(None)? {
-            agents_by_run.entry(a.run_id.clone()).or_default().push(a);
-        }
         Ok(Rows {
-            agents_by_run,
+            agents_by_run: store.agents_by_run()?,
             states: store.op_states()?,
             pending_rows: store.all_pending_guidance()?,
             approvals: store.approvals()?,
