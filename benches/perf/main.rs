@@ -12,7 +12,9 @@
 //!
 //! Peak RSS comes from `/usr/bin/time -v` when present, else from `wait4`'s rusage
 //! (`METAWSM_BENCH_NO_GNU_TIME=1` forces the latter). `METAWSM_BENCH_BIN` measures
-//! another build (an older one) with the same harness.
+//! another build (an older one) with the same harness. `--idle`:
+//! `METAWSM_BENCH_IDLE_SECONDS` (600) and `METAWSM_BENCH_IDLE_MAX` (sets
+//! `operator.idle_tick_max_seconds`; 15 = no backoff).
 //!
 //! Cargo builds the binary with the bench profile (= release: LTO, stripped) before this
 //! runs, and passes its path in `CARGO_BIN_EXE_metawsm-tick`. Every measurement runs
