@@ -122,27 +122,34 @@ impl std::fmt::Display for TmuxError {
 
 pub use crate::model::panes::{Client, Observation, PaneRow, SessionState, Snapshot};
 
-/// A tmux process started and not yet waited for (`TmuxClient::start`). Dropped
-/// unfinished, it is still waited for: its commands (riders among them) run to the end.
-struct Started(Option<Result<std::process::Child, TmuxError>>);
+/// A tmux batch, run now or started on a thread of its own (`TmuxClient::start`).
+/// Dropped unfinished, it is still waited for: its commands (riders among them) run to
+/// the end.
+enum Started {
+    Done(io::Result<std::process::Output>),
+    /// Spawning blocks the spawning thread until tmux has been exec'd (vfork), which
+    /// is most of a tmux client's start: on a thread, the caller's thread runs on.
+    Thread(Option<std::thread::JoinHandle<io::Result<std::process::Output>>>),
+    Refused(TmuxError),
+}
 
 impl Started {
-    fn failed(e: TmuxError) -> Started {
-        Started(Some(Err(e)))
-    }
-
     /// Waits for the process: its stdout, or the error and what it printed before.
     fn finish(mut self) -> Result<String, (String, TmuxError)> {
-        let child = match self.0.take() {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => return Err((String::new(), e)),
-            None => return Err((String::new(), TmuxError::Missing("tmux not started".into()))),
+        let out = match &mut self {
+            Started::Refused(e) => return Err((String::new(), e.clone())),
+            Started::Done(out) => std::mem::replace(out, Err(io::ErrorKind::Other.into())),
+            Started::Thread(handle) => match handle.take().map(|h| h.join()) {
+                Some(Ok(out)) => out,
+                _ => Err(io::Error::other("the thread running tmux failed")),
+            },
         };
-        let out = child.wait_with_output().map_err(|e| {
-            (
-                String::new(),
-                TmuxError::Missing(format!("cannot run tmux: {e}")),
-            )
+        let out = out.map_err(|e| {
+            let e = match e.kind() {
+                io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
+                _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
+            };
+            (String::new(), e)
         })?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
@@ -163,8 +170,10 @@ impl Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
-        if let Some(Ok(c)) = self.0.take() {
-            let _ = c.wait_with_output();
+        if let Started::Thread(h) = self {
+            if let Some(h) = h.take() {
+                let _ = h.join();
+            }
         }
     }
 }
@@ -217,12 +226,12 @@ impl TmuxClient {
 
     /// `run`; a failure also returns what the commands before the failing one printed.
     fn run_keeping(&self, cmds: &[Cmd]) -> Result<String, (String, TmuxError)> {
-        self.start(cmds).finish()
+        self.start(cmds, false).finish()
     }
 
-    /// Starts one tmux process for `cmds` (riders first) and does not wait for it: the
-    /// caller does its own work meanwhile, then `finish`es it.
-    fn start(&self, cmds: &[Cmd]) -> Started {
+    /// One tmux process for `cmds` (riders first): run now, or with `background` on a
+    /// thread of its own while the caller does its own work, then `finish`es it.
+    fn start(&self, cmds: &[Cmd], background: bool) -> Started {
         let riders = take_riders();
         let mut args: Vec<&str> = Vec::new();
         for c in riders.iter().chain(cmds) {
@@ -233,27 +242,33 @@ impl TmuxClient {
                     }
                     args.extend(argv.iter().map(String::as_str));
                 }
-                Err(e) => return Started::failed(TmuxError::Refused(e.to_string())),
+                Err(e) => return Started::Refused(TmuxError::Refused(e.to_string())),
             }
         }
-        let mut command = Command::new("tmux");
-        command.arg("-u");
-        if let Some(s) = &self.socket {
-            command.arg("-S").arg(s);
+        let command = || {
+            let mut c = Command::new("tmux");
+            c.arg("-u");
+            if let Some(s) = &self.socket {
+                c.arg("-S").arg(s);
+            }
+            c.args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c
+        };
+        if background {
+            let mut c = command();
+            // Its stack holds little more than the spawn's.
+            let thread = std::thread::Builder::new()
+                .name("tmux".into())
+                .stack_size(256 * 1024)
+                .spawn(move || c.output());
+            if let Ok(h) = thread {
+                return Started::Thread(Some(h));
+            }
         }
-        let child = command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        match child {
-            Ok(c) => Started(Some(Ok(c))),
-            Err(e) => Started::failed(match e.kind() {
-                io::ErrorKind::NotFound => TmuxError::Missing("tmux not found on PATH".into()),
-                _ => TmuxError::Missing(format!("cannot run tmux: {e}")),
-            }),
-        }
+        Started::Done(command().output())
     }
 
     /// The tick's single observation call: every pane on the server plus our options.
@@ -263,16 +278,20 @@ impl TmuxClient {
 
     /// `observe`, asking tmux only for the free-text fields in `wants`.
     pub fn observe_with(&self, wants: Wants) -> Observation {
-        self.start_observe(wants).collect(wants)
+        self.listing(wants, false).collect(wants)
     }
 
     /// `observe_with` without waiting: tmux answers while the caller does its own work.
     pub fn start_observe(&self, wants: Wants) -> PendingObservation {
+        self.listing(wants, true)
+    }
+
+    fn listing(&self, wants: Wants, background: bool) -> PendingObservation {
         let all = Cmd::new("list-panes")
             .flags(&["-a", "-F"])
             .format(&pane_format(wants));
         PendingObservation {
-            started: self.start_panes(vec![all]),
+            started: self.start_panes(vec![all], background),
             wants,
         }
     }
@@ -353,11 +372,11 @@ impl TmuxClient {
 
     /// On failure, also what tmux printed before the failing command.
     fn observe_panes(&self, panes: Vec<Cmd>) -> Result<Snapshot, (String, TmuxError)> {
-        finish_panes(self.start_panes(panes))
+        finish_panes(self.start_panes(panes, false))
     }
 
     /// Starts one spawn: our options, the clients, then `panes` (see `finish_panes`).
-    fn start_panes(&self, panes: Vec<Cmd>) -> Started {
+    fn start_panes(&self, panes: Vec<Cmd>, background: bool) -> Started {
         let opts_fmt = std::iter::once(OPTS_MARK.to_string())
             .chain(USER_OPTIONS.iter().map(|o| format!("#{{{o}}}")))
             .chain([
@@ -372,7 +391,7 @@ impl TmuxClient {
             Cmd::new("list-clients").flag("-F").format(&client_fmt),
         ];
         cmds.extend(panes);
-        self.start(&cmds)
+        self.start(&cmds, background)
     }
 
     pub fn version(&self) -> Result<String, TmuxError> {
