@@ -57,7 +57,7 @@ pub fn page() -> String {
          .SH ENVIRONMENT\n.TP\n.B METAWSM_DB\nstate database\n.TP\n.B METAWSM_POLICY\npolicy file \
          for every run\n.TP\n.B METAWSM_TMUX_SOCKET\ntmux server socket\n\
          .SH FILES\n.TP\n.I ~/.local/state/metawsm/state.db\nstate (SQLite), with its lock \
-         state.db.lock and status cache state.db.status\n.TP\n\
+         state.db.lock, status cache state.db.status and observation hint state.db.observe\n.TP\n\
          .I ~/.config/metawsm/policy.json\nthe user's policy\n\
          .SH SEE ALSO\n.BR tmux (1)\n",
     );
