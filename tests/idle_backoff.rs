@@ -137,20 +137,23 @@ fn the_timer_backs_off_while_nothing_changes_and_resets_on_a_change() {
         "the request was taken"
     );
 
-    // Quiet again (the question waits for a human): it backs off again.
+    // Quiet again (the question waits for a human): it backs off again, now up to 8 s
+    // (the policy is read per firing), so the hook below has seconds to spare on a
+    // loaded machine.
+    env.write_policy(&policy(8));
     watch(&env, "backed off again", Duration::from_secs(30), |s| {
         s.last().is_some_and(|m| m[1] >= 2)
     });
 
-    // An agent dies while the timer sleeps (armed >= 3 s ahead): its pane-died hook
+    // An agent dies while the timer sleeps (armed >= 6 s ahead): its pane-died hook
     // ticks, sees it, and wakes the timer before the sleeping chain would have fired.
     // (The run waits for an answer, so the rules do not restart it: the death is the only
     // change, and only the hook's tick sees it.)
     let seen = watch(
         &env,
-        "asleep for 3 s or more",
-        Duration::from_secs(30),
-        |s| s.last().is_some_and(|m| m[2] - now() >= 3),
+        "asleep for 6 s or more",
+        Duration::from_secs(40),
+        |s| s.last().is_some_and(|m| m[2] - now() >= 6),
     );
     let [_, _, asleep_until, chain] = *seen.last().expect("seen");
     fs::write(&stop, "").expect("stop the agent");
