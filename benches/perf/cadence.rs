@@ -44,6 +44,11 @@ pub fn bench_cadence(o: &Opts, worlds: &[(usize, &World)], fallback: &str) -> Ve
     for round in 0..rounds {
         let began = Instant::now();
         for (i, (n, w)) in worlds.iter().enumerate() {
+            // A slow round can leave this world's last tick in the current second: wait
+            // for the next one, or the sample would commit nothing new.
+            while unix_now() <= last[i] {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let tick = || timed(&mut w.cmd(&["tick"], false));
             let fmt = fmts[i].as_str();
             let lp = || timed(w.tmux().args(["list-panes", "-a", "-F", fmt]));
