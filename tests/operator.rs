@@ -277,11 +277,13 @@ fn completion_needs_the_signal() {
         json!({"operator": {"notify": {"command": [script.to_string_lossy()]}}}),
     ));
     env.start("silent", &["sh", "-c", "exit 0"]);
-    // On a loaded machine tmux can show the pane dead without its exit status for more
-    // than a second, and such an agent is judged dead (a crash) and restarted: an open
-    // finding (docs/testing.md). This test is about the completion signal, so it starts
-    // ticking once tmux knows the status.
+    // On a loaded machine tmux can show the pane dead without its exit status (it can
+    // even miss the exit until its reaper is woken: docs/testing.md), and such an agent
+    // is judged dead (a crash) and restarted. This test is about the completion signal,
+    // so it starts ticking once tmux knows the status; a dry run meanwhile looks without
+    // recording, and wakes tmux's reaper as any tick does.
     wait_for("exit status 0 in tmux", WAIT, || {
+        env.ok(&["tick", "--dry-run"]);
         (env.tmux_out(&[
             "display-message",
             "-p",
