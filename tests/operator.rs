@@ -280,21 +280,8 @@ fn completion_needs_the_signal() {
     // On a loaded machine tmux can show the pane dead without its exit status (it can
     // even miss the exit until its reaper is woken: docs/testing.md), and such an agent
     // is judged dead (a crash) and restarted. This test is about the completion signal,
-    // so it starts ticking once tmux knows the status; a dry run meanwhile looks without
-    // recording, and wakes tmux's reaper as any tick does.
-    wait_for("exit status 0 in tmux", WAIT, || {
-        env.ok(&["tick", "--dry-run"]);
-        (env.tmux_out(&[
-            "display-message",
-            "-p",
-            "-t",
-            "=silent:",
-            "#{pane_dead_status}",
-        ])
-        .trim()
-            == "0")
-            .then_some(())
-    });
+    // so it starts ticking once tmux knows the status.
+    assert_eq!(env.wait_exit_status("silent"), "0");
     let v = wait_for("exited", WAIT, || {
         let v = env.tick_json();
         (intent(&v, "silent").0 == "escalate_blocked").then_some(v)

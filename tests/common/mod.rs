@@ -334,6 +334,25 @@ impl Env {
         });
     }
 
+    /// Waits until tmux reports the exit status of the dead pane of `session`. Under
+    /// load tmux can miss an exit until its reaper is woken (docs/testing.md); a dry-run
+    /// tick meanwhile wakes it, as any tick does, and records nothing.
+    pub fn wait_exit_status(&self, session: &str) -> String {
+        let target = format!("={session}:");
+        wait_for("exit status in tmux", Duration::from_secs(30), || {
+            self.ok(&["tick", "--dry-run"]);
+            let st = self.tmux_out(&[
+                "display-message",
+                "-p",
+                "-t",
+                &target,
+                "#{pane_dead_status}",
+            ]);
+            let st = st.trim();
+            (!st.is_empty()).then(|| st.to_string())
+        })
+    }
+
     /// Attaches a real client to this server: an outer test server runs `tmux attach` in
     /// a pane. Keep the returned Env alive as long as the client is needed.
     pub fn attach_client(&self) -> Env {
