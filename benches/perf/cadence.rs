@@ -192,48 +192,58 @@ pub fn bench_status_cadence(o: &Opts, real_tmux: &Path, n: usize, rows: &mut Vec
     let (mut t, mut due, mut ctl) = (Vec::with_capacity(calls), Vec::new(), Vec::new());
     let (mut cpu, mut due_cpu, mut ctl_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let mut settled = Vec::new();
-    // Both worlds' calls by position: the first after the 50 ms pause, or right after
+    // A third series, interleaved alike: `true`, a process that does nothing. Its p99/p50
+    // is what this machine gives any process start: the floor under the status call's.
+    let mut floor = Vec::with_capacity(calls);
+    // Every series' calls by position: the first after the 50 ms pause, or right after
     // another call (a CPU just busy): what the pause itself adds to the tail.
     let (mut after_pause, mut after_call) = (Vec::new(), Vec::new());
     for i in 0..calls {
         let start = Instant::now();
-        if i % 2 == 1 {
-            let (d, c) = job(&control);
-            ctl.push(d);
-            ctl_cpu.push(c);
-            after_pause.push(d);
-        }
-        // What the cache file says before the call: did this call find a tick due?
-        let found_at = unix_now();
-        let found_due = found_at - cached_tick() >= 1;
-        let (d, c) = job(&w);
-        t.push(d);
-        cpu.push(c);
-        if i % 2 == 0 {
-            after_pause.push(d);
-        } else {
-            after_call.push(d);
-        }
-        if found_due {
-            due.push(d);
-            due_cpu.push(c);
-        }
-        if i % 2 == 0 {
-            let (d, c) = job(&control);
-            ctl.push(d);
-            ctl_cpu.push(c);
-            after_call.push(d);
-        }
-        if found_due {
-            // Time is scaled down 15x (1 s interval, 50 ms apart), the tick's own time is
-            // not: left running, the handed-off tick (10-20 ms of CPU) would overlap the
-            // next calls about 15x as often as at the real cadence and shape the p99 of
-            // both worlds. Let it finish (untimed) before the next call.
-            let settle = Instant::now();
-            while cached_tick() < found_at && settle.elapsed() < Duration::from_secs(2) {
-                std::thread::sleep(Duration::from_millis(1));
+        // The three calls in turn, rotated each round: each series takes each position.
+        for k in 0..3 {
+            let d = match (i + k) % 3 {
+                0 => {
+                    // What the cache file says before the call: did it find a tick due?
+                    let found_at = unix_now();
+                    let found_due = found_at - cached_tick() >= 1;
+                    let (d, c) = job(&w);
+                    t.push(d);
+                    cpu.push(c);
+                    if found_due {
+                        due.push(d);
+                        due_cpu.push(c);
+                        // Time is scaled down 15x (1 s interval, 50 ms apart), the tick's
+                        // own time is not: left running, the handed-off tick (10-20 ms of
+                        // CPU) would overlap the next calls about 15x as often as at the
+                        // real cadence and shape the p99 of every series. Let it finish
+                        // (untimed) before the next call.
+                        let settle = Instant::now();
+                        while cached_tick() < found_at && settle.elapsed() < Duration::from_secs(2)
+                        {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        settled.push(ms(settle.elapsed()));
+                    }
+                    d
+                }
+                1 => {
+                    let (d, c) = job(&control);
+                    ctl.push(d);
+                    ctl_cpu.push(c);
+                    d
+                }
+                _ => {
+                    let d = timed(&mut Command::new("true"));
+                    floor.push(d);
+                    d
+                }
+            };
+            if k == 0 {
+                after_pause.push(d);
+            } else {
+                after_call.push(d);
             }
-            settled.push(ms(settle.elapsed()));
         }
         if let Some(rest) = pace.checked_sub(start.elapsed()) {
             std::thread::sleep(rest);
@@ -274,11 +284,23 @@ pub fn bench_status_cadence(o: &Opts, real_tmux: &Path, n: usize, rows: &mut Vec
     rows.push(row(
         &format!("the same status job, no tick ever due (control, interleaved, {calls} calls): p50 / p99"),
         format!(
-            "{c50:.2} / {c99:.2} ms = p99/p50 {:.2} (max {:.2}): the machine's noise; both worlds' calls first after the pause {}, right after another call {}",
+            "{c50:.2} / {c99:.2} ms = p99/p50 {:.2} (max {:.2}): the machine's noise; all three series' calls first after the pause {}, right after another call {}",
             c99 / c50,
             pct(&ctl, 100.0),
             by_pos(&after_pause),
             by_pos(&after_call)
+        ),
+        "reported",
+        None,
+    ));
+    rows.push(row(
+        &format!("a process that does nothing (`true`), interleaved alike ({calls} calls): p50 / p99"),
+        format!(
+            "{:.2} / {:.2} ms = p99/p50 {:.2} (max {:.2}): the tail this machine gives any process start",
+            pct(&floor, 50.0),
+            pct(&floor, 99.0),
+            pct(&floor, 99.0) / pct(&floor, 50.0),
+            pct(&floor, 100.0)
         ),
         "reported",
         None,
