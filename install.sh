@@ -13,7 +13,8 @@ usage() {
 	cat <<'EOF'
 Usage: ./install.sh [options]
 
-Builds metawsm-tick (cargo build --release --locked), installs the binary, and adds one
+Builds metawsm-tick (./build-release.sh: cargo build --release --locked, statically
+linked on Linux with glibc, where it starts faster), installs the binary, and adds one
 line to your tmux config that loads the plugin:
     run-shell '<repo>/tmux/metawsm.tmux' # metawsm-tick (added by install.sh)
 The line goes before TPM's `run '~/.tmux/plugins/tpm/tpm'` if you have one (TPM must
@@ -29,8 +30,9 @@ Options:
   --yes, -y        do not ask before editing the tmux config. Without --yes the
                    question (y/N) is asked only when stdin is a terminal; when stdin
                    is not a terminal (scripts, CI) the line is added without asking.
-  --no-build       do not run cargo; install the existing target/release binary
-                   (honours CARGO_TARGET_DIR).
+  --no-build       do not run cargo; install the existing release binary: the newer
+                   of target/release and target/<host>/release (the static build;
+                   honours CARGO_TARGET_DIR).
   --uninstall      remove the installed binary and the marked tmux.conf line, leaving
                    the config byte-for-byte as it was before the install. The state
                    directory and the database are never deleted.
@@ -449,16 +451,15 @@ fi
 if [ -n "${METAWSM_INSTALL_BINARY:-}" ]; then
 	SRC=$(from_orig "$METAWSM_INSTALL_BINARY")
 	no_build=1
+elif [ "$no_build" = 1 ]; then
+	SRC=$("$REPO/build-release.sh" --no-build)
+	say "Not building (--no-build): $SRC"
 else
-	target_dir=${CARGO_TARGET_DIR:-$REPO/target}
-	case $target_dir in /*) ;; *) target_dir="$REPO/$target_dir" ;; esac
-	SRC="$target_dir/release/metawsm-tick"
-	if [ "$no_build" = 0 ]; then
-		command -v cargo >/dev/null 2>&1 ||
-			die "cargo not found: install Rust (https://rustup.rs), or use --no-build with an existing build"
-		say "Building: cargo build --release --locked"
-		cargo build --release --locked
-	fi
+	command -v cargo >/dev/null 2>&1 ||
+		die "cargo not found: install Rust (https://rustup.rs), or use --no-build with an existing build"
+	# The build's flags live in build-release.sh, which the bench runs too.
+	say "Building with build-release.sh (release; statically linked on Linux with glibc)"
+	SRC=$("$REPO/build-release.sh") || die "the build failed"
 fi
 if [ ! -f "$SRC" ] || [ ! -x "$SRC" ]; then
 	if [ "$no_build" = 1 ] && [ -z "${METAWSM_INSTALL_BINARY:-}" ]; then

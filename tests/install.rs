@@ -3,13 +3,19 @@
 //! Nothing is built and no real tmux server is touched: every test runs the script in
 //! its own temporary HOME/PREFIX with a clean environment (no TMUX, no XDG_* variables,
 //! TMUX_TMPDIR pointing into the sandbox so `tmux ls` finds no server), and installs a
-//! stub "binary" through METAWSM_INSTALL_BINARY (which implies --no-build).
+//! stub "binary" through METAWSM_INSTALL_BINARY (which implies --no-build) — except
+//! `install_builds_a_statically_linked_binary`, which builds the release binary for real
+//! (in the repository's target directory, shared with the bench: built once), and the
+//! build-release.sh tests, which run it with stand-in `cargo`, `rustc` and `cc`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::SystemTime;
+
+#[path = "common/elf.rs"]
+mod elf;
 
 const MARKER: &str = "# metawsm-tick (added by install.sh)";
 const TPM_LINE: &str = "run '~/.tmux/plugins/tpm/tpm'";
@@ -516,4 +522,226 @@ fn uninstall_never_suggests_sourcing_a_config_it_deleted() {
         !text.contains(&format!("source-file {}", sb.conf().display())),
         "{text}"
     );
+}
+
+/// The real Rust toolchain for a command whose HOME is the sandbox's.
+fn with_toolchain(cmd: &mut Command) -> &mut Command {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for (var, dir) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
+        match std::env::var_os(var) {
+            Some(v) => cmd.env(var, v),
+            None => match &home {
+                Some(h) => cmd.env(var, h.join(dir)),
+                None => cmd,
+            },
+        };
+    }
+    // The same target directory as this test run (or the repository's): built once.
+    for var in ["RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd
+}
+
+/// README's first command for real: install.sh builds the release binary. On a Linux
+/// glibc host it must be statically linked (each tick, hook and status call starts a
+/// process; docs/performance.md), and it must work: a tick against a tmux server.
+#[test]
+fn install_builds_a_statically_linked_binary() {
+    let sb = Sandbox::new();
+    let tmux = |args: &[&str]| {
+        sb.command(Path::new("tmux"))
+            .args(args)
+            .output()
+            .expect("tmux")
+    };
+    let out = tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "user"]);
+    assert!(out.status.success(), "start server: {}", stderr(&out));
+    let _server = SandboxServer(&sb);
+    let out = with_toolchain(
+        sb.command(&repo().join("install.sh"))
+            .env_remove("METAWSM_INSTALL_BINARY")
+            .arg("--yes"),
+    )
+    .output()
+    .expect("install.sh");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let bin = sb.installed();
+    let linkage = elf::linkage(&bin);
+    eprintln!("installed {}: {linkage:?}", bin.display());
+    if cfg!(all(
+        target_os = "linux",
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )) {
+        assert!(
+            matches!(linkage, Ok(elf::Linkage::Static { .. })),
+            "not statically linked: {linkage:?}\n{}",
+            stderr(&out)
+        );
+    }
+    let tick = sb.command(&bin).arg("tick").output().expect("tick");
+    assert!(
+        tick.status.success(),
+        "{}\n{}",
+        stdout(&tick),
+        stderr(&tick)
+    );
+    let status = sb.command(&bin).arg("status").output().expect("status");
+    assert!(status.status.success(), "{}", stderr(&status));
+}
+
+/// Stand-ins for the toolchain: `rustc -vV` names $FAKE_HOST, `cc` finds $FAKE_LIBC_A
+/// (or no static libc), `cargo` logs its arguments and the RUSTFLAGS variables it got,
+/// then writes a stub binary saying which build it is (or fails the static one when
+/// $FAKE_STATIC_FAILS is set).
+const FAKE_RUSTC: &str =
+    "#!/bin/sh\n[ \"$1\" = -vV ] && printf 'rustc 1.0.0\\nhost: %s\\n' \"$FAKE_HOST\"\n";
+const FAKE_CC: &str =
+    "#!/bin/sh\n[ \"$1\" = -print-file-name=libc.a ] && echo \"${FAKE_LIBC_A:-libc.a}\"\n";
+const FAKE_CARGO: &str = r#"#!/bin/sh
+{ echo "cargo $*"; env | grep RUSTFLAGS | sort; } >> "$FAKE_LOG"
+dir=$CARGO_TARGET_DIR/release kind=dynamic
+case " $* " in
+*" --target "*)
+	[ -z "${FAKE_STATIC_FAILS:-}" ] || { echo "error: linking with cc failed: cannot find -lc" >&2; exit 101; }
+	dir=$CARGO_TARGET_DIR/$FAKE_HOST/release kind=static ;;
+esac
+mkdir -p "$dir"
+printf '#!/bin/sh\necho "metawsm-tick 0.0.0 %s"\n' "$kind" > "$dir/metawsm-tick"
+chmod 755 "$dir/metawsm-tick"
+"#;
+
+/// install.sh (without a prebuilt binary) with the stand-in toolchain on `host`; the
+/// installed binary's `--version`, cargo's log, install.sh's stderr.
+fn fake_build(sb: &Sandbox, host: &str, env: &[(&str, &str)]) -> (String, String, String) {
+    fake_install(sb, host, env, &[])
+}
+
+fn fake_install(
+    sb: &Sandbox,
+    host: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (String, String, String) {
+    let fake = sb.root().join("fakebin");
+    fs::create_dir_all(&fake).unwrap();
+    for (name, text) in [
+        ("rustc", FAKE_RUSTC),
+        ("cc", FAKE_CC),
+        ("cargo", FAKE_CARGO),
+    ] {
+        fs::write(fake.join(name), text).unwrap();
+        fs::set_permissions(fake.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let log = sb.root().join("cargo.log");
+    let _ = fs::remove_file(&log);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut cmd = sb.command(&repo().join("install.sh"));
+    cmd.env_remove("METAWSM_INSTALL_BINARY")
+        .env("PATH", format!("{}:{path}", fake.display()))
+        .env("CARGO_TARGET_DIR", sb.root().join("cargo-target"))
+        .env("FAKE_HOST", host)
+        .env("FAKE_LOG", &log)
+        .args(["--no-tmux-conf", "--yes"])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("install.sh");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let v = Command::new(sb.installed())
+        .arg("--version")
+        .output()
+        .expect("installed binary runs");
+    (
+        stdout(&v).trim().to_string(),
+        fs::read_to_string(&log).unwrap_or_default(),
+        stderr(&out),
+    )
+}
+
+#[test]
+fn build_is_static_on_linux_gnu_only_and_falls_back_to_the_normal_build() {
+    let sb = Sandbox::new();
+    let libc_a = sb.root().join("libc.a");
+    fs::write(&libc_a, b"").unwrap();
+    let libc_a = libc_a.to_str().unwrap();
+    let var = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS";
+
+    // Linux glibc with a static libc: only the static build, the flag for that target
+    // only (the user's own flags for it kept, ours after them).
+    let (version, log, _) = fake_build(
+        &sb,
+        "x86_64-unknown-linux-gnu",
+        &[("FAKE_LIBC_A", libc_a), (var, "-C target-cpu=native")],
+    );
+    assert_eq!(version, "metawsm-tick 0.0.0 static");
+    assert_eq!(
+        log,
+        format!("cargo build --release --locked --target x86_64-unknown-linux-gnu\n{var}=-C target-cpu=native -C target-feature=+crt-static\n")
+    );
+
+    // The static build fails (no libc.a after all): the normal build, one line saying so.
+    let (version, log, err) = fake_build(
+        &sb,
+        "x86_64-unknown-linux-gnu",
+        &[("FAKE_LIBC_A", libc_a), ("FAKE_STATIC_FAILS", "1")],
+    );
+    assert_eq!(version, "metawsm-tick 0.0.0 dynamic");
+    assert!(log.ends_with("\ncargo build --release --locked\n"), "{log}");
+    let notes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("not statically linked"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(notes[0].contains("the static build failed"), "{err}");
+
+    // No static libc: the static build is not even tried.
+    let (version, log, err) = fake_build(&sb, "aarch64-unknown-linux-gnu", &[]);
+    assert_eq!(version, "metawsm-tick 0.0.0 dynamic");
+    assert_eq!(log, "cargo build --release --locked\n");
+    assert!(
+        err.contains("not statically linked (no static libc.a"),
+        "{err}"
+    );
+
+    // A global RUSTFLAGS would override the per-target flags: the normal build, said so.
+    let (version, _, err) = fake_build(
+        &sb,
+        "aarch64-unknown-linux-gnu",
+        &[("FAKE_LIBC_A", libc_a), ("RUSTFLAGS", "-C debuginfo=1")],
+    );
+    assert_eq!(version, "metawsm-tick 0.0.0 dynamic");
+    assert!(err.contains("RUSTFLAGS is set"), "{err}");
+
+    // macOS (and anything else): the normal build, nothing to say about it.
+    for host in ["aarch64-apple-darwin", "x86_64-unknown-linux-musl"] {
+        let (version, log, err) = fake_build(&sb, host, &[("FAKE_LIBC_A", libc_a)]);
+        assert_eq!(version, "metawsm-tick 0.0.0 dynamic", "{host}");
+        assert_eq!(log, "cargo build --release --locked\n", "{host}");
+        assert!(!err.contains("statically"), "{host}: {err}");
+    }
+
+    // --no-build installs the newer of the two builds there are.
+    let target = sb.root().join("cargo-target");
+    let dynamic = target.join("release/metawsm-tick");
+    let stat = target.join("x86_64-unknown-linux-gnu/release/metawsm-tick");
+    let now = SystemTime::now();
+    for (newer, older, kind) in [(&dynamic, &stat, "dynamic"), (&stat, &dynamic, "static")] {
+        let set = |p: &Path, t: SystemTime| {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .and_then(|f| f.set_modified(t))
+                .unwrap()
+        };
+        set(newer, now);
+        set(older, now - std::time::Duration::from_secs(60));
+        let (version, log, _) = fake_install(&sb, "x86_64-unknown-linux-gnu", &[], &["--no-build"]);
+        assert_eq!(version, format!("metawsm-tick 0.0.0 {kind}"));
+        assert_eq!(log, "", "--no-build ran cargo");
+    }
 }
