@@ -2,9 +2,8 @@
 //! tick with nothing to do (mostly in the same second: little to commit), a foreign
 //! hook, peak RSS and binary size.
 
-use crate::common::BIN;
 use crate::report::{median, pct, row, timed, Row};
-use crate::world::{with_program, World};
+use crate::world::{bench_bin, with_program, World};
 use crate::Opts;
 use std::fs;
 use std::path::Path;
@@ -14,9 +13,10 @@ use std::process::{Command, Stdio};
 pub fn bench_floor(o: &Opts, rows: &mut Vec<Row>) {
     let iters = o.iters(500, 200);
     let (mut t, mut v) = (Vec::new(), Vec::new());
+    let bin = bench_bin();
     for _ in 0..iters {
         t.push(timed(&mut Command::new("true")));
-        v.push(timed(Command::new(BIN).arg("--version")));
+        v.push(timed(Command::new(&bin).arg("--version")));
     }
     rows.push(row(
         "process floor: `true` / `metawsm-tick --version`: median",
@@ -223,8 +223,9 @@ pub fn bench_rss_and_size(w: &World, rows: &mut Vec<Row>) {
         "≤ 20 MB",
         Some(mb <= 20.0),
     ));
-    let bytes = fs::metadata(BIN).map(|m| m.len()).unwrap_or(0);
-    let stripped = fs::read(BIN)
+    let bin = bench_bin();
+    let bytes = fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    let stripped = fs::read(&bin)
         .map(|b| !b.windows(8).any(|w| w == b".symtab\0"))
         .unwrap_or(false);
     rows.push(row(

@@ -10,14 +10,21 @@
 //! cargo bench --bench perf -- --scale   # run start, run list and the hooks at N = 1 and 500
 //! ```
 //!
+//! The binary measured is the one install.sh installs: unless `METAWSM_BENCH_BIN` names
+//! another, the bench first runs `build-release.sh` (install.sh's build: statically
+//! linked on Linux with glibc; a no-op when it is up to date) and measures what it
+//! built. It prints that binary's path and whether it is statically linked.
+//!
 //! Peak RSS comes from `/usr/bin/time -v` when present, else from `wait4`'s rusage
 //! (`METAWSM_BENCH_NO_GNU_TIME=1` forces the latter). `METAWSM_BENCH_BIN` measures
 //! another build (an older one) with the same harness. `--idle`:
 //! `METAWSM_BENCH_IDLE_SECONDS` (600) and `METAWSM_BENCH_IDLE_MAX` (sets
 //! `operator.idle_tick_max_seconds`; 15 = no backoff).
 //!
-//! Cargo builds the binary with the bench profile (= release: LTO, stripped) before this
-//! runs, and passes its path in `CARGO_BIN_EXE_metawsm-tick`. Every measurement runs
+//! Cargo also builds the binary with the bench profile (= release: LTO, stripped, but
+//! dynamically linked) before this runs, and passes its path in
+//! `CARGO_BIN_EXE_metawsm-tick`: `METAWSM_BENCH_BIN=target/release/metawsm-tick` measures
+//! that one. Every measurement runs
 //! against the test harness's private tmux server (`tests/common`: `tmux -S
 //! <tempdir>/sock -f /dev/null`) holding N registered runs whose agents are live `sleep`
 //! processes; that server is killed by its socket at the end and nothing else is
@@ -44,10 +51,12 @@ mod scale;
 mod screen;
 mod world;
 
-use common::{which_tmux, BIN};
+use common::{elf, which_tmux};
 use report::{load_average, machine_info, print_rows};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
-use world::{bench_policy, pane_format, World};
+use world::{bench_bin, bench_policy, pane_format, World};
 
 pub struct Opts {
     pub quick: bool,
@@ -96,8 +105,34 @@ impl Opts {
     }
 }
 
+/// Builds the binary install.sh installs, with install.sh's own build script, and points
+/// `METAWSM_BENCH_BIN` at it; unless `METAWSM_BENCH_BIN` already names a binary.
+fn build_installed_binary() {
+    if std::env::var_os("METAWSM_BENCH_BIN").is_some() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("build-release.sh");
+    eprintln!("building what install.sh installs: {}", script.display());
+    let out = Command::new(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "{} failed ({}): nothing to measure",
+        script.display(),
+        out.status
+    );
+    // Before any thread exists: the world commands read it (world.rs).
+    std::env::set_var("METAWSM_BENCH_BIN", path);
+}
+
 fn main() {
     let o = Opts::parse();
+    build_installed_binary();
+    let bin = bench_bin();
     let real_tmux = which_tmux();
     let fmt = pane_format();
     let started = Instant::now();
@@ -106,7 +141,11 @@ fn main() {
         if o.quick { " (--quick)" } else { "" }
     );
     println!();
-    println!("binary: {BIN}");
+    let linkage = match elf::linkage(Path::new(&bin)) {
+        Ok(l) => l.to_string(),
+        Err(e) => format!("linkage unknown: {e}"),
+    };
+    println!("binary: {bin}: {linkage}");
     print!("{}", machine_info(&real_tmux));
     println!();
 
@@ -141,7 +180,7 @@ fn main() {
     if !worlds.is_empty() {
         let refs: Vec<(usize, &World)> = worlds.iter().map(|(n, w)| (*n, w)).collect();
         let cadence = cadence::bench_cadence(&o, &refs, &fmt);
-        rows.extend(cadence::cadence_rows(&o, &cadence, &worlds, BIN));
+        rows.extend(cadence::cadence_rows(&o, &cadence, &worlds, &bin));
     }
     for (n, w) in &worlds {
         let n = *n;

@@ -49,6 +49,12 @@ pub fn bench_policy(extra: serde_json::Value) -> serde_json::Value {
     p
 }
 
+/// The binary measured: `METAWSM_BENCH_BIN` (main.rs sets it to what install.sh
+/// installs), else cargo's bench build.
+pub fn bench_bin() -> String {
+    std::env::var("METAWSM_BENCH_BIN").unwrap_or_else(|_| crate::common::BIN.to_string())
+}
+
 /// A copy of `c` (arguments and environment) running `program` with `before` first.
 pub fn with_program(c: &Command, program: &OsStr, before: &[&OsStr]) -> Command {
     let mut n = Command::new(program);

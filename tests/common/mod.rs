@@ -2,6 +2,7 @@
 //! a temp state DB and policy, and the real binary. Only ever kills the server it started.
 #![allow(dead_code)]
 
+pub mod elf;
 pub mod many_runs;
 pub mod original;
 pub mod procs;
