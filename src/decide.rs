@@ -208,25 +208,58 @@ pub fn take_alert(
 /// `for 7201s`) are dropped, digits inside names (`w1`, `run-42`, `T-7`) are kept, so
 /// "agent w1 …" and "agent w2 …" stay different while ages do not make a new situation.
 pub fn stable_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut prev: Option<char> = None;
-    let mut dropping = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            if !dropping {
-                let in_name = prev.is_some_and(|p| p.is_alphanumeric() || p == '-' || p == '_');
-                dropping = !in_name;
-            }
-            if !dropping {
-                out.push(c);
-            }
-        } else {
-            dropping = false;
-            out.push(c);
+    let mut w = Stable::new(String::with_capacity(s.len()));
+    let _ = std::fmt::Write::write_str(&mut w, s);
+    w.out
+}
+
+/// `stable_text` as a filter: what reaches `out` is `stable_text` of everything written,
+/// however it is split. A plan writes reasons through it without building them first.
+pub struct Stable<W> {
+    out: W,
+    prev: Option<char>,
+    dropping: bool,
+}
+
+impl<W: std::fmt::Write> Stable<W> {
+    pub fn new(out: W) -> Stable<W> {
+        Stable {
+            out,
+            prev: None,
+            dropping: false,
         }
-        prev = Some(c);
     }
-    out
+}
+
+impl<W: std::fmt::Write> std::fmt::Write for Stable<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        // Most reasons carry no digit: every char passes and the last one is `prev`.
+        if !s.bytes().any(|b| b.is_ascii_digit()) {
+            if let Some(c) = s.chars().next_back() {
+                self.prev = Some(c);
+                self.dropping = false;
+            }
+            return self.out.write_str(s);
+        }
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                if !self.dropping {
+                    let in_name = self
+                        .prev
+                        .is_some_and(|p| p.is_alphanumeric() || p == '-' || p == '_');
+                    self.dropping = !in_name;
+                }
+                if !self.dropping {
+                    self.out.write_char(c)?;
+                }
+            } else {
+                self.dropping = false;
+                self.out.write_char(c)?;
+            }
+            self.prev = Some(c);
+        }
+        Ok(())
+    }
 }
 
 fn permitted_for(intent: Intent, guidance: bool) -> Vec<Intent> {

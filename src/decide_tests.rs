@@ -432,6 +432,62 @@ fn stable_text_drops_measurements_not_names() {
     );
 }
 
+/// `stable_text` as it was written before it became a filter (`Stable`).
+fn stable_text_char_by_char(s: &str) -> String {
+    let mut out = String::new();
+    let mut prev: Option<char> = None;
+    let mut dropping = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !dropping {
+                let in_name = prev.is_some_and(|p| p.is_alphanumeric() || p == '-' || p == '_');
+                dropping = !in_name;
+            }
+            if !dropping {
+                out.push(c);
+            }
+        } else {
+            dropping = false;
+            out.push(c);
+        }
+        prev = Some(c);
+    }
+    out
+}
+
+#[test]
+fn stable_text_filters_a_stream_however_it_is_split() {
+    use std::fmt::Write as _;
+    let texts = [
+        "",
+        "no deterministic action required",
+        "agent w1 asks: x",
+        "no recent activity (activity_age=61s, threshold=4s)",
+        "restart budget exhausted (3/3) run-42",
+        "42 at the start, é9 ü 7 _8 -9 a9b 10",
+        "ümlaut9 x 9",
+    ];
+    for t in texts {
+        let want = stable_text_char_by_char(t);
+        assert_eq!(stable_text(t), want, "{t:?}");
+        let cuts: Vec<usize> = (0..=t.len()).filter(|i| t.is_char_boundary(*i)).collect();
+        for &a in &cuts {
+            for &b in cuts.iter().filter(|b| **b >= a) {
+                let mut whole = String::new();
+                let mut w2 = Stable::new(&mut whole);
+                write!(w2, "{t}").expect("a String takes any text");
+                assert_eq!(whole, want, "{t:?}");
+                let mut got = String::new();
+                let mut w3 = Stable::new(&mut got);
+                for part in [&t[..a], &t[a..b], &t[b..]] {
+                    w3.write_str(part).expect("a String takes any text");
+                }
+                assert_eq!(got, want, "{t:?} cut at {a}, {b}");
+            }
+        }
+    }
+}
+
 #[test]
 fn alerts_are_deduplicated_per_intent_and_reason() {
     let mut s = OpState::default();

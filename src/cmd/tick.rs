@@ -147,11 +147,21 @@ pub fn print_report(r: &TickReport, json: bool) {
     if r.runs.is_empty() {
         let _ = writeln!(out, "{} no active runs", r.at);
     }
+    // One line buffer for every run, built without the formatting machinery.
+    let mut line = String::new();
     for run in &r.runs {
-        let mut line = format!(
-            "{} {} {} {} decision_source={}",
-            r.at, run.run_id, run.intent, run.reason, run.decision_source
-        );
+        line.clear();
+        for (i, part) in [r.at.as_str(), &run.run_id, run.intent.as_str(), &run.reason]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(part);
+        }
+        line.push_str(" decision_source=");
+        line.push_str(run.decision_source.as_str());
         if let Some(n) = &run.llm {
             line.push_str(&format!(" {n}"));
         }

@@ -378,7 +378,7 @@ pub(super) fn agent_kind_depth(argv: &[String], depth: usize) -> Option<AgentKin
         let assignment = word.split_once('=').is_some_and(|(k, _)| {
             !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         });
-        match name.as_str() {
+        match &*name {
             _ if word.starts_with('-') => {
                 after_flag = true;
                 continue;
@@ -435,7 +435,7 @@ pub fn patterns(extra: &[String]) -> Vec<Pattern> {
 
 /// `/x/node_modules/.bin/codex` → `codex`; `@openai/codex@0.169.0` → `codex`;
 /// `cli.js` stays `cli` (unrecognised).
-pub(super) fn program_name(word: &str) -> String {
+pub(super) fn program_name(word: &str) -> std::borrow::Cow<'_, str> {
     let base = word.rsplit('/').next().unwrap_or(word);
     let base = if word.starts_with('@') {
         // A scoped npm package: `@scope/name@version`.
@@ -449,7 +449,16 @@ pub(super) fn program_name(word: &str) -> String {
         .or_else(|| base.strip_suffix(".mjs"))
         .or_else(|| base.strip_suffix(".cjs"))
         .unwrap_or(base);
-    base.to_lowercase()
+    // Every agent's start command is read several times a tick: no copy when it is
+    // already lower case.
+    if base
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+    {
+        std::borrow::Cow::Owned(base.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(base)
+    }
 }
 
 pub(super) fn kind_of(name: &str, args: &[String]) -> Option<AgentKind> {

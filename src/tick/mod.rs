@@ -207,6 +207,9 @@ pub fn run_prefetched(
     if input.tmux_error.is_none() {
         read_questions(ctx, &mut input);
     }
+    // Taken before the plans borrow the input.
+    let status_rows = input.status_rows.take();
+    let tmux_error = input.tmux_error.clone();
     let plans = plan::plan(&input, policy, opts.llm_mode, opts.dry_run, now);
 
     let mut changed = false;
@@ -257,19 +260,15 @@ pub fn run_prefetched(
         }
         // Best effort: a stale cache only delays the bar until the next tick. The rows
         // read before this tick's writes stand if it wrote none of the status tables.
-        let rows = input
-            .status_rows
-            .take()
-            .filter(|_| store.status_writes() == status_writes);
+        let rows = status_rows.filter(|_| store.status_writes() == status_writes);
         let _ = crate::status_cache::refresh_from(store, rows);
     }
 
     if !opts.source.reports() {
-        let tmux_error = input.tmux_error.take();
         // The process ends with this tick: freeing every row and plan one by one cost a
         // tenth of a firing's CPU at 500 runs, and the report nobody reads as much again.
-        std::mem::forget(input);
         std::mem::forget(plans);
+        std::mem::forget(input);
         return Ok(TickReport {
             at: rfc3339(now),
             dry_run: opts.dry_run,
@@ -309,11 +308,10 @@ pub fn run_prefetched(
                 .collect(),
         })
         .collect();
-    let tmux_error = input.tmux_error.take();
     // As above: the rows and plans live until the process ends (a caller that ticks
     // again, `--wait-llm`, leaks one tick's worth).
-    std::mem::forget(input);
     std::mem::forget(plans);
+    std::mem::forget(input);
     Ok(TickReport {
         at: rfc3339(now),
         dry_run: opts.dry_run,

@@ -21,13 +21,14 @@ pub use super::plan_agents::{screens_to_read, AgentChange};
 pub use super::plan_gate::{ApprovalChange, MAX_LLM_IN_FLIGHT};
 
 /// Everything one run's tick does, decided before anything is done: `apply` writes and
-/// acts from this alone and never reads the state back.
-pub struct Planned {
+/// acts from this alone and never reads the state back. The run's rows are borrowed from
+/// the tick's input, which outlives the plans (copying them cost a tenth of a 500-run plan).
+pub struct Planned<'a> {
     /// The action is held for a human's `approve` (assist mode).
     pub awaiting_approval: bool,
     pub approval: ApprovalChange,
-    pub run: RunRow,
-    pub agents: Vec<AgentRow>,
+    pub run: &'a RunRow,
+    pub agents: &'a [AgentRow],
     pub judgements: Vec<Judgement>,
     /// Agent rows to rewrite and health changes to log (none when tmux is unknown).
     pub agent_changes: Vec<AgentChange>,
@@ -65,7 +66,7 @@ pub struct Planned {
     pub alert_intent: Intent,
     pub log_decision: bool,
     pub fingerprint: String,
-    pub prev_state: OpState,
+    pub prev_state: &'a OpState,
     /// The policy that judged this run and its LLM mode.
     pub policy: std::rc::Rc<Policy>,
     pub mode: LlmMode,
@@ -79,10 +80,10 @@ pub enum Action {
     Stop,
 }
 
-impl Planned {
+impl Planned<'_> {
     /// The operator state after this tick (what `new_state` writes, or what was there).
     pub fn state_after(&self) -> &OpState {
-        self.new_state.as_ref().unwrap_or(&self.prev_state)
+        self.new_state.as_ref().unwrap_or(self.prev_state)
     }
 
     /// The run's status after the action, given whether it succeeded.
@@ -104,13 +105,13 @@ impl Planned {
 }
 
 /// `global` judges runs without a policy of their own; `mode` overrides every run's.
-pub fn plan(
-    input: &TickInput,
+pub fn plan<'a>(
+    input: &'a TickInput,
     global: &Policy,
     mode: Option<LlmMode>,
     dry_run: bool,
     now: i64,
-) -> Vec<Planned> {
+) -> Vec<Planned<'a>> {
     let global = std::rc::Rc::new(global.clone());
     input
         .runs
@@ -129,19 +130,19 @@ pub fn plan(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plan_run(
-    r: &RunInput,
+fn plan_run<'a>(
+    r: &'a RunInput,
     input: &TickInput,
     th: &Thresholds,
     shared: std::rc::Rc<Policy>,
     mode: LlmMode,
     dry_run: bool,
     now: i64,
-) -> Planned {
+) -> Planned<'a> {
     let policy: &Policy = &shared;
-    let run = r.run.clone();
-    let agents = r.agents.clone();
-    let prev = r.prev.clone();
+    let run = &r.run;
+    let agents = &r.agents;
+    let prev = &r.prev;
     let tmux_error = &input.tmux_error;
     let seen = judge_agents(r, input, th, policy, now);
     let q = questions(r, &seen, tmux_error.is_none(), policy, now);
@@ -156,11 +157,11 @@ fn plan_run(
 
     let view = run_view(r, &seen, q.pending.clone(), tmux_error);
     let decision = crate::clock::hold(
-        decide::decide(&view, &prev, policy, now),
+        decide::decide(&view, prev, policy, now),
         input.clock_hold.as_deref(),
     );
     let preview = if dry_run {
-        decide::preview(&view, &prev, policy, now).map(|(intent, n)| {
+        decide::preview(&view, prev, policy, now).map(|(intent, n)| {
             format!(
                 "would {intent} after {n} more unhealthy observation{}",
                 if n == 1 { "" } else { "s" }
@@ -171,7 +172,7 @@ fn plan_run(
     };
     let fingerprint = fingerprint(&view, &decision, q.pending.as_ref());
     let gated = gate_run(
-        &run,
+        run,
         &decision,
         &input.calls,
         &fingerprint,
@@ -251,7 +252,7 @@ fn plan_run(
     let agent_changes = if tmux_error.is_some() {
         Vec::new()
     } else {
-        agent_changes(&agents, &seen.judgements)
+        agent_changes(agents, &seen.judgements)
     };
     Planned {
         agent_changes,
@@ -261,7 +262,7 @@ fn plan_run(
         to_stopping,
         status_after,
         action,
-        new_state: (final_state != prev).then_some(final_state),
+        new_state: (final_state != *prev).then_some(final_state),
         awaiting_approval,
         approval,
         run,

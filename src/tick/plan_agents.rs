@@ -108,6 +108,8 @@ pub fn screens_to_read(input: &TickInput, policy: &Policy, now: i64) -> Vec<Scre
 
 /// Each agent of a run as this tick sees it, index by index with the run's agents.
 pub(super) struct Seen {
+    /// Each agent's interactive kind (`screen::interactive_kind`), read once.
+    pub kinds: Vec<Option<&'static str>>,
     /// What the screen of a quiet interactive agent shows.
     pub readings: Vec<Option<Reading>>,
     /// Whether this tick meant to read the agent's screen (a question from a screen stays
@@ -127,9 +129,11 @@ pub(super) fn judge_agents(
 ) -> Seen {
     let agents = &r.agents;
     let obs = &input.obs;
-    let interactive = agents
+    let kinds: Vec<Option<&'static str>> = agents
         .iter()
-        .any(|a| screen::interactive_kind(&a.argv, a.adopted).is_some());
+        .map(|a| screen::interactive_kind(&a.argv, a.adopted))
+        .collect();
+    let interactive = kinds.iter().any(Option::is_some);
     let pats = if interactive {
         screen::patterns(&policy.health.screen_patterns)
     } else {
@@ -138,17 +142,18 @@ pub(super) fn judge_agents(
     let pats: Vec<&screen::Pattern> = pats.iter().collect();
     let readings: Vec<Option<Reading>> = agents
         .iter()
-        .map(|a| {
-            let kind = screen::interactive_kind(&a.argv, a.adopted)?;
+        .zip(&kinds)
+        .map(|(a, kind)| {
+            let kind = (*kind)?;
             let s = input.screens.get(&(r.run.id.clone(), a.name.clone()))?;
             Some(screen::classify(kind, &s.text, &s.title, &pats))
         })
         .collect();
     let watched: Vec<bool> = agents
         .iter()
-        .map(|a| {
-            screen::interactive_kind(&a.argv, a.adopted)
-                .is_some_and(|kind| worth_reading(a, kind, &judge(a, obs, th, now), obs, &pats))
+        .zip(&kinds)
+        .map(|(a, kind)| {
+            kind.is_some_and(|kind| worth_reading(a, kind, &judge(a, obs, th, now), obs, &pats))
         })
         .collect();
     let judgements: Vec<Judgement> = agents
@@ -168,6 +173,7 @@ pub(super) fn judge_agents(
         })
         .collect();
     Seen {
+        kinds,
         readings,
         watched,
         judgements,
@@ -271,7 +277,8 @@ pub(super) fn run_view(
             .iter()
             .zip(&seen.judgements)
             .zip(&seen.readings)
-            .map(|((a, j), reading)| AgentView {
+            .zip(&seen.kinds)
+            .map(|(((a, j), reading), kind)| AgentView {
                 name: a.name.clone(),
                 health: j.health,
                 alive: j.alive,
@@ -280,11 +287,9 @@ pub(super) fn run_view(
                 stored_activity_at: a.last_activity_at,
                 reason: j.reason.clone(),
                 reported_done: a.signal == Some(AgentSignal::Done),
-                interactive: screen::interactive_kind(&a.argv, a.adopted).map(|_| {
-                    decide::Interactive {
-                        hook_busy: a.signal == Some(AgentSignal::Working),
-                        screen: reading.as_ref().map(|r| r.state),
-                    }
+                interactive: kind.map(|_| decide::Interactive {
+                    hook_busy: a.signal == Some(AgentSignal::Working),
+                    screen: reading.as_ref().map(|r| r.state),
                 }),
                 restartable: !a.argv.is_empty(),
                 complete: r

@@ -12,41 +12,49 @@ use crate::policy::{LlmMode, Policy};
 /// At most this many LLM workers run at once, whatever the number of runs.
 pub const MAX_LLM_IN_FLIGHT: usize = 4;
 
-fn fnv(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// FNV-1a, fed as text is written (no string built per run).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    format!("{h:016x}")
 }
 
-/// The situation an LLM answer is about: a new fingerprint, a new question.
+impl std::fmt::Write for Fnv {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(())
+    }
+}
+
+/// The situation an LLM answer is about: a new fingerprint, a new question. The hash of
+/// `status|name=health,…|intent|stable reason|question`, written straight into it.
 pub(super) fn fingerprint(
     view: &RunView,
     decision: &Decision,
     pending: Option<&PendingGuidance>,
 ) -> String {
-    fnv(&format!(
-        "{}|{}|{}|{}|{}",
-        view.status,
-        view.agents
-            .iter()
-            .map(|a| {
-                // healthy↔idle flips are not worth a new LLM call.
-                let h = if a.health == Health::Idle {
-                    Health::Healthy
-                } else {
-                    a.health
-                };
-                format!("{}={}", a.name, h)
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        decision.intent,
-        decide::stable_text(&decision.reason.to_string()),
-        pending.map(|g| g.question.as_str()).unwrap_or("")
-    ))
+    use std::fmt::Write as _;
+    let mut h = Fnv::new();
+    let _ = write!(h, "{}|", view.status);
+    for (i, a) in view.agents.iter().enumerate() {
+        // healthy↔idle flips are not worth a new LLM call.
+        let health = if a.health == Health::Idle {
+            Health::Healthy
+        } else {
+            a.health
+        };
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(h, "{sep}{}={}", a.name, health);
+    }
+    let _ = write!(h, "|{}|", decision.intent);
+    let _ = write!(decide::Stable::new(&mut h), "{}", decision.reason);
+    let _ = write!(h, "|{}", pending.map(|g| g.question.as_str()).unwrap_or(""));
+    format!("{:016x}", h.0)
 }
 
 /// The rules' decision through the LLM gate: the answer on this very situation, if any,
@@ -115,12 +123,16 @@ pub(super) fn approval(
     tmux_known: bool,
     now: i64,
 ) -> (bool, ApprovalChange) {
-    let situation = format!(
-        "{}:{}",
-        decision.intent,
-        decide::stable_text(&decision.reason.to_string())
-    );
     let held = mode == LlmMode::Assist && decision.execute && !gated.execute;
+    // Nothing held and nothing on record: nothing to compare the situation with.
+    if !held && r.approval.is_none() {
+        return (false, ApprovalChange::Keep);
+    }
+    let mut situation = format!("{}:", decision.intent);
+    let _ = std::fmt::Write::write_fmt(
+        &mut decide::Stable::new(&mut situation),
+        format_args!("{}", decision.reason),
+    );
     let dismissed = r
         .approval
         .as_ref()
@@ -180,21 +192,128 @@ pub(super) fn alerting(decision: &Decision, gated: &Gated, settled: bool, now: i
         settled,
         now,
     );
-    let decision_fp = format!(
-        "{}:{}:{}",
-        gated.intent,
-        gated.source,
-        decide::stable_text(&gated.reason)
-    );
     // An LLM override is always worth an event, a veto to noop included.
     let quiet = gated.intent == Intent::Noop && gated.source != DecisionSource::Llm;
+    let decision_fp = (!quiet).then(|| {
+        format!(
+            "{}:{}:{}",
+            gated.intent,
+            gated.source,
+            decide::stable_text(&gated.reason)
+        )
+    });
     let log_decision = !quiet
-        && (alert || gated.execute || state.last_decision.as_deref() != Some(decision_fp.as_str()));
-    state.last_decision = if quiet { None } else { Some(decision_fp) };
+        && (alert || gated.execute || state.last_decision.as_deref() != decision_fp.as_deref());
+    state.last_decision = decision_fp;
     Alerting {
         state,
         alert,
         alert_intent,
         log_decision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::AgentView;
+    use crate::model::RunStatus;
+    use crate::reason::Reason;
+
+    /// The fingerprint as it was built before it was written straight into the hash.
+    fn built_then_hashed(
+        view: &RunView,
+        d: &Decision,
+        pending: Option<&PendingGuidance>,
+    ) -> String {
+        let text = format!(
+            "{}|{}|{}|{}|{}",
+            view.status,
+            view.agents
+                .iter()
+                .map(|a| {
+                    let h = if a.health == Health::Idle {
+                        Health::Healthy
+                    } else {
+                        a.health
+                    };
+                    format!("{}={}", a.name, h)
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            d.intent,
+            decide::stable_text(&d.reason.to_string()),
+            pending.map(|g| g.question.as_str()).unwrap_or("")
+        );
+        let mut h = Fnv::new();
+        let _ = std::fmt::Write::write_str(&mut h, &text);
+        format!("{:016x}", h.0)
+    }
+
+    #[test]
+    fn the_fingerprint_hashes_the_text_it_always_hashed() {
+        let agent = |name: &str, health: Health| AgentView {
+            name: name.into(),
+            health,
+            alive: true,
+            exit_status: None,
+            last_activity_at: None,
+            stored_activity_at: None,
+            reason: String::new(),
+            reported_done: false,
+            interactive: None,
+            restartable: true,
+            complete: false,
+        };
+        let views = [
+            Vec::new(),
+            vec![agent("w1", Health::Idle)],
+            vec![agent("w1", Health::Healthy), agent("w2-é", Health::Stalled)],
+        ];
+        let reasons = [
+            Reason::Nothing,
+            Reason::Completed,
+            Reason::RunInactive(RunStatus::Paused),
+            Reason::AwaitingCorroboration { streak: 2, need: 3 },
+            Reason::StaleVerified {
+                age: 7201,
+                threshold: 3600,
+                window: 60,
+            },
+        ];
+        let question = PendingGuidance {
+            agent: "w1".into(),
+            question: "proceed 3 times? | yes".into(),
+            context: String::new(),
+            at_prompt: false,
+        };
+        for agents in &views {
+            for reason in &reasons {
+                for pending in [None, Some(&question)] {
+                    let view = RunView {
+                        id: "run-42".into(),
+                        status: RunStatus::Running,
+                        status_changed_at: 0,
+                        agents: agents.clone(),
+                        guidance: None,
+                        tmux_unknown: None,
+                    };
+                    let d = Decision {
+                        intent: Intent::EscalateBlocked,
+                        reason: reason.clone(),
+                        permitted: Vec::new(),
+                        execute: false,
+                        targets: Vec::new(),
+                        complete: false,
+                        state: OpState::default(),
+                        notes: Vec::new(),
+                    };
+                    assert_eq!(
+                        fingerprint(&view, &d, pending),
+                        built_then_hashed(&view, &d, pending)
+                    );
+                }
+            }
+        }
     }
 }

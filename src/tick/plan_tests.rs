@@ -94,7 +94,7 @@ fn corroborated() -> OpState {
     }
 }
 
-fn one(input: &TickInput, mode: LlmMode, dry_run: bool, now: i64) -> Planned {
+fn one(input: &TickInput, mode: LlmMode, dry_run: bool, now: i64) -> Planned<'_> {
     plan(input, &Policy::default(), Some(mode), dry_run, now)
         .pop()
         .expect("one plan")
@@ -248,22 +248,14 @@ fn alerts_and_decision_events_once_per_episode() {
         restart_attempts: 3,
         ..corroborated()
     };
-    let first = one(
-        &input(RunStatus::Running, exhausted),
-        LlmMode::Off,
-        false,
-        NOW,
-    );
+    let exhausted = input(RunStatus::Running, exhausted);
+    let first = one(&exhausted, LlmMode::Off, false, NOW);
     assert_eq!(first.decision.intent, Intent::EscalateBlocked);
     assert!(first.alert && first.log_decision);
     let again = first.new_state.clone().expect("alert recorded");
     for later in [NOW + 1, NOW + 61, NOW + 600] {
-        let p = one(
-            &input(RunStatus::Running, again.clone()),
-            LlmMode::Off,
-            false,
-            later,
-        );
+        let i = input(RunStatus::Running, again.clone());
+        let p = one(&i, LlmMode::Off, false, later);
         assert_eq!(p.decision.intent, Intent::EscalateBlocked);
         assert!(!p.alert, "ages in the reason are not a new situation");
         assert!(!p.log_decision, "the same decision is logged once");
@@ -342,12 +334,8 @@ fn what_the_record_writes() {
     );
 
     // A run left stopping (a crash mid-stop) is finished: stop, then stopped if it worked.
-    let p = one(
-        &input(RunStatus::Stopping, OpState::default()),
-        LlmMode::Off,
-        false,
-        NOW,
-    );
+    let stopping = input(RunStatus::Stopping, OpState::default());
+    let p = one(&stopping, LlmMode::Off, false, NOW);
     assert_eq!(p.action, Some(Action::Stop));
     assert_eq!(p.status_after_action(true), RunStatus::Stopped);
     assert_eq!(p.status_after_action(false), RunStatus::Stopping);

@@ -57,7 +57,7 @@ fn plan_changed(p: &Planned) -> bool {
         || p.action.is_some()
         || p.new_state
             .as_ref()
-            .is_some_and(|s| state_changed(&p.prev_state, s))
+            .is_some_and(|s| state_changed(p.prev_state, s))
         || !matches!(p.approval, super::plan::ApprovalChange::Keep)
         || p.alert
         || p.log_decision
