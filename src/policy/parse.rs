@@ -38,14 +38,16 @@ pub(super) fn parse_text(text: &str) -> Result<Policy, String> {
 
     let mut p = Policy::default();
     refuse_unknown(root, "")?;
+    // Each block is checked for unknown keys once, not once per key under it.
+    let mut checked = Vec::new();
     for key in KEYS {
         let (block, name) = key.path.rsplit_once('.').unwrap_or(("", key.path));
-        if let Some(value) = open(root, block)?.and_then(|b| b.get(name)) {
+        if let Some(value) = open(root, block, &mut checked)?.and_then(|b| b.get(name)) {
             read(key, value, &mut p)?;
         }
     }
 
-    if let Some(l) = open(root, "operator.llm")? {
+    if let Some(l) = open(root, "operator.llm", &mut checked)? {
         let llm = &mut p.operator.llm;
         // Claude's CLI is not called "codex": follow the provider unless told otherwise.
         if llm.provider == LlmProvider::Claude && !l.contains_key("command") {
@@ -62,11 +64,12 @@ pub(super) fn parse_text(text: &str) -> Result<Policy, String> {
     Ok(p)
 }
 
-/// The object at dotted `path` (each level checked for unknown keys), or `None` when a
-/// level is absent.
+/// The object at dotted `path` (each level checked for unknown keys, unless it is in
+/// `checked` already), or `None` when a level is absent.
 fn open<'a>(
     root: &'a Map<String, Value>,
     path: &str,
+    checked: &mut Vec<String>,
 ) -> Result<Option<&'a Map<String, Value>>, String> {
     let mut map = root;
     let mut at = String::new();
@@ -79,7 +82,10 @@ fn open<'a>(
         match map.get(name) {
             None => return Ok(None),
             Some(Value::Object(inner)) => {
-                refuse_unknown(inner, &at)?;
+                if !checked.contains(&at) {
+                    refuse_unknown(inner, &at)?;
+                    checked.push(at.clone());
+                }
                 map = inner;
             }
             Some(_) => return Err(format!("{at} must be an object")),
