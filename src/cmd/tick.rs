@@ -105,7 +105,10 @@ pub fn run_locked(
         Some(id) => ctx.for_run(&store.run(id)?),
         None => ctx.clone(),
     };
-    tick::run_prefetched(&mut store, &ctx, policy, opts, pre)
+    let report = tick::run_prefetched(&mut store, &ctx, policy, opts, pre);
+    // The process ends soon after (`--wait-llm` opens another).
+    store.leave();
+    report
 }
 
 fn wait_for_workers(ctx: &Ctx, limit: Duration) -> CliResult {
