@@ -50,6 +50,7 @@ use cli::{CliError, Globals, EXIT_OK};
 use lexopt::prelude::*;
 
 fn main() {
+    store::configure_sqlite();
     quiet_on_closed_pipe();
     let code = match real_main() {
         Ok(code) => code,

@@ -173,6 +173,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a fold waits for the write lock and for readers to finish.
 const FOLD_WAIT: Duration = Duration::from_millis(100);
 
+/// Process-wide SQLite settings, before anything opens a database (`main`, while the
+/// process has one thread; SQLite ignores them once initialised). Memory statistics
+/// off: with them on, every allocation SQLite makes takes a mutex to count itself.
+pub fn configure_sqlite() {
+    // SAFETY: called once, before SQLite is initialised and before any other thread
+    // exists; MEMSTATUS takes one int argument.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+    }
+}
+
 /// A file beside the database: its name plus `suffix` (SQLite's `-wal`, `-shm`).
 pub fn side_path(db: &Path, suffix: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
