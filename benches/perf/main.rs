@@ -129,8 +129,45 @@ fn build_installed_binary() {
     std::env::set_var("METAWSM_BENCH_BIN", path);
 }
 
+/// Cargo runs the bench with LD_LIBRARY_PATH naming its target and toolchain library
+/// directories. Every dynamically linked process started from here (tmux, a dynamically
+/// linked metawsm-tick) would search them first: about 100 failed opens and 0.2 ms a
+/// process on this machine, which a tmux status job or hook never pays. Those entries
+/// are dropped (others kept); returns how many.
+fn drop_cargo_library_path() -> usize {
+    let Some(val) = std::env::var_os("LD_LIBRARY_PATH") else {
+        return 0;
+    };
+    // The bench runs as <target>/<profile>/deps/perf-…
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty());
+    let all: Vec<_> = std::env::split_paths(&val).collect();
+    let keep: Vec<_> = all
+        .iter()
+        .filter(|p| {
+            !target.as_deref().is_some_and(|t| p.starts_with(t))
+                && !sysroot.as_deref().is_some_and(|s| p.starts_with(s))
+        })
+        .collect();
+    let dropped = all.len() - keep.len();
+    match std::env::join_paths(keep) {
+        Ok(v) if !v.is_empty() => std::env::set_var("LD_LIBRARY_PATH", v),
+        _ => std::env::remove_var("LD_LIBRARY_PATH"),
+    }
+    dropped
+}
+
 fn main() {
     let o = Opts::parse();
+    let dropped = drop_cargo_library_path();
     build_installed_binary();
     let bin = bench_bin();
     let real_tmux = which_tmux();
@@ -146,6 +183,9 @@ fn main() {
         Err(e) => format!("linkage unknown: {e}"),
     };
     println!("binary: {bin}: {linkage}");
+    if dropped > 0 {
+        println!("LD_LIBRARY_PATH: cargo's {dropped} entries removed (no tmux job has them)");
+    }
     print!("{}", machine_info(&real_tmux));
     println!();
 
