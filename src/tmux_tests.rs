@@ -122,3 +122,24 @@ fn single_argv_is_not_run_by_a_shell() {
         ["/usr/bin/env", "--", "prog with space"]
     );
 }
+
+#[test]
+fn pane_rows_split_as_splitn_did() {
+    let lines = [
+        "",
+        "a",
+        "s\t@1\t%1\t42\t0\t\t\t1700000000\t\t",
+        "s\t@1\t%1\t42\t1:1700000001\t3\t\t1700000000\ttitle\tcmd\textra\ttabs",
+        "s\t@1\t%1\t42\t0\t\t\t1700000000\t",
+        "é\t@1\t%1\t\t\t\t\t\t\u{1b}t\tc",
+        "\t\t\t\t\t\t\t\t\t",
+    ];
+    for l in lines {
+        let old: Vec<&str> = l.splitn(10, '\t').collect();
+        let new = fields::<10>(l);
+        match new {
+            Some(f) => assert_eq!(f.to_vec(), old, "{l:?}"),
+            None => assert!(old.len() < 10, "{l:?}"),
+        }
+    }
+}

@@ -277,33 +277,40 @@ pub fn run_prefetched(
             changed,
         });
     }
+    // The plans are not read again: their texts move into the report.
+    let mut plans = plans;
     let runs = plans
-        .iter()
+        .iter_mut()
         .map(|p| RunOutcome {
             run_id: p.run.id.clone(),
             status: p.run.status,
             intent: p.gated.intent,
-            reason: p.gated.reason.clone(),
+            reason: std::mem::take(&mut p.gated.reason),
             decision_source: p.gated.source,
-            permitted: p.decision.permitted.iter().map(|i| i.to_string()).collect(),
-            llm: p.gated.llm_note.clone(),
+            permitted: p
+                .decision
+                .permitted
+                .iter()
+                .map(|i| i.as_str().to_string())
+                .collect(),
+            llm: p.gated.llm_note.take(),
             execute: p.gated.execute,
             outcome: outcomes.get(&p.run.id).cloned(),
             escalation_unwritten: unwritten.get(&p.run.id).cloned(),
-            preview: p.preview.clone(),
+            preview: p.preview.take(),
             policy_error: policy_errors.get(&p.run.id).cloned(),
             alert: p.alert,
             awaiting_approval: p.awaiting_approval,
-            targets: p.decision.targets.clone(),
+            targets: std::mem::take(&mut p.decision.targets),
             agents: p
                 .agents
                 .iter()
-                .zip(&p.judgements)
+                .zip(&mut p.judgements)
                 .map(|(a, j)| AgentLine {
                     name: a.name.clone(),
                     session: a.session.clone(),
-                    health: j.health.to_string(),
-                    reason: j.reason.clone(),
+                    health: j.health.as_str().to_string(),
+                    reason: std::mem::take(&mut j.reason),
                 })
                 .collect(),
         })

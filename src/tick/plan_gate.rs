@@ -40,7 +40,11 @@ pub(super) fn fingerprint(
 ) -> String {
     use std::fmt::Write as _;
     let mut h = Fnv::new();
-    let _ = write!(h, "{}|", view.status);
+    let mut put = |s: &str| {
+        let _ = h.write_str(s);
+    };
+    put(view.status.as_str());
+    put("|");
     for (i, a) in view.agents.iter().enumerate() {
         // healthy↔idle flips are not worth a new LLM call.
         let health = if a.health == Health::Idle {
@@ -48,12 +52,17 @@ pub(super) fn fingerprint(
         } else {
             a.health
         };
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(h, "{sep}{}={}", a.name, health);
+        put(if i == 0 { "" } else { "," });
+        put(&a.name);
+        put("=");
+        put(health.as_str());
     }
-    let _ = write!(h, "|{}|", decision.intent);
+    put("|");
+    put(decision.intent.as_str());
+    put("|");
     let _ = write!(decide::Stable::new(&mut h), "{}", decision.reason);
-    let _ = write!(h, "|{}", pending.map(|g| g.question.as_str()).unwrap_or(""));
+    let _ = h.write_str("|");
+    let _ = h.write_str(pending.map(|g| g.question.as_str()).unwrap_or(""));
     format!("{:016x}", h.0)
 }
 
