@@ -10,10 +10,12 @@ use std::collections::HashMap;
 impl Store {
     // ---- meta -------------------------------------------------------------------
 
+    /// Cached: a tick reads several keys, each would be prepared again.
     pub fn meta_get(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()?)
     }
 
