@@ -78,7 +78,9 @@ fi
 
 if [ -z "$skip" ]; then
 	var="CARGO_TARGET_$(printf '%s' "$host" | tr 'abcdefghijklmnopqrstuvwxyz-' 'ABCDEFGHIJKLMNOPQRSTUVWXYZ_')_RUSTFLAGS"
-	# Keep the user's own flags for this target, ours after them.
+	# Keep the user's own flags for this target, ours after them. (Per-target flags
+	# replace build.rustflags / CARGO_BUILD_RUSTFLAGS for this build: cargo uses one
+	# source of flags. The user's build.rustflags, if any, apply to the normal build only.)
 	flags="${!var:-}"
 	flags="${flags:+$flags }$STATIC_RUSTFLAGS"
 	note "building statically linked: $var='$flags' cargo build --release --locked --target $host"
