@@ -314,8 +314,12 @@ pub fn sh_quote(s: &str) -> String {
 /// `\u{1b}`), so outside text can neither forge a line nor send escape sequences.
 /// JSON output stays exact and never goes through this.
 pub fn human(s: &str) -> Cow<'_, str> {
-    // Printable ASCII holds no control character and no bidi override: one byte scan.
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    // Printable ASCII holds no control character and no bidi override: one byte scan
+    // (without an early exit, so that it runs a word at a time).
+    if !s
+        .bytes()
+        .fold(false, |bad, b| bad | !(0x20..0x7f).contains(&b))
+    {
         return Cow::Borrowed(s);
     }
     if !s.chars().any(|c| is_control(c) || is_bidi(c)) {

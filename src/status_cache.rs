@@ -2,6 +2,7 @@
 //! the cached path never opens SQLite (process start alone is half of its 2 ms budget).
 
 use crate::model::rows::{ApprovalStatus, StatusRow};
+use crate::model::FastMap;
 use crate::model::{AgentSignal, Health};
 use crate::render::Counts;
 use crate::store::{AgentRow, ApprovalRow, GuidanceRow, OpState, RunRow, Store, StoreError};
@@ -158,10 +159,10 @@ fn swap_in(tmp: &Path, target: &Path) -> std::io::Result<()> {
 /// query. The tests compare the two on a varied state.
 pub fn rows_of(
     runs: &[RunRow],
-    agents: &HashMap<String, Vec<AgentRow>>,
-    pending: &HashMap<String, Vec<GuidanceRow>>,
-    approvals: &HashMap<String, ApprovalRow>,
-    states: &HashMap<String, OpState>,
+    agents: &FastMap<String, Vec<AgentRow>>,
+    pending: &FastMap<String, Vec<GuidanceRow>>,
+    approvals: &FastMap<String, ApprovalRow>,
+    states: &FastMap<String, OpState>,
 ) -> Vec<StatusRow> {
     runs.iter()
         .filter(|r| r.status.is_active())
@@ -210,7 +211,7 @@ mod tests {
 
     /// The rows a full tick reads, as `observe` reads them.
     fn rows_as_a_tick_reads_them(store: &Store) -> Vec<StatusRow> {
-        let mut agents: HashMap<String, Vec<AgentRow>> = HashMap::new();
+        let mut agents: FastMap<String, Vec<AgentRow>> = FastMap::default();
         for a in store.agents(None).expect("agents") {
             agents.entry(a.run_id.clone()).or_default().push(a);
         }

@@ -1,7 +1,6 @@
 //! Every tmux call: one server (socket), `-u`, stdin null, commands batched into one spawn.
 
 pub use crate::escape::{escape_drawn, escape_format, sh_quote, Target, TmuxCmd};
-use std::collections::HashMap;
 use std::io;
 use std::process::{Command, Stdio};
 
@@ -318,7 +317,7 @@ impl TmuxClient {
             return self.observe_with(wants);
         }
         let fmt = pane_format(wants);
-        let mut seen: HashMap<String, Vec<PaneRow>> = HashMap::new();
+        let mut seen: crate::model::FastMap<String, Vec<PaneRow>> = Default::default();
         let mut left = sessions;
         loop {
             let cmds = left

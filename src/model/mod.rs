@@ -1,10 +1,12 @@
 //! Shared vocabulary: run statuses, agent health, operator intents.
 
 pub mod asks;
+pub mod fastmap;
 pub mod panes;
 pub mod proposal;
 pub mod rows;
 
+pub use fastmap::FastMap;
 pub use panes::{Observation, SessionState};
 pub use proposal::Proposal;
 pub use rows::OpState;

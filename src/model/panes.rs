@@ -23,7 +23,7 @@ pub struct PaneRow {
 /// What one `list-panes -a` told us: panes by session, plus our user options.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    pub sessions: HashMap<String, Vec<PaneRow>>,
+    pub sessions: super::FastMap<String, Vec<PaneRow>>,
     pub options: HashMap<String, String>,
     pub clients: Vec<Client>,
     /// The server's own `#{socket_path}`: which server this snapshot describes.

@@ -3,6 +3,7 @@
 
 use super::{Result, Store, StoreError};
 use crate::model::rows::*;
+use crate::model::FastMap;
 use crate::model::{Health, Intent, RunStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -106,11 +107,11 @@ impl Store {
 
     /// Every agent, by run id, each run's in insertion order (as `agents(Some(id))`):
     /// one table scan, no sort.
-    pub fn agents_by_run(&self) -> Result<HashMap<String, Vec<AgentRow>>> {
+    pub fn agents_by_run(&self) -> Result<FastMap<String, Vec<AgentRow>>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("{AGENT_SELECT} ORDER BY rowid"))?;
-        let mut out: HashMap<String, Vec<AgentRow>> = HashMap::new();
+        let mut out: FastMap<String, Vec<AgentRow>> = FastMap::default();
         for r in stmt.query_map([], agent_from_row)? {
             let a = r?;
             match out.get_mut(&a.run_id) {
@@ -242,9 +243,9 @@ impl Store {
         get_llm_call(&self.conn, run_id)
     }
 
-    pub fn op_states(&self) -> Result<HashMap<String, OpState>> {
+    pub fn op_states(&self) -> Result<FastMap<String, OpState>> {
         let mut stmt = self.conn.prepare_cached(OP_STATE_SELECT)?;
-        let mut out = HashMap::new();
+        let mut out = FastMap::default();
         for r in stmt.query_map([], op_state_from_row)? {
             let (id, s) = r?;
             out.insert(id, s);
@@ -252,13 +253,13 @@ impl Store {
         Ok(out)
     }
 
-    pub fn all_pending_guidance(&self) -> Result<HashMap<String, Vec<GuidanceRow>>> {
+    pub fn all_pending_guidance(&self) -> Result<FastMap<String, Vec<GuidanceRow>>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, run_id, agent, root, question, context, created_at, source FROM guidance_requests
              WHERE status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map([], guidance_from_row)?;
-        let mut out: HashMap<String, Vec<GuidanceRow>> = HashMap::new();
+        let mut out: FastMap<String, Vec<GuidanceRow>> = FastMap::default();
         for r in rows {
             let r = r?;
             out.entry(r.run_id.clone()).or_default().push(r);
@@ -267,7 +268,7 @@ impl Store {
     }
 
     /// Every run's approval row (pending or dismissed).
-    pub fn approvals(&self) -> Result<HashMap<String, ApprovalRow>> {
+    pub fn approvals(&self) -> Result<FastMap<String, ApprovalRow>> {
         self.approvals_where("", [])
     }
 
@@ -281,7 +282,7 @@ impl Store {
         &self,
         filter: &str,
         params: P,
-    ) -> Result<HashMap<String, ApprovalRow>> {
+    ) -> Result<FastMap<String, ApprovalRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT run_id, intent, targets, reason, situation, status, created_at FROM approvals {filter}"
         ))?;
@@ -302,7 +303,7 @@ impl Store {
                 created_at: r.get(6)?,
             })
         })?;
-        let mut out = HashMap::new();
+        let mut out = FastMap::default();
         for r in rows {
             let r = r?;
             out.insert(r.run_id.clone(), r);
@@ -310,13 +311,13 @@ impl Store {
         Ok(out)
     }
 
-    pub fn llm_calls(&self) -> Result<HashMap<String, LlmCall>> {
+    pub fn llm_calls(&self) -> Result<FastMap<String, LlmCall>> {
         self.llm_calls_where("", [])
     }
 
     /// The calls in flight, of every run (the bound on workers is global): with the
     /// calls of the runs a one-run tick reads, all it needs of the table.
-    pub fn llm_calls_in_flight_rows(&self) -> Result<HashMap<String, LlmCall>> {
+    pub fn llm_calls_in_flight_rows(&self) -> Result<FastMap<String, LlmCall>> {
         self.llm_calls_where("WHERE state = 'in_flight'", [])
     }
 
@@ -324,14 +325,14 @@ impl Store {
         &self,
         filter: &str,
         params: P,
-    ) -> Result<HashMap<String, LlmCall>> {
+    ) -> Result<FastMap<String, LlmCall>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT run_id, fingerprint, state, pid, started_at, finished_at, proposal, error, request,
                     reaped, unstarted
              FROM llm_calls {filter}"
         ))?;
         let rows = stmt.query_map(params, llm_call_from_row)?;
-        let mut out = HashMap::new();
+        let mut out = FastMap::default();
         for r in rows {
             let r = r?;
             out.insert(r.run_id.clone(), r);
@@ -457,12 +458,33 @@ fn llm_call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCall> {
     })
 }
 
+/// A JSON array of strings as we store them (`["sleep","1000"]`), None when it is not
+/// one. Every run and agent row holds one: plain ones (no escape, no space) are split
+/// here, anything else goes through serde_json; both read the same.
+fn string_array(s: &str) -> Option<Vec<String>> {
+    plain_string_array(s).or_else(|| serde_json::from_str(s).ok())
+}
+
+fn plain_string_array(s: &str) -> Option<Vec<String>> {
+    if s == "[]" {
+        return Some(Vec::new());
+    }
+    let inner = s.strip_prefix("[\"")?.strip_suffix("\"]")?;
+    if inner.bytes().any(|b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    inner
+        .split("\",\"")
+        .map(|p| (!p.contains('"')).then(|| p.to_string()))
+        .collect()
+}
+
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let tickets: String = r.get(1)?;
     let status: String = r.get(5)?;
     Ok(RunRow {
         id: r.get(0)?,
-        tickets: serde_json::from_str(&tickets).unwrap_or_default(),
+        tickets: string_array(&tickets).unwrap_or_default(),
         workspace: r.get(2)?,
         doc_home_repo: r.get(3)?,
         ticket_dir: r.get(4)?,
@@ -492,7 +514,7 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
         run_id: r.get(0)?,
         name: r.get(1)?,
         session: r.get(2)?,
-        argv: serde_json::from_str(&argv).unwrap_or_default(),
+        argv: string_array(&argv).unwrap_or_default(),
         workdir: r.get(4)?,
         status: r.get(5)?,
         health: health.parse().unwrap_or(Health::Unknown),
@@ -509,7 +531,7 @@ fn agent_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
         resume: crate::resume::Resume {
             argv: r
                 .get::<_, Option<String>>(17)?
-                .and_then(|s| serde_json::from_str(&s).ok()),
+                .and_then(|s| string_array(&s)),
             conversation: r.get(18)?,
             kind: r.get::<_, String>(19)?.parse().unwrap_or_default(),
             since: r.get(20)?,
@@ -563,4 +585,57 @@ fn get_llm_call(conn: &Connection, run_id: &str) -> Result<Option<LlmCall>> {
             llm_call_from_row,
         )
         .optional()?)
+}
+
+#[cfg(test)]
+mod string_array_tests {
+    use super::{plain_string_array, string_array};
+
+    #[test]
+    fn plain_arrays_read_as_serde_json_reads_them() {
+        let mut texts: Vec<String> = [
+            "[]",
+            "[\"\"]",
+            "[\"a\"]",
+            "[\"a\",\"\"]",
+            "[\"]\"]",
+            "[\"a\",\"b c\",\"é\u{7f}\"]",
+            "[ \"a\" ]",
+            "[\"a\" ,\"b\"]",
+            "[\"a\"\"b\"]",
+            "[\"a\\\"b\"]",
+            "[\"a\\nb\"]",
+            "[\"a\nb\"]",
+            "[\"",
+            "[\"]",
+            "\"a\"",
+            "[\"a\"]x",
+            "[1]",
+            "null",
+            "",
+            "[\"a\",]",
+            "[\"a\",\"b\"",
+            "{\"a\":1}",
+        ]
+        .map(String::from)
+        .to_vec();
+        // What the store writes: serde_json of arbitrary strings.
+        let pieces = [
+            "", "a", "\"", "\\", ",", "\",\"", "]", "[", "\n", "\u{1}", "é", " ",
+        ];
+        for a in pieces {
+            for b in pieces {
+                texts.push(serde_json::to_string(&[a, b]).expect("json"));
+                texts.push(serde_json::to_string(&[format!("x{a}y{b}z")]).expect("json"));
+            }
+        }
+        for t in &texts {
+            let want: Option<Vec<String>> = serde_json::from_str(t).ok();
+            assert_eq!(string_array(t), want, "{t:?}");
+            if let Some(plain) = plain_string_array(t) {
+                assert_eq!(Some(plain), want, "{t:?}");
+            }
+        }
+        assert!(plain_string_array("[\"sleep\",\"1000000\"]").is_some());
+    }
 }

@@ -183,7 +183,7 @@ pub fn run_prefetched(
     let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take, pre)?;
     // Each run is judged by its own policy (its project's `.metawsm/policy.json`).
     let (policies, policy_errors) =
-        crate::project_policy::per_run(ctx, policy, input.runs.iter().map(|r| &r.run));
+        crate::project_policy::per_run(ctx, input.runs.iter().map(|r| &r.run));
     input.policies = policies;
     input.clock_hold = clock_hold;
     if input.tmux_error.is_none() {

@@ -7,6 +7,7 @@ use crate::decide::PendingGuidance;
 use crate::llm::Proposal;
 use crate::model::asks::QuestionSource;
 use crate::model::rows::CallState;
+use crate::model::FastMap;
 use crate::model::RunStatus;
 use crate::signals::{self, Completion, GuidanceRequest, Read_};
 use crate::store::{AgentRow, LlmCall, OpState, RunRow, Store};
@@ -25,7 +26,8 @@ pub struct TickInput {
     pub screens: HashMap<(String, String), crate::screen::Screen>,
     /// Exit statuses read from the original metawsm's wrapper panes, by session.
     pub markers: HashMap<String, i64>,
-    /// Each run's own policy (project policy, else the global one), filled by the tick.
+    /// Runs' own project policies, filled by the tick; a run absent here is judged by
+    /// the global policy.
     pub policies: HashMap<String, std::rc::Rc<crate::policy::Policy>>,
     /// Set on a fresh start after a clock step or a long gap (clock.rs): why the tick
     /// acts on nothing.
@@ -64,6 +66,21 @@ pub struct RunInput {
     /// Their questions (filled in after the observation, in one tmux spawn).
     pub new_questions: Vec<crate::question::NewQuestion>,
     pub files: SignalFiles,
+    /// Each agent's interactive kind (`screen::interactive_kind`), read once a tick.
+    pub kinds: Vec<Option<&'static str>>,
+}
+
+impl RunInput {
+    /// The interactive kind of the run's agent `i` (from `kinds`, else read again).
+    pub fn kind(&self, i: usize) -> Option<&'static str> {
+        match self.kinds.get(i) {
+            Some(k) => *k,
+            None => self
+                .agents
+                .get(i)
+                .and_then(|a| crate::screen::interactive_kind(&a.argv, a.adopted)),
+        }
+    }
 }
 
 /// The signal files of a watched run (running or awaiting guidance).
@@ -86,13 +103,13 @@ pub struct BadFile {
 
 /// The runs' LLM calls as this tick read them, and how many workers are alive.
 pub struct Calls {
-    pub rows: HashMap<String, LlmCall>,
+    pub rows: FastMap<String, LlmCall>,
     /// Live workers, over every run (the bound is global).
     pub live: usize,
     /// Runs whose in-flight call has a live worker (checked once per tick).
-    pub alive: HashMap<String, bool>,
+    pub alive: FastMap<String, bool>,
     /// The answers of done calls, parsed (llm.rs), by run.
-    pub answers: HashMap<String, Proposal>,
+    pub answers: FastMap<String, Proposal>,
 }
 
 impl Calls {
@@ -203,7 +220,7 @@ pub fn observe(
         Observation::Unknown(e) => Some(e.clone()),
         Observation::Known(_) => None,
     };
-    let alive: HashMap<String, bool> = rows
+    let alive: FastMap<String, bool> = rows
         .values()
         .filter(|c| c.state == CallState::InFlight)
         .map(|c| {
@@ -251,6 +268,10 @@ pub fn observe(
                 SignalFiles::default()
             };
             let agents = agents_by_run.remove(&run.id).unwrap_or_default();
+            let kinds = agents
+                .iter()
+                .map(|a| crate::screen::interactive_kind(&a.argv, a.adopted))
+                .collect();
             // A question the agent's `waiting` raised stands while it still waits (screen
             // questions close with their dialog, file requests when answered).
             let (kept, gone): (Vec<_>, Vec<_>) = pending_rows
@@ -288,6 +309,7 @@ pub fn observe(
                 unasked,
                 new_questions: Vec::new(),
                 agents,
+                kinds,
                 pending_count: pending_rows.get(&run.id).map_or(0, Vec::len),
                 screen_questions: pending_rows
                     .get(&run.id)
@@ -319,11 +341,11 @@ pub fn observe(
 
 /// The rows of the runs a tick looks at, by run id.
 struct Rows {
-    agents_by_run: HashMap<String, Vec<AgentRow>>,
-    states: HashMap<String, OpState>,
-    pending_rows: HashMap<String, Vec<crate::store::GuidanceRow>>,
-    approvals: HashMap<String, crate::store::ApprovalRow>,
-    calls: HashMap<String, LlmCall>,
+    agents_by_run: FastMap<String, Vec<AgentRow>>,
+    states: FastMap<String, OpState>,
+    pending_rows: FastMap<String, Vec<crate::store::GuidanceRow>>,
+    approvals: FastMap<String, crate::store::ApprovalRow>,
+    calls: FastMap<String, LlmCall>,
 }
 
 impl Rows {
@@ -343,10 +365,10 @@ impl Rows {
     /// is global).
     fn of(store: &Store, runs: &[RunRow]) -> Result<Rows, CliError> {
         let mut rows = Rows {
-            agents_by_run: HashMap::new(),
-            states: HashMap::new(),
-            pending_rows: HashMap::new(),
-            approvals: HashMap::new(),
+            agents_by_run: FastMap::default(),
+            states: FastMap::default(),
+            pending_rows: FastMap::default(),
+            approvals: FastMap::default(),
             calls: store.llm_calls_in_flight_rows()?,
         };
         for r in runs {

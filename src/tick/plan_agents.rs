@@ -88,8 +88,8 @@ pub fn screens_to_read(input: &TickInput, policy: &Policy, now: i64) -> Vec<Scre
         if !r.run.status.is_active() {
             continue;
         }
-        for a in &r.agents {
-            let Some(kind) = screen::interactive_kind(&a.argv, a.adopted) else {
+        for (i, a) in r.agents.iter().enumerate() {
+            let Some(kind) = r.kind(i) else {
                 continue;
             };
             let j = judge(a, &input.obs, &th, now);
@@ -136,10 +136,7 @@ pub(super) fn judge_agents(
 ) -> Seen {
     let agents = &r.agents;
     let obs = &input.obs;
-    let kinds: Vec<Option<&'static str>> = agents
-        .iter()
-        .map(|a| screen::interactive_kind(&a.argv, a.adopted))
-        .collect();
+    let kinds: Vec<Option<&'static str>> = (0..agents.len()).map(|i| r.kind(i)).collect();
     let interactive = kinds.iter().any(Option::is_some);
     let pats = if interactive {
         screen::patterns(&policy.health.screen_patterns)
