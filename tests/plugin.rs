@@ -908,3 +908,70 @@ fn timer_chain_is_never_doubled_and_survives_a_busy_lock() {
     );
     assert_eq!(meta_i64(&env, "timer_chain"), Some(chain));
 }
+
+/// With no @metawsm-bin, METAWSM_BIN, metawsm-tick on PATH or in ~/.local/bin, the entry
+/// file runs the repo's own build: the newer of build-release.sh's per-target binary
+/// (statically linked on Linux) and cargo's target/release.
+#[test]
+fn entry_file_runs_the_newest_of_the_repos_own_builds() {
+    let env = Env::new();
+    let plugin = env.path("plugin");
+    fs::create_dir_all(plugin.join("tmux")).expect("plugin dir");
+    fs::copy(
+        repo().join("tmux/metawsm.tmux"),
+        plugin.join("tmux/metawsm.tmux"),
+    )
+    .expect("copy entry file");
+    let home = env.path("home");
+    fs::create_dir_all(&home).expect("home");
+    let log = env.path("called");
+    let fake = |rel: &str, date: &str| {
+        let p = plugin.join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("build dir");
+        write_exec(
+            &p,
+            &format!("#!/bin/sh\necho \"$0\" >> '{}'\n", log.display()),
+        );
+        let touched = std::process::Command::new("touch")
+            .args(["-d", date])
+            .arg(&p)
+            .status()
+            .expect("touch");
+        assert!(touched.success());
+    };
+    let called = || -> String {
+        let _ = fs::remove_file(&log);
+        let ok = std::process::Command::new("bash")
+            .arg(plugin.join("tmux/metawsm.tmux"))
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", "/usr/bin:/bin")
+            .env("TMUX", format!("{},1,0", env.sock.display()))
+            .status()
+            .expect("entry file");
+        assert!(ok.success());
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let per_target = "target/x86_64-unknown-linux-gnu/release/metawsm-tick";
+    fake(per_target, "2026-01-01 00:00");
+    assert!(
+        called().ends_with(per_target),
+        "only the per-target build: {}",
+        called()
+    );
+    fake("target/release/metawsm-tick", "2026-02-01 00:00");
+    let got = called();
+    assert!(
+        got.ends_with("/target/release/metawsm-tick"),
+        "cargo's build is newer: {got}"
+    );
+    fake(per_target, "2026-03-01 00:00");
+    let got = called();
+    assert!(
+        got.ends_with(per_target),
+        "the per-target build is newer: {got}"
+    );
+}

@@ -16,7 +16,8 @@
 #                                           when it installs outside ~/.local/bin)
 #   3. metawsm-tick on the tmux server's PATH
 #   4. ~/.local/bin/metawsm-tick
-#   5. <this repo>/target/release/metawsm-tick
+#   5. this repo's own build, the newer of <repo>/target/<host>/release/metawsm-tick (the
+#      statically linked one build-release.sh makes on Linux) and target/release
 #
 # Contract: fast, prints nothing, always exits 0.
 
@@ -68,11 +69,14 @@ if [ -z "$BIN" ]; then
 		BIN=""
 	fi
 fi
+if [ -z "$BIN" ] && [ -x "$HOME/.local/bin/metawsm-tick" ] && [ ! -d "$HOME/.local/bin/metawsm-tick" ]; then
+	BIN="$HOME/.local/bin/metawsm-tick"
+fi
 if [ -z "$BIN" ]; then
-	for candidate in "$HOME/.local/bin/metawsm-tick" "$CURRENT_DIR/../target/release/metawsm-tick"; do
-		if [ -x "$candidate" ] && [ ! -d "$candidate" ]; then
+	# The newest of the repo's builds: build-release.sh's per-target one, or cargo's.
+	for candidate in "$CURRENT_DIR"/../target/*/release/metawsm-tick "$CURRENT_DIR/../target/release/metawsm-tick"; do
+		if [ -x "$candidate" ] && [ ! -d "$candidate" ] && { [ -z "$BIN" ] || [ "$candidate" -nt "$BIN" ]; }; then
 			BIN="$candidate"
-			break
 		fi
 	done
 fi
