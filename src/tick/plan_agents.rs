@@ -311,34 +311,36 @@ pub(super) fn run_view(
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentChange {
     pub name: String,
-    pub update: Option<AgentUpdate>,
+    pub update: AgentUpdate,
     /// (from, to as shown, why) when the health changed.
     pub health: Option<(Health, &'static str, String)>,
 }
 
+/// The agents whose row or health this tick changes (an agent nothing changed for
+/// needs no entry: most of them, most ticks).
 pub(super) fn agent_changes(agents: &[AgentRow], judgements: &[Judgement]) -> Vec<AgentChange> {
     agents
         .iter()
         .zip(judgements)
         .filter(|(a, _)| a.status != "stopped")
-        .map(|(a, j)| {
-            let u = AgentUpdate {
-                status: j.status.to_string(),
-                health: j.health,
-                last_activity_at: j.last_activity_at,
-                last_progress_at: j.last_progress_at,
-                exit_status: j.exit_status,
-                exit_signal: j.exit_signal,
-                pane_id: j.pane_id.clone(),
-            };
-            let changed = a.status != u.status
-                || a.health != u.health
-                || a.last_activity_at != u.last_activity_at
-                || a.exit_status != u.exit_status
-                || a.pane_id != u.pane_id;
-            AgentChange {
+        .filter_map(|(a, j)| {
+            let changed = a.status != j.status
+                || a.health != j.health
+                || a.last_activity_at != j.last_activity_at
+                || a.exit_status != j.exit_status
+                || a.pane_id != j.pane_id;
+            // A health change is a change of the row too.
+            changed.then(|| AgentChange {
                 name: a.name.clone(),
-                update: changed.then_some(u),
+                update: AgentUpdate {
+                    status: j.status.to_string(),
+                    health: j.health,
+                    last_activity_at: j.last_activity_at,
+                    last_progress_at: j.last_progress_at,
+                    exit_status: j.exit_status,
+                    exit_signal: j.exit_signal,
+                    pane_id: j.pane_id.clone(),
+                },
                 health: (a.health != j.health).then(|| {
                     (
                         a.health,
@@ -346,7 +348,7 @@ pub(super) fn agent_changes(agents: &[AgentRow], judgements: &[Judgement]) -> Ve
                         j.reason.clone(),
                     )
                 }),
-            }
+            })
         })
         .collect()
 }

@@ -314,7 +314,7 @@ fn what_the_record_writes() {
     assert_eq!(p.status_after, RunStatus::AwaitingGuidance);
     assert_eq!(p.decision.intent, Intent::EscalateGuidance);
     let change = &p.agent_changes[0];
-    assert_eq!(change.update.as_ref().map(|u| u.health), Some(Health::Dead));
+    assert_eq!(change.update.health, Health::Dead);
     assert_eq!(change.health.as_ref().map(|h| h.0), Some(Health::Healthy));
 
     // Bad signal files already in the log are not logged again.

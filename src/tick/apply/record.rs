@@ -75,9 +75,7 @@ pub fn record(
         let run_id = p.run.id.as_str();
         // Empty when tmux is unknown: an unknown observation never rewrites agents.
         for c in &p.agent_changes {
-            if let Some(u) = &c.update {
-                tx.update_agent(run_id, &c.name, u, now)?;
-            }
+            tx.update_agent(run_id, &c.name, &c.update, now)?;
             if let Some((from, to, why)) = &c.health {
                 tx.add_event(
                     now,
