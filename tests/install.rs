@@ -68,6 +68,14 @@ impl Sandbox {
     }
 
     /// A clean environment: only PATH survives from the caller.
+    /// tmux as the sandbox's user runs it (its default socket under the sandbox's TMUX_TMPDIR).
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        self.command(Path::new("tmux"))
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
     fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
@@ -396,12 +404,7 @@ impl Drop for SandboxServer<'_> {
 #[test]
 fn install_loads_the_plugin_into_a_running_server() {
     let sb = Sandbox::new();
-    let tmux = |args: &[&str]| {
-        sb.command(Path::new("tmux"))
-            .args(args)
-            .output()
-            .expect("tmux")
-    };
+    let tmux = |args: &[&str]| sb.tmux(args);
     let out = tmux(&[
         "-f",
         "/dev/null",
@@ -551,12 +554,7 @@ fn with_toolchain(cmd: &mut Command) -> &mut Command {
 #[test]
 fn install_builds_a_statically_linked_binary() {
     let sb = Sandbox::new();
-    let tmux = |args: &[&str]| {
-        sb.command(Path::new("tmux"))
-            .args(args)
-            .output()
-            .expect("tmux")
-    };
+    let tmux = |args: &[&str]| sb.tmux(args);
     let out = tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "user"]);
     assert!(out.status.success(), "start server: {}", stderr(&out));
     let _server = SandboxServer(&sb);
