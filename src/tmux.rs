@@ -121,14 +121,17 @@ impl std::fmt::Display for TmuxError {
 
 pub use crate::model::panes::{Client, Observation, PaneRow, SessionState, Snapshot};
 
-/// A tmux batch, run now or started on a thread of its own (`TmuxClient::start`).
-/// Dropped unfinished, it is still waited for: its commands (riders among them) run to
-/// the end.
+/// A tmux batch, run now or started for the caller to collect later
+/// (`TmuxClient::start`). Dropped unfinished, it is still waited for: its commands
+/// (riders among them) run to the end.
 enum Started {
     Done(io::Result<std::process::Output>),
-    /// Spawning blocks the spawning thread until tmux has been exec'd (vfork), which
-    /// is most of a tmux client's start: on a thread, the caller's thread runs on.
-    Thread(Option<std::thread::JoinHandle<io::Result<std::process::Output>>>),
+    /// Spawned, not yet waited for: tmux answers while the caller does its own work.
+    /// Spawned from the caller's thread, not a thread of its own: the spawn blocks only
+    /// until tmux is exec'd (vfork, 0.3 ms here), while a new thread waited 0.25-1 ms
+    /// for a CPU on this 2-vCPU VM before it even began to spawn (docs/performance.md,
+    /// "tmux spawned from the tick's own thread").
+    Child(Option<std::process::Child>),
     Refused(TmuxError),
 }
 
@@ -138,9 +141,10 @@ impl Started {
         let out = match &mut self {
             Started::Refused(e) => return Err((String::new(), e.clone())),
             Started::Done(out) => std::mem::replace(out, Err(io::ErrorKind::Other.into())),
-            Started::Thread(handle) => match handle.take().map(|h| h.join()) {
-                Some(Ok(out)) => out,
-                _ => Err(io::Error::other("the thread running tmux failed")),
+            // Reads stdout and stderr together (std polls both), so neither pipe fills.
+            Started::Child(child) => match child.take() {
+                Some(c) => c.wait_with_output(),
+                None => Err(io::Error::other("tmux was already collected")),
             },
         };
         let out = out.map_err(|e| {
@@ -171,12 +175,25 @@ impl Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
-        if let Started::Thread(h) = self {
-            if let Some(h) = h.take() {
-                let _ = h.join();
+        if let Started::Child(c) = self {
+            if let Some(c) = c.take() {
+                let _ = c.wait_with_output();
             }
         }
     }
+}
+
+/// Until the caller collects it, tmux's answer waits in the pipe: a full one (64 KiB,
+/// about 450 panes) would stall tmux until then. Linux lets a pipe grow to 1 MiB
+/// without privilege (`/proc/sys/fs/pipe-max-size`); elsewhere, or if refused, tmux
+/// waits for the reader as before.
+fn roomy_pipe(out: Option<&std::process::ChildStdout>) {
+    #[cfg(target_os = "linux")]
+    if let Some(out) = out {
+        let _ = nix::fcntl::fcntl(out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = out;
 }
 
 /// The observation `TmuxClient::start_observe` started: the caller reads the database
@@ -230,8 +247,8 @@ impl TmuxClient {
         self.start(cmds, false).finish()
     }
 
-    /// One tmux process for `cmds` (riders first): run now, or with `background` on a
-    /// thread of its own while the caller does its own work, then `finish`es it.
+    /// One tmux process for `cmds` (riders first): run now, or with `background`
+    /// spawned now and waited for when the caller `finish`es it.
     fn start(&self, cmds: &[Cmd], background: bool) -> Started {
         let riders = take_riders();
         let mut args: Vec<&str> = Vec::new();
@@ -259,15 +276,13 @@ impl TmuxClient {
             c
         };
         if background {
-            let mut c = command();
-            // Its stack holds little more than the spawn's.
-            let thread = std::thread::Builder::new()
-                .name("tmux".into())
-                .stack_size(256 * 1024)
-                .spawn(move || c.output());
-            if let Ok(h) = thread {
-                return Started::Thread(Some(h));
-            }
+            return match command().spawn() {
+                Ok(child) => {
+                    roomy_pipe(child.stdout.as_ref());
+                    Started::Child(Some(child))
+                }
+                Err(e) => Started::Done(Err(e)),
+            };
         }
         Started::Done(command().output())
     }

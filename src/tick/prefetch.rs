@@ -1,13 +1,13 @@
 //! A full tick's tmux observation, started before the tick opens the database: tmux (a
 //! client process and the server's work, on the other core) answers while the tick
 //! opens SQLite and reads its rows, so the tick costs about the larger of the two
-//! rather than their sum. The spawn itself runs on a thread (`tmux::start_observe`):
-//! the spawning thread waits until tmux is exec'd, 1.5–2 ms of a 3 ms query here. What to ask is known before the rows: a full tick lists every
-//! pane, and which free-text fields (`tmux::Wants`) it asks for, and whether it asks at
-//! all, come from the hint the previous full tick left beside the database
-//! (`<db>.observe`, rewritten only when it changes). `observe` checks the hint against
-//! the rows and asks again when it was wrong (rare: an agent of a new kind, the first
-//! tick after an upgrade).
+//! rather than their sum. tmux is spawned from the tick's own thread and collected
+//! once the rows are read (`tmux::start_observe`). What to ask is known before the
+//! rows: a full tick lists every pane, and which free-text fields (`tmux::Wants`) it
+//! asks for, and whether it asks at all, come from the hint the previous full tick
+//! left beside the database (`<db>.observe`, rewritten only when it changes).
+//! `observe` checks the hint against the rows and asks again when it was wrong (rare:
+//! an agent of a new kind, the first tick after an upgrade).
 
 use crate::tmux::{Observation, PendingObservation, TmuxClient, Wants};
 use std::io::Write;
