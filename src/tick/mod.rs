@@ -181,10 +181,8 @@ pub fn run_prefetched(
     let take = (!opts.dry_run).then_some(now);
     let status_writes = store.status_writes();
     let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take, pre)?;
-    // Each run is judged by its own policy (its project's `.metawsm/policy.json`).
-    let (policies, policy_errors) =
-        crate::project_policy::per_run(ctx, input.runs.iter().map(|r| &r.run));
-    input.policies = policies;
+    // Each run's project policy was loaded with the rows (observe.rs).
+    let policy_errors = std::mem::take(&mut input.policy_errors);
     input.clock_hold = clock_hold;
     if input.tmux_error.is_none() {
         let wanted = plan::screens_to_read(&input, policy, now);

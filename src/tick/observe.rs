@@ -12,7 +12,7 @@ use crate::model::RunStatus;
 use crate::signals::{self, Completion, GuidanceRequest, Read_};
 use crate::store::{AgentRow, LlmCall, OpState, RunRow, Store};
 use crate::tmux::Observation;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// What one tick knows before it decides anything.
@@ -26,9 +26,10 @@ pub struct TickInput {
     pub screens: HashMap<(String, String), crate::screen::Screen>,
     /// Exit statuses read from the original metawsm's wrapper panes, by session.
     pub markers: HashMap<String, i64>,
-    /// Runs' own project policies, filled by the tick; a run absent here is judged by
-    /// the global policy.
+    /// Runs' own project policies; a run absent here is judged by the global policy.
     pub policies: HashMap<String, std::rc::Rc<crate::policy::Policy>>,
+    /// Why a run's project policy could not be used (`project_policy::PerRun`).
+    pub policy_errors: HashMap<String, String>,
     /// Set on a fresh start after a clock step or a long gap (clock.rs): why the tick
     /// acts on nothing.
     pub clock_hold: Option<String>,
@@ -128,7 +129,7 @@ pub fn observe(
     take: Option<i64>,
     mut pre: Prefetch,
 ) -> Result<TickInput, CliError> {
-    let mut runs: Vec<RunRow> = match only {
+    let runs: Vec<RunRow> = match only {
         Some(id) => {
             // A one-run tick (a hook's) also looks at the runs whose queued events it
             // just consumed, so their events do not wait for the next full tick.
@@ -146,8 +147,8 @@ pub fn observe(
     };
     let Rows {
         mut agents_by_run,
-        states,
-        pending_rows,
+        mut states,
+        mut pending_rows,
         mut approvals,
         calls: rows,
     } = match only {
@@ -158,14 +159,58 @@ pub fn observe(
     let status_rows = only.is_none().then(|| {
         crate::status_cache::rows_of(&runs, &agents_by_run, &pending_rows, &approvals, &states)
     });
+    // A full tick's listing is running (prefetch.rs): until `pre.take` the tick only
+    // waits for tmux, ~8 ms at 500 runs. What does not need tmux's rows is read now, each
+    // run's pairs with it (`Ahead`), so little is left once tmux has answered.
+    let mut runs: Vec<(RunRow, Ahead)> = runs
+        .into_iter()
+        .map(|run| {
+            let ahead = Ahead::read(&run, agents_by_run.get(&run.id).map(Vec::as_slice));
+            (run, ahead)
+        })
+        .collect();
     let agents = || {
         runs.iter()
-            .flat_map(|r| agents_by_run.get(&r.id).into_iter().flatten())
+            .flat_map(|(r, _)| agents_by_run.get(&r.id).into_iter().flatten())
     };
     // Only what some agent of these runs needs from tmux (see `tmux::Wants`).
     let wants = crate::tmux::Wants {
-        title: agents().any(|a| crate::screen::interactive_kind(&a.argv, a.adopted).is_some()),
+        title: runs
+            .iter()
+            .any(|(_, a)| a.kinds.iter().any(Option::is_some)),
         command: agents().any(|a| crate::original::is_wrapped(&a.argv)),
+    };
+    // Each run is judged by its own policy (its project's `.metawsm/policy.json`), loaded
+    // now: an edited file applies this tick. A run dropped below keeps an unused entry.
+    let (policies, policy_errors) =
+        crate::project_policy::per_run(ctx, runs.iter().map(|(r, _)| r));
+    // Whether each call in flight still has its worker: read right after the rows, the
+    // nearer the better (a worker that ends between the two reads looks lost).
+    let alive: FastMap<String, bool> = rows
+        .values()
+        .filter(|c| c.state == CallState::InFlight)
+        .map(|c| {
+            let alive = c
+                .pid
+                .is_some_and(|pid| crate::worker::worker_alive(pid, &c.run_id));
+            (c.run_id.clone(), alive)
+        })
+        .collect();
+    let answers = rows
+        .values()
+        .filter(|c| c.state == CallState::Done)
+        .filter_map(|c| {
+            Some((
+                c.run_id.clone(),
+                Proposal::from_stored(c.proposal.as_deref()?)?,
+            ))
+        })
+        .collect();
+    let calls = Calls {
+        live: alive.values().filter(|a| **a).count(),
+        alive,
+        answers,
+        rows,
     };
     // No runs, no tmux: the cheapest possible tick.
     let obs = if runs.is_empty() {
@@ -184,14 +229,14 @@ pub fn observe(
     // A database shared by several tmux servers: each server supervises only its runs.
     if let Observation::Known(snap) = &obs {
         if let Some(here) = &snap.socket {
-            runs.retain(|r| r.tmux_socket.as_deref().is_none_or(|s| s == here));
+            runs.retain(|(r, _)| r.tmux_socket.as_deref().is_none_or(|s| s == here));
         }
     }
     // A reboot: runs whose agents died with an earlier instance of this server are
     // orphaned, left alone; runs seen on this instance remember it.
     let mut servers = Vec::new();
     if let Observation::Known(snap) = &obs {
-        runs.retain(|r| {
+        runs.retain(|(r, _)| {
             let agents = agents_by_run.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
             if let Some(why) = crate::orphan::left_by_restart(r, agents, &obs) {
                 if r.orphaned.is_none() {
@@ -220,72 +265,44 @@ pub fn observe(
         Observation::Unknown(e) => Some(e.clone()),
         Observation::Known(_) => None,
     };
-    let alive: FastMap<String, bool> = rows
-        .values()
-        .filter(|c| c.state == CallState::InFlight)
-        .map(|c| {
-            let alive = c
-                .pid
-                .is_some_and(|pid| crate::worker::worker_alive(pid, &c.run_id));
-            (c.run_id.clone(), alive)
-        })
-        .collect();
-    let answers = rows
-        .values()
-        .filter(|c| c.state == CallState::Done)
-        .filter_map(|c| {
-            Some((
-                c.run_id.clone(),
-                Proposal::from_stored(c.proposal.as_deref()?)?,
-            ))
-        })
-        .collect();
-    let calls = Calls {
-        live: alive.values().filter(|a| **a).count(),
-        alive,
-        answers,
-        rows,
+    // Agents of the original metawsm's wrapper never leave a dead pane: read its marker
+    // (none wrapped among the runs, none to read).
+    let markers = if wants.command {
+        crate::original::exit_markers(
+            &ctx.tmux,
+            &obs,
+            runs.iter()
+                .flat_map(|(r, _)| agents_by_run.get(&r.id).into_iter().flatten()),
+        )
+    } else {
+        HashMap::new()
     };
-    // Agents of the original metawsm's wrapper never leave a dead pane: read its marker.
-    let markers = crate::original::exit_markers(
-        &ctx.tmux,
-        &obs,
-        runs.iter()
-            .flat_map(|r| agents_by_run.get(&r.id).into_iter().flatten()),
-    );
     let runs = runs
         .into_iter()
-        .map(|run| {
-            let watch = matches!(run.status, RunStatus::Running | RunStatus::AwaitingGuidance);
-            // An adopted agent predates its run: files older than the run may be its own.
-            let adopted = agents_by_run
-                .get(&run.id)
-                .is_some_and(|a| a.iter().any(|a| a.adopted));
-            let since = if adopted { i64::MIN } else { run.created_at };
-            let files = if watch {
-                read_signal_files(store, &run, since, take)
-            } else {
-                SignalFiles::default()
+        .map(|(run, ahead)| {
+            let files = match ahead.dirs {
+                Some(dirs) => read_signal_files(store, &run, dirs, ahead.since, take),
+                None => SignalFiles::default(),
             };
             let agents = agents_by_run.remove(&run.id).unwrap_or_default();
-            let kinds = agents
+            let kinds = ahead.kinds;
+            // Each run's rows are taken, not copied (run ids are unique).
+            let pending = pending_rows.remove(&run.id).unwrap_or_default();
+            let pending_count = pending.len();
+            let screen_questions = pending
                 .iter()
-                .map(|a| crate::screen::interactive_kind(&a.argv, a.adopted))
+                .filter(|g| g.source == QuestionSource::Screen)
+                .map(|g| (g.id, g.agent.clone(), g.question.clone()))
                 .collect();
             // A question the agent's `waiting` raised stands while it still waits (screen
             // questions close with their dialog, file requests when answered).
-            let (kept, gone): (Vec<_>, Vec<_>) = pending_rows
-                .get(&run.id)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .partition(|g| {
-                    g.source != QuestionSource::Signal
-                        || crate::question::still_pending(
-                            agents.iter().find(|a| a.name == g.agent),
-                            &obs,
-                        )
-                });
+            let (kept, gone): (Vec<_>, Vec<_>) = pending.into_iter().partition(|g| {
+                g.source != QuestionSource::Signal
+                    || crate::question::still_pending(
+                        agents.iter().find(|a| a.name == g.agent),
+                        &obs,
+                    )
+            });
             let unasked = agents
                 .iter()
                 .filter(|a| {
@@ -297,7 +314,7 @@ pub fn observe(
                 .filter_map(|a| crate::question::live_pane(&obs, a).map(|p| (a.name.clone(), p)))
                 .collect();
             RunInput {
-                prev: states.get(&run.id).cloned().unwrap_or_default(),
+                prev: states.remove(&run.id).unwrap_or_default(),
                 recorded_guidance: kept.first().map(|g| PendingGuidance {
                     agent: g.agent.clone(),
                     question: g.question.clone(),
@@ -310,16 +327,8 @@ pub fn observe(
                 new_questions: Vec::new(),
                 agents,
                 kinds,
-                pending_count: pending_rows.get(&run.id).map_or(0, Vec::len),
-                screen_questions: pending_rows
-                    .get(&run.id)
-                    .map(|v| {
-                        v.iter()
-                            .filter(|g| g.source == QuestionSource::Screen)
-                            .map(|g| (g.id, g.agent.clone(), g.question.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                pending_count,
+                screen_questions,
                 files,
                 run,
             }
@@ -334,7 +343,8 @@ pub fn observe(
         calls,
         screens: HashMap::new(),
         markers,
-        policies: HashMap::new(),
+        policies,
+        policy_errors,
         clock_hold: None,
     })
 }
@@ -391,9 +401,55 @@ impl Rows {
     }
 }
 
+/// What a run's tick reads before tmux has answered (see `observe`).
+struct Ahead {
+    /// Each agent's interactive kind, as `RunInput::kinds`.
+    kinds: Vec<Option<&'static str>>,
+    /// Files older than this are not the run's signals.
+    since: i64,
+    /// A watched run's signal roots that have a `.metawsm` directory, with its entries
+    /// (`signals::present`); None for a run not watched.
+    dirs: Option<Vec<(PathBuf, HashSet<String>)>>,
+}
+
+impl Ahead {
+    fn read(run: &RunRow, agents: Option<&[AgentRow]>) -> Ahead {
+        let agents = agents.unwrap_or(&[]);
+        let kinds = agents
+            .iter()
+            .map(|a| crate::screen::interactive_kind(&a.argv, a.adopted))
+            .collect();
+        // An adopted agent predates its run: files older than the run may be its own.
+        let since = if agents.iter().any(|a| a.adopted) {
+            i64::MIN
+        } else {
+            run.created_at
+        };
+        let watch = matches!(run.status, RunStatus::Running | RunStatus::AwaitingGuidance);
+        // One directory read per root (an access(2) for most, which have none), in the
+        // locked tick as before: a file written after it is read next tick, as a file
+        // written after the old, later read was. The files themselves are read, and
+        // requests taken, after tmux answered, for the runs this server supervises only.
+        let dirs = watch.then(|| {
+            signals::roots(&run.workspace, run.doc_home_repo.as_deref())
+                .into_iter()
+                .filter_map(|root| signals::present(&root).map(|names| (root, names)))
+                .collect()
+        });
+        Ahead { kinds, since, dirs }
+    }
+}
+
+/// `dirs`: the run's signal roots with their `.metawsm` entries (`Ahead::dirs`).
 /// `take`: Some(now) to take the requests this tick records (see
 /// `signals::take_guidance`). Files older than `since` are not the run's signals.
-fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>) -> SignalFiles {
+fn read_signal_files(
+    store: &Store,
+    run: &RunRow,
+    dirs: Vec<(PathBuf, HashSet<String>)>,
+    since: i64,
+    take: Option<i64>,
+) -> SignalFiles {
     let mut f = SignalFiles::default();
     // One event per file and problem, not one per tick.
     let bad = |p: &Path, why: String| {
@@ -409,11 +465,8 @@ fn read_signal_files(store: &Store, run: &RunRow, since: i64, take: Option<i64>)
         }
     };
     let ws = std::path::Path::new(&run.workspace);
-    for root in signals::roots(&run.workspace, run.doc_home_repo.as_deref()) {
+    for (root, names) in dirs {
         // One directory read; a file that appears after it is read next tick.
-        let Some(names) = signals::present(&root) else {
-            continue;
-        };
         let has = |n: &str| names.contains(n);
         let requests = has(signals::GUIDANCE_REQUEST) || has(signals::ARCHIVE);
         match take {

@@ -83,6 +83,7 @@ fn input(status: RunStatus, prev: OpState) -> TickInput {
         screens: HashMap::new(),
         markers: HashMap::new(),
         policies: HashMap::new(),
+        policy_errors: HashMap::new(),
         clock_hold: None,
     }
 }
