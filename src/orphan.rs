@@ -88,18 +88,36 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// A probe that takes `alive` as accepting connections without connecting: the
+    /// socket of a tmux server that has just answered (a tick's observation). Probing it
+    /// again woke the server for nothing, at the end of every tick.
+    pub fn answered(alive: Option<&str>) -> Probe {
+        let mut p = Probe::default();
+        if let Some(s) = alive {
+            p.seen.insert(s.to_string(), None);
+        }
+        p
+    }
+
     pub fn gone(&mut self, socket: Option<&str>) -> Option<String> {
         let s = socket?;
-        self.seen
-            .entry(s.to_string())
-            .or_insert_with(|| socket_gone(s))
-            .clone()
+        // Looked up before the key is built: most runs share one socket.
+        if let Some(seen) = self.seen.get(s) {
+            return seen.clone();
+        }
+        let gone = socket_gone(s);
+        self.seen.insert(s.to_string(), gone.clone());
+        gone
     }
 }
 
 /// Marks the status rows whose server is certainly gone (one probe per socket).
 pub fn mark(rows: &mut [crate::store::StatusRow]) {
-    let mut probe = Probe::default();
+    mark_with(rows, Probe::default());
+}
+
+/// As `mark`, with what `probe` already knows.
+pub fn mark_with(rows: &mut [crate::store::StatusRow], mut probe: Probe) {
     for r in rows {
         r.orphaned = r.orphaned || probe.gone(r.tmux_socket.as_deref()).is_some();
     }
@@ -162,5 +180,23 @@ mod tests {
         let mut probe = Probe::default();
         assert!(probe.gone(Some(&s)).is_some());
         assert!(probe.gone(None).is_none());
+    }
+
+    #[test]
+    fn a_socket_that_answered_is_not_probed_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let gone = dir.path().join("gone").to_string_lossy().into_owned();
+        let other = dir.path().join("other").to_string_lossy().into_owned();
+        // No file at either path: a probe would call both gone.
+        let mut probe = Probe::answered(Some(&gone));
+        assert_eq!(
+            probe.gone(Some(&gone)),
+            None,
+            "taken as alive, not connected to"
+        );
+        assert!(
+            probe.gone(Some(&other)).is_some(),
+            "any other socket is probed"
+        );
     }
 }
