@@ -160,30 +160,52 @@ pub fn observe(
         crate::status_cache::rows_of(&runs, &agents_by_run, &pending_rows, &approvals, &states)
     });
     // A full tick's listing is running (prefetch.rs): until `pre.take` the tick only
-    // waits for tmux, ~8 ms at 500 runs. What does not need tmux's rows is read now, each
-    // run's pairs with it (`Ahead`), so little is left once tmux has answered.
-    let mut runs: Vec<(RunRow, Ahead)> = runs
+    // waits for tmux, ~8 ms at 500 runs. Each run's input is built now from what needs
+    // no tmux rows (`Ahead`); only what does is filled in once tmux has answered.
+    let mut runs: Vec<(RunInput, Ahead)> = runs
         .into_iter()
         .map(|run| {
-            let ahead = Ahead::read(&run, agents_by_run.get(&run.id).map(Vec::as_slice));
-            (run, ahead)
+            // Each run's rows are taken, not copied (run ids are unique).
+            let agents = agents_by_run.remove(&run.id).unwrap_or_default();
+            let pending = pending_rows.remove(&run.id).unwrap_or_default();
+            let ahead = Ahead::read(&run, &agents, pending);
+            let input = RunInput {
+                prev: states.remove(&run.id).unwrap_or_default(),
+                recorded_guidance: None,
+                withdrawn: Vec::new(),
+                approval: approvals.remove(&run.id),
+                unasked: Vec::new(),
+                new_questions: Vec::new(),
+                kinds: agents
+                    .iter()
+                    .map(|a| crate::screen::interactive_kind(&a.argv, a.adopted))
+                    .collect(),
+                agents,
+                pending_count: ahead.pending.len(),
+                screen_questions: ahead
+                    .pending
+                    .iter()
+                    .filter(|g| g.source == QuestionSource::Screen)
+                    .map(|g| (g.id, g.agent.clone(), g.question.clone()))
+                    .collect(),
+                files: SignalFiles::default(),
+                run,
+            };
+            (input, ahead)
         })
         .collect();
-    let agents = || {
-        runs.iter()
-            .flat_map(|(r, _)| agents_by_run.get(&r.id).into_iter().flatten())
-    };
+    let agents = || runs.iter().flat_map(|(r, _)| r.agents.iter());
     // Only what some agent of these runs needs from tmux (see `tmux::Wants`).
     let wants = crate::tmux::Wants {
         title: runs
             .iter()
-            .any(|(_, a)| a.kinds.iter().any(Option::is_some)),
+            .any(|(r, _)| r.kinds.iter().any(Option::is_some)),
         command: agents().any(|a| crate::original::is_wrapped(&a.argv)),
     };
     // Each run is judged by its own policy (its project's `.metawsm/policy.json`), loaded
     // now: an edited file applies this tick. A run dropped below keeps an unused entry.
     let (policies, policy_errors) =
-        crate::project_policy::per_run(ctx, runs.iter().map(|(r, _)| r));
+        crate::project_policy::per_run(ctx, runs.iter().map(|(r, _)| &r.run));
     // Whether each call in flight still has its worker: read right after the rows, the
     // nearer the better (a worker that ends between the two reads looks lost).
     let alive: FastMap<String, bool> = rows
@@ -229,7 +251,7 @@ pub fn observe(
     // A database shared by several tmux servers: each server supervises only its runs.
     if let Observation::Known(snap) = &obs {
         if let Some(here) = &snap.socket {
-            runs.retain(|(r, _)| r.tmux_socket.as_deref().is_none_or(|s| s == here));
+            runs.retain(|(r, _)| r.run.tmux_socket.as_deref().is_none_or(|s| s == here));
         }
     }
     // A reboot: runs whose agents died with an earlier instance of this server are
@@ -237,7 +259,7 @@ pub fn observe(
     let mut servers = Vec::new();
     if let Observation::Known(snap) = &obs {
         runs.retain(|(r, _)| {
-            let agents = agents_by_run.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
+            let (agents, r) = (&r.agents, &r.run);
             if let Some(why) = crate::orphan::left_by_restart(r, agents, &obs) {
                 if r.orphaned.is_none() {
                     servers.push(ServerNote {
@@ -271,39 +293,30 @@ pub fn observe(
         crate::original::exit_markers(
             &ctx.tmux,
             &obs,
-            runs.iter()
-                .flat_map(|(r, _)| agents_by_run.get(&r.id).into_iter().flatten()),
+            runs.iter().flat_map(|(r, _)| r.agents.iter()),
         )
     } else {
         HashMap::new()
     };
+    // What needs tmux's rows: the signal files (the requests taken only for the runs
+    // this server supervises), the questions still standing, the agents newly waiting.
     let runs = runs
         .into_iter()
-        .map(|(run, ahead)| {
-            let files = match ahead.dirs {
-                Some(dirs) => read_signal_files(store, &run, dirs, ahead.since, take),
-                None => SignalFiles::default(),
-            };
-            let agents = agents_by_run.remove(&run.id).unwrap_or_default();
-            let kinds = ahead.kinds;
-            // Each run's rows are taken, not copied (run ids are unique).
-            let pending = pending_rows.remove(&run.id).unwrap_or_default();
-            let pending_count = pending.len();
-            let screen_questions = pending
-                .iter()
-                .filter(|g| g.source == QuestionSource::Screen)
-                .map(|g| (g.id, g.agent.clone(), g.question.clone()))
-                .collect();
+        .map(|(mut r, ahead)| {
+            if let Some(dirs) = ahead.dirs {
+                r.files = read_signal_files(store, &r.run, dirs, ahead.since, take);
+            }
+            let agents = &r.agents;
             // A question the agent's `waiting` raised stands while it still waits (screen
             // questions close with their dialog, file requests when answered).
-            let (kept, gone): (Vec<_>, Vec<_>) = pending.into_iter().partition(|g| {
+            let (kept, gone): (Vec<_>, Vec<_>) = ahead.pending.into_iter().partition(|g| {
                 g.source != QuestionSource::Signal
                     || crate::question::still_pending(
                         agents.iter().find(|a| a.name == g.agent),
                         &obs,
                     )
             });
-            let unasked = agents
+            r.unasked = agents
                 .iter()
                 .filter(|a| {
                     a.signal == Some(crate::model::AgentSignal::Waiting)
@@ -313,25 +326,14 @@ pub fn observe(
                 })
                 .filter_map(|a| crate::question::live_pane(&obs, a).map(|p| (a.name.clone(), p)))
                 .collect();
-            RunInput {
-                prev: states.remove(&run.id).unwrap_or_default(),
-                recorded_guidance: kept.first().map(|g| PendingGuidance {
-                    agent: g.agent.clone(),
-                    question: g.question.clone(),
-                    context: g.context.clone(),
-                    at_prompt: false,
-                }),
-                withdrawn: gone.iter().map(|g| g.id).collect(),
-                approval: approvals.remove(&run.id),
-                unasked,
-                new_questions: Vec::new(),
-                agents,
-                kinds,
-                pending_count,
-                screen_questions,
-                files,
-                run,
-            }
+            r.recorded_guidance = kept.first().map(|g| PendingGuidance {
+                agent: g.agent.clone(),
+                question: g.question.clone(),
+                context: g.context.clone(),
+                at_prompt: false,
+            });
+            r.withdrawn = gone.iter().map(|g| g.id).collect();
+            r
         })
         .collect();
     Ok(TickInput {
@@ -401,24 +403,20 @@ impl Rows {
     }
 }
 
-/// What a run's tick reads before tmux has answered (see `observe`).
+/// What a run's input still needs once tmux has answered (see `observe`).
 struct Ahead {
-    /// Each agent's interactive kind, as `RunInput::kinds`.
-    kinds: Vec<Option<&'static str>>,
     /// Files older than this are not the run's signals.
     since: i64,
     /// A watched run's signal roots that have a `.metawsm` directory, with its entries
     /// (`signals::present`); None for a run not watched.
     dirs: Option<Vec<(PathBuf, HashSet<String>)>>,
+    /// The run's pending questions: those its agents' `waiting` raised stand while the
+    /// agent still waits, which tmux tells.
+    pending: Vec<crate::store::GuidanceRow>,
 }
 
 impl Ahead {
-    fn read(run: &RunRow, agents: Option<&[AgentRow]>) -> Ahead {
-        let agents = agents.unwrap_or(&[]);
-        let kinds = agents
-            .iter()
-            .map(|a| crate::screen::interactive_kind(&a.argv, a.adopted))
-            .collect();
+    fn read(run: &RunRow, agents: &[AgentRow], pending: Vec<crate::store::GuidanceRow>) -> Ahead {
         // An adopted agent predates its run: files older than the run may be its own.
         let since = if agents.iter().any(|a| a.adopted) {
             i64::MIN
@@ -436,7 +434,11 @@ impl Ahead {
                 .filter_map(|root| signals::present(&root).map(|names| (root, names)))
                 .collect()
         });
-        Ahead { kinds, since, dirs }
+        Ahead {
+            since,
+            dirs,
+            pending,
+        }
     }
 }
 
