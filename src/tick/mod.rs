@@ -61,7 +61,8 @@ impl TickSource {
 pub struct AgentLine {
     pub name: String,
     pub session: String,
-    pub health: String,
+    /// Serialized as its word, as a `String` of it was.
+    pub health: crate::model::Health,
     pub reason: String,
 }
 
@@ -72,7 +73,8 @@ pub struct RunOutcome {
     pub intent: Intent,
     pub reason: String,
     pub decision_source: DecisionSource,
-    pub permitted: Vec<String>,
+    /// Serialized as their words: taken from the decision, not copied as text.
+    pub permitted: Vec<Intent>,
     pub llm: Option<String>,
     pub execute: bool,
     /// Outcome of the action when one ran.
@@ -290,12 +292,7 @@ pub fn run_prefetched(
             intent: p.gated.intent,
             reason: std::mem::take(&mut p.gated.reason),
             decision_source: p.gated.source,
-            permitted: p
-                .decision
-                .permitted
-                .iter()
-                .map(|i| i.as_str().to_string())
-                .collect(),
+            permitted: std::mem::take(&mut p.decision.permitted),
             llm: p.gated.llm_note.take(),
             execute: p.gated.execute,
             outcome: outcomes.get(&p.run.id).cloned(),
@@ -312,7 +309,7 @@ pub fn run_prefetched(
                 .map(|(a, j)| AgentLine {
                     name: a.name.clone(),
                     session: a.session.clone(),
-                    health: j.health.as_str().to_string(),
+                    health: j.health,
                     reason: std::mem::take(&mut j.reason),
                 })
                 .collect(),

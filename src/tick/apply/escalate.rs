@@ -153,9 +153,9 @@ pub fn escalate(
             }
         }
     }
-    let ticked: Vec<(String, bool)> = plans
+    let ticked: Vec<(&str, bool)> = plans
         .iter()
-        .map(|p| (p.run.id.clone(), p.state.last_alert.is_some()))
+        .map(|p| (p.run.id.as_str(), p.state.last_alert.is_some()))
         .collect();
     crate::unwritten::after_escalations(store, &ticked, &entries)?;
     if !events.is_empty() || owed != owed_before {
