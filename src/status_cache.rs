@@ -74,7 +74,7 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
 /// rather than probed again (`orphan::Probe::answered`).
 pub fn refresh_from(
     store: &Store,
-    rows: Option<Vec<StatusRow>>,
+    rows: Option<&mut [StatusRow]>,
     answered: Option<&str>,
 ) -> Result<StatusCache, StoreError> {
     let meta = store.meta_many(&[
@@ -84,12 +84,16 @@ pub fn refresh_from(
         "tmux_error",
         crate::unwritten::META_KEY,
     ])?;
-    let mut rows = match rows {
+    let mut queried;
+    let rows = match rows {
         Some(rows) => rows,
-        None => store.status_rows()?,
+        None => {
+            queried = store.status_rows()?;
+            &mut queried[..]
+        }
     };
-    crate::orphan::mark_with(&mut rows, crate::orphan::Probe::answered(answered));
-    let c = crate::render::classify(&rows);
+    crate::orphan::mark_with(rows, crate::orphan::Probe::answered(answered));
+    let c = crate::render::classify(rows);
     let cache = StatusCache {
         last_full_tick: meta
             .get("last_full_tick")
@@ -327,6 +331,50 @@ mod tests {
         assert!(sql.len() > 40, "active runs: {}", sql.len());
         let memory = rows_as_a_tick_reads_them(&store);
         assert_eq!(sorted(memory), sorted(sql));
+    }
+
+    #[test]
+    fn runs_sharing_a_server_are_marked_as_each_alone() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join("state.db");
+        let store = Store::open(&db, OpenMode::Create, false).expect("open");
+        let live = dir.path().join("live");
+        let _listener = std::os::unix::net::UnixListener::bind(&live).expect("bind");
+        let live = live.to_string_lossy().into_owned();
+        let gone = dir.path().join("gone").to_string_lossy().into_owned();
+        let sockets = [
+            Some(&live),
+            Some(&live),
+            Some(&gone),
+            None,
+            Some(&gone),
+            Some(&live),
+        ];
+        for (i, socket) in sockets.iter().enumerate() {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
+                                      status_changed_at, tmux_socket)
+                     VALUES (?1, '[]', '/ws', 'running', ?2, 1, 1, ?3)",
+                    rusqlite::params![format!("r{i}"), i as i64, socket],
+                )
+                .expect("run");
+        }
+        let mut rows = rows_as_a_tick_reads_them(&store);
+        // What probing each row's socket on its own says.
+        let alone: Vec<bool> = rows
+            .iter()
+            .map(|r| {
+                r.tmux_socket
+                    .as_deref()
+                    .is_some_and(|s| crate::orphan::socket_gone(s).is_some())
+            })
+            .collect();
+        assert_eq!(alone, [false, false, true, false, true, false]);
+        crate::orphan::mark(&mut rows);
+        let marked: Vec<bool> = rows.iter().map(|r| r.orphaned).collect();
+        assert_eq!(marked, alone);
     }
 
     #[test]

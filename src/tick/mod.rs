@@ -260,13 +260,15 @@ pub fn run_prefetched(
         }
         // Best effort: a stale cache only delays the bar until the next tick. The rows
         // read before this tick's writes stand if it wrote none of the status tables.
-        let rows = status_rows.filter(|_| store.status_writes() == status_writes);
+        let mut rows = status_rows.filter(|_| store.status_writes() == status_writes);
         // The server that just answered is alive: the cache need not connect to it.
         let answered = match &input.obs {
             crate::tmux::Observation::Known(snap) => snap.socket.as_deref(),
             crate::tmux::Observation::Unknown(_) => None,
         };
-        let _ = crate::status_cache::refresh_from(store, rows, answered);
+        let _ = crate::status_cache::refresh_from(store, rows.as_deref_mut(), answered);
+        // Freed by the exit, as the rows they came from (below).
+        std::mem::forget(rows);
     }
 
     if !opts.source.reports() {
