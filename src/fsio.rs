@@ -47,6 +47,16 @@ fn kind_of(mode: u32) -> &'static str {
 /// on the open descriptor, and at most limit+1 bytes are read (a file that grows, or
 /// /proc-like files that report size 0, cannot make us read more).
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    read_bounded_as(path, limit, false)
+}
+
+/// As `read_bounded`, under a shared flock taken without waiting: `Ok(None)` while a
+/// writer holds an exclusive one (a file rewritten in place under it).
+pub fn read_bounded_shared(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    read_bounded_as(path, limit, true)
+}
+
+fn read_bounded_as(path: &Path, limit: u64, shared: bool) -> Result<Option<Vec<u8>>, ReadError> {
     let shown = || path.display().to_string();
     let file = match std::fs::OpenOptions::new()
         .read(true)
@@ -57,6 +67,9 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ReadErro
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ReadError::Io(shown(), e)),
     };
+    if shared && fs2::FileExt::try_lock_shared(&file).is_err() {
+        return Ok(None);
+    }
     read_open(file, limit, &shown()).map(Some)
 }
 
