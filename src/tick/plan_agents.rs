@@ -114,29 +114,50 @@ pub fn screens_to_read(input: &TickInput, policy: &Policy, now: i64) -> Vec<Scre
 }
 
 /// Each agent of a run as this tick sees it, index by index with the run's agents.
-pub(super) struct Seen {
+/// A run without an interactive agent (most) has no readings nor watched screens: those
+/// two are left empty, not filled with one `None`/`false` an agent (two allocations a
+/// run); read them with `reading` and `watched`.
+pub(super) struct Seen<'a> {
     /// Each agent's interactive kind (`screen::interactive_kind`), read once.
-    pub kinds: Vec<Option<&'static str>>,
+    pub kinds: std::borrow::Cow<'a, [Option<&'static str>]>,
     /// What the screen of a quiet interactive agent shows.
-    pub readings: Vec<Option<Reading>>,
+    readings: Vec<Option<Reading>>,
     /// Whether this tick meant to read the agent's screen (a question from a screen stays
     /// open only while its agent is one of them).
-    pub watched: Vec<bool>,
+    watched: Vec<bool>,
     pub judgements: Vec<Judgement>,
+}
+
+impl Seen<'_> {
+    /// What agent `i`'s screen shows, if it was read.
+    pub fn reading(&self, i: usize) -> Option<&Reading> {
+        self.readings.get(i).and_then(Option::as_ref)
+    }
+
+    /// Whether this tick meant to read agent `i`'s screen.
+    pub fn watched(&self, i: usize) -> bool {
+        self.watched.get(i).copied().unwrap_or(false)
+    }
 }
 
 /// Judges every agent of the run; quiet interactive agents again from their screens
 /// (read in `mod.rs`), agents of the original wrapper from its exit marker.
-pub(super) fn judge_agents(
-    r: &RunInput,
+pub(super) fn judge_agents<'a>(
+    r: &'a RunInput,
     input: &TickInput,
     th: &Thresholds,
     policy: &Policy,
     now: i64,
-) -> Seen {
+) -> Seen<'a> {
     let agents = &r.agents;
     let obs = &input.obs;
-    let kinds: Vec<Option<&'static str>> = (0..agents.len()).map(|i| r.kind(i)).collect();
+    // The kinds `observe` read, borrowed (`RunInput::kind` reads them again only for an
+    // input built without them).
+    let kinds: std::borrow::Cow<[Option<&'static str>]> = if r.kinds.len() == agents.len() {
+        std::borrow::Cow::Borrowed(&r.kinds)
+    } else {
+        (0..agents.len()).map(|i| r.kind(i)).collect()
+    };
     let interactive = kinds.iter().any(Option::is_some);
     let pats = if interactive {
         screen::patterns(&policy.health.screen_patterns)
@@ -144,26 +165,31 @@ pub(super) fn judge_agents(
         Vec::new()
     };
     let pats: Vec<&screen::Pattern> = pats.iter().collect();
-    let readings: Vec<Option<Reading>> = agents
-        .iter()
-        .zip(&kinds)
-        .map(|(a, kind)| {
-            let kind = (*kind)?;
-            let s = input.screens.get(&(r.run.id.clone(), a.name.clone()))?;
-            Some(screen::classify(kind, &s.text, &s.title, &pats))
-        })
-        .collect();
-    let watched: Vec<bool> = agents
-        .iter()
-        .zip(&kinds)
-        .map(|(a, kind)| {
-            kind.is_some_and(|kind| worth_reading(a, kind, &judge(a, obs, th, now), obs, &pats))
-        })
-        .collect();
+    // No interactive agent: no screen read or watched (see `Seen`).
+    let (readings, watched): (Vec<Option<Reading>>, Vec<bool>) = if !interactive {
+        (Vec::new(), Vec::new())
+    } else {
+        agents
+            .iter()
+            .zip(kinds.iter())
+            .map(|(a, kind)| {
+                let Some(kind) = *kind else {
+                    return (None, false);
+                };
+                let reading = input
+                    .screens
+                    .get(&(r.run.id.clone(), a.name.clone()))
+                    .map(|s| screen::classify(kind, &s.text, &s.title, &pats));
+                let watched = worth_reading(a, kind, &judge(a, obs, th, now), obs, &pats);
+                (reading, watched)
+            })
+            .unzip()
+    };
     let judgements: Vec<Judgement> = agents
         .iter()
-        .zip(&readings)
-        .map(|(a, reading)| {
+        .enumerate()
+        .map(|(i, a)| {
+            let reading = readings.get(i).and_then(Option::as_ref);
             let mut j = judge(a, obs, th, now);
             // The original metawsm's wrapper keeps a shell: its exit marker tells.
             if let Some(&status) = input.markers.get(&a.session) {
@@ -213,8 +239,8 @@ pub(super) fn questions(
                 let open = i.is_some_and(|i| {
                     decide::pane_question_open(
                         seen.judgements[i].alive,
-                        seen.watched[i],
-                        seen.readings[i].as_ref(),
+                        seen.watched(i),
+                        seen.reading(i),
                         question,
                     )
                 });
@@ -230,11 +256,11 @@ pub(super) fn questions(
     });
     let from_screen = agents
         .iter()
-        .zip(&seen.readings)
         .zip(&seen.judgements)
-        .find_map(|((a, r), j)| {
+        .enumerate()
+        .find_map(|(i, (a, j))| {
             let quiet = now - j.last_activity_at.unwrap_or(a.started_at);
-            decide::screen_question(&a.name, r.as_ref()?, quiet, policy)
+            decide::screen_question(&a.name, seen.reading(i)?, quiet, policy)
         });
     // A dialog's text is recorded, so `guide` can answer it; a prompt is only described.
     let screen_question = from_screen.clone().filter(|g| !g.at_prompt);
@@ -280,9 +306,9 @@ pub(super) fn run_view(
             .agents
             .iter()
             .zip(&seen.judgements)
-            .zip(&seen.readings)
-            .zip(&seen.kinds)
-            .map(|(((a, j), reading), kind)| AgentView {
+            .zip(seen.kinds.iter())
+            .enumerate()
+            .map(|(i, ((a, j), kind))| AgentView {
                 name: a.name.clone(),
                 health: j.health,
                 alive: j.alive,
@@ -293,7 +319,7 @@ pub(super) fn run_view(
                 reported_done: a.signal == Some(AgentSignal::Done),
                 interactive: kind.map(|_| decide::Interactive {
                     hook_busy: a.signal == Some(AgentSignal::Working),
-                    screen: reading.as_ref().map(|r| r.state),
+                    screen: seen.reading(i).map(|r| r.state),
                 }),
                 restartable: !a.argv.is_empty(),
                 complete: r
