@@ -118,18 +118,8 @@ pub fn mark(rows: &mut [crate::store::StatusRow]) {
 
 /// As `mark`, with what `probe` already knows.
 pub fn mark_with(rows: &mut [crate::store::StatusRow], mut probe: Probe) {
-    // Runs share a server: the last socket's answer is reused without a lookup.
-    let mut last: Option<(&str, bool)> = None;
     for r in rows.iter_mut() {
-        let gone = match (r.tmux_socket.as_deref(), last) {
-            (Some(s), Some((l, gone))) if s == l => gone,
-            (socket, _) => {
-                let gone = probe.gone(socket).is_some();
-                last = socket.map(|s| (s, gone));
-                gone
-            }
-        };
-        r.orphaned = r.orphaned || gone;
+        r.orphaned = r.orphaned || probe.gone(r.tmux_socket.as_deref()).is_some();
     }
 }
 
