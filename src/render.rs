@@ -6,7 +6,7 @@ use crate::store::StatusRow;
 use crate::tmux::escape_drawn;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub ok: i64,
     pub guidance: i64,
@@ -22,6 +22,17 @@ pub struct Counts {
 impl Counts {
     pub fn total(&self) -> i64 {
         self.ok + self.guidance + self.blocked + self.done + self.approval
+    }
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.ok += o.ok;
+        self.guidance += o.guidance;
+        self.blocked += o.blocked;
+        self.done += o.done;
+        self.orphaned += o.orphaned;
+        self.approval += o.approval;
     }
 }
 

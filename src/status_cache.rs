@@ -30,6 +30,58 @@ pub struct StatusCache {
     /// Runs whose escalation could not be written to a changelog.
     #[serde(default)]
     pub unwritten: i64,
+    /// meta `status_gen` when the counts were built (migration 0009: triggers change it
+    /// with anything the counts read). A refresh that finds the same number reuses
+    /// `by_server` instead of querying every active run (`refresh_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_gen: Option<i64>,
+    /// The counts by tmux server, as the rows say: a server found gone turns all its runs
+    /// orphaned (`total`). Empty when there are no active runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_server: Vec<ServerShare>,
+}
+
+/// One tmux server's runs in the counts (`StatusCache::by_server`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerShare {
+    pub socket: Option<String>,
+    pub runs: i64,
+    /// Its runs' buckets while its server is not known to be gone.
+    pub counts: Counts,
+}
+
+/// The status rows by server, each share counted as its rows say (no server probed).
+pub fn shares(rows: &[StatusRow]) -> Vec<ServerShare> {
+    let mut out: Vec<ServerShare> = Vec::new();
+    let mut index: HashMap<Option<&str>, usize> = HashMap::new();
+    for r in rows {
+        let i = *index.entry(r.tmux_socket.as_deref()).or_insert_with(|| {
+            out.push(ServerShare {
+                socket: r.tmux_socket.clone(),
+                ..ServerShare::default()
+            });
+            out.len() - 1
+        });
+        out[i].runs += 1;
+        out[i].counts += crate::render::classify(std::slice::from_ref(r));
+    }
+    out
+}
+
+/// The counts the status line shows: each server's share, or all its runs orphaned when
+/// `probe` finds it gone (one probe per server), as `orphan::mark_with` then
+/// `render::classify` count them row by row.
+pub fn total(shares: &[ServerShare], probe: &mut crate::orphan::Probe) -> Counts {
+    let mut c = Counts::default();
+    for s in shares {
+        if probe.gone(s.socket.as_deref()).is_some() {
+            c.blocked += s.runs;
+            c.orphaned += s.runs;
+        } else {
+            c += s.counts;
+        }
+    }
+    c
 }
 
 impl StatusCache {
@@ -66,36 +118,50 @@ pub fn read(db: &Path) -> Option<StatusCache> {
 /// Snapshot the database's view into the cache file (a whole file swapped in: readers
 /// never see a torn file). Best effort: a stale cache only delays what the bar shows.
 pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
-    refresh_from(store, None, None)
+    refresh_from(store, None, None, None)
 }
+
+/// The meta key the triggers of migration 0009 keep (`StatusCache::status_gen`).
+pub const STATUS_GEN: &str = "status_gen";
 
 /// As `refresh`, with the status rows a tick built from the rows it read (`rows_of`),
 /// when its connection wrote none of them since (`Store::status_writes`): the same
 /// cache without the aggregate query (0.2-0.4 ms of CPU at 10 runs, 1-1.5 at 500).
-/// `answered`: the socket of the tmux server that answered the tick, taken as alive
-/// rather than probed again (`orphan::Probe::answered`).
+/// `rows_gen`: meta `status_gen` as it was before those rows were read; the cache is
+/// stamped with it only if it is still the same. Without rows, the cache on disk is
+/// reused when its stamp is today's `status_gen` (nothing it counts has changed since,
+/// whoever wrote: a hook's quiet tick at 500 runs spent 84% of its instructions on the
+/// query), else the query runs. `answered`: the socket of the tmux server that
+/// answered the tick, taken as alive rather than probed again
+/// (`orphan::Probe::answered`).
 pub fn refresh_from(
     store: &Store,
-    rows: Option<&mut [StatusRow]>,
+    rows: Option<&[StatusRow]>,
+    rows_gen: Option<i64>,
     answered: Option<&str>,
 ) -> Result<StatusCache, StoreError> {
+    // Read before any status row: a later change then shows as a newer number (the
+    // cache is never stamped newer than its rows).
     let meta = store.meta_many(&[
         "last_full_tick",
         "tick_interval",
         "tmux_options",
         "tmux_error",
         crate::unwritten::META_KEY,
+        STATUS_GEN,
     ])?;
-    let mut queried;
-    let rows = match rows {
-        Some(rows) => rows,
-        None => {
-            queried = store.status_rows()?;
-            &mut queried[..]
-        }
+    let gen: Option<i64> = meta.get(STATUS_GEN).and_then(|v| v.parse().ok());
+    let (by_server, status_gen) = match rows {
+        Some(rows) => (shares(rows), gen.filter(|g| rows_gen == Some(*g))),
+        None => match gen
+            .and_then(|_| read(&store.path))
+            .filter(|old| old.status_gen == gen)
+        {
+            Some(old) => (old.by_server, gen),
+            None => (shares(&store.status_rows()?), gen),
+        },
     };
-    crate::orphan::mark_with(rows, crate::orphan::Probe::answered(answered));
-    let c = crate::render::classify(rows);
+    let c = total(&by_server, &mut crate::orphan::Probe::answered(answered));
     let cache = StatusCache {
         last_full_tick: meta
             .get("last_full_tick")
@@ -115,6 +181,8 @@ pub fn refresh_from(
         tmux_error: meta.get("tmux_error").cloned().unwrap_or_default(),
         unwritten: crate::unwritten::parse(meta.get(crate::unwritten::META_KEY).map(String::as_str))
             .len() as i64,
+        status_gen,
+        by_server,
     };
     let target = path(&store.path);
     let text = serde_json::to_vec(&cache).map_err(|e| StoreError::Io(e.to_string()))?;
@@ -272,314 +340,5 @@ pub fn rows_of(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::OpenMode;
-
-    #[test]
-    fn round_trips_and_tolerates_garbage() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("state.db");
-        let store = Store::open(&db, OpenMode::Create, false).expect("open");
-        let c = refresh(&store).expect("refresh");
-        assert_eq!(read(&db), Some(c));
-        fs::write(path(&db), b"{not json").expect("w");
-        assert_eq!(read(&db), None);
-    }
-
-    /// The rows a full tick reads, as `observe` reads them.
-    fn rows_as_a_tick_reads_them(store: &Store) -> Vec<StatusRow> {
-        let mut agents: FastMap<String, Vec<AgentRow>> = FastMap::default();
-        for a in store.agents(None).expect("agents") {
-            agents.entry(a.run_id.clone()).or_default().push(a);
-        }
-        rows_of(
-            &store.runs(false).expect("runs"),
-            &agents,
-            &store.all_pending_guidance().expect("guidance"),
-            &store.approvals().expect("approvals"),
-            &store.op_states().expect("op states"),
-        )
-    }
-
-    fn sorted(mut rows: Vec<StatusRow>) -> Vec<String> {
-        let mut v: Vec<String> = rows.drain(..).map(|r| format!("{r:?}")).collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn rows_built_in_memory_equal_the_aggregate_query() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("state.db");
-        let store = Store::open(&db, OpenMode::Create, false).expect("open");
-        let statuses = crate::model::RunStatus::NAMES;
-        let healths = [
-            "healthy", "idle", "stalled", "dead", "exited", "unknown", "bogus",
-        ];
-        let signals = [
-            None,
-            Some("working"),
-            Some("waiting"),
-            Some("done"),
-            Some("bogus"),
-        ];
-        let guidance = ["pending", "answered", "withdrawn", "resolved"];
-        let approvals = [None, Some("pending"), Some("dismissed"), Some("bogus")];
-        let alerts = [None, Some("escalate_blocked"), Some("escalate_guidance")];
-        // A small deterministic generator: every value of every column meets the others.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
-        let c = &store.conn;
-        // Every health meets every signal (35 agents in turn).
-        let mut combo = 0;
-        for i in 0..120 {
-            let run = format!("r{i}");
-            let status = statuses[i % statuses.len()];
-            let socket = (next(3) > 0).then(|| format!("/nonexistent/sock{}", next(2)));
-            let orphaned = (next(6) == 0).then_some("server gone");
-            c.execute(
-                "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
-                                  status_changed_at, tmux_socket, orphaned)
-                 VALUES (?1, '[]', '/ws', ?2, 1, 1, 1, ?3, ?4)",
-                rusqlite::params![run, status, socket, orphaned],
-            )
-            .expect("run");
-            for a in 0..next(5) {
-                combo += 1;
-                c.execute(
-                    "INSERT INTO agents(run_id, name, session, argv, workdir, status, health,
-                                        signal, started_at, updated_at)
-                     VALUES (?1, ?2, ?3, '[]', '/ws', 'running', ?4, ?5, 1, 1)",
-                    rusqlite::params![
-                        run,
-                        format!("a{a}"),
-                        format!("{run}-a{a}"),
-                        healths[combo % healths.len()],
-                        signals[combo / healths.len() % signals.len()],
-                    ],
-                )
-                .expect("agent");
-            }
-            for _ in 0..next(4) {
-                c.execute(
-                    "INSERT INTO guidance_requests(run_id, agent, root, question, status,
-                                                   created_at, source)
-                     VALUES (?1, 'a0', '/ws', 'q?', ?2, 1, ?3)",
-                    rusqlite::params![
-                        run,
-                        guidance[next(guidance.len())],
-                        ["file", "signal", "screen"][next(3)]
-                    ],
-                )
-                .expect("guidance");
-            }
-            if let Some(st) = approvals[next(approvals.len())] {
-                c.execute(
-                    "INSERT INTO approvals(run_id, intent, reason, situation, status,
-                                           created_at, updated_at)
-                     VALUES (?1, 'auto_restart', 'why', 'sit', ?2, 1, 1)",
-                    rusqlite::params![run, st],
-                )
-                .expect("approval");
-            }
-            if next(4) > 0 {
-                c.execute(
-                    "INSERT INTO operator_run_states(run_id, last_alert, updated_at)
-                     VALUES (?1, ?2, 1)",
-                    rusqlite::params![run, alerts[next(alerts.len())]],
-                )
-                .expect("op state");
-            }
-        }
-        assert!(combo > 2 * healths.len() * signals.len(), "agents: {combo}");
-        let sql = store.status_rows().expect("status rows");
-        assert!(sql.len() > 40, "active runs: {}", sql.len());
-        let memory = rows_as_a_tick_reads_them(&store);
-        assert_eq!(sorted(memory), sorted(sql));
-    }
-
-    #[test]
-    fn runs_sharing_a_server_are_marked_as_each_alone() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("state.db");
-        let store = Store::open(&db, OpenMode::Create, false).expect("open");
-        let live = dir.path().join("live");
-        let _listener = std::os::unix::net::UnixListener::bind(&live).expect("bind");
-        let live = live.to_string_lossy().into_owned();
-        let gone = dir.path().join("gone").to_string_lossy().into_owned();
-        let sockets = [
-            Some(&live),
-            Some(&live),
-            Some(&gone),
-            None,
-            Some(&gone),
-            Some(&live),
-        ];
-        for (i, socket) in sockets.iter().enumerate() {
-            store
-                .conn
-                .execute(
-                    "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
-                                      status_changed_at, tmux_socket)
-                     VALUES (?1, '[]', '/ws', 'running', ?2, 1, 1, ?3)",
-                    rusqlite::params![format!("r{i}"), i as i64, socket],
-                )
-                .expect("run");
-        }
-        let mut rows = rows_as_a_tick_reads_them(&store);
-        // What probing each row's socket on its own says.
-        let alone: Vec<bool> = rows
-            .iter()
-            .map(|r| {
-                r.tmux_socket
-                    .as_deref()
-                    .is_some_and(|s| crate::orphan::socket_gone(s).is_some())
-            })
-            .collect();
-        assert_eq!(alone, [false, false, true, false, true, false]);
-        crate::orphan::mark(&mut rows);
-        let marked: Vec<bool> = rows.iter().map(|r| r.orphaned).collect();
-        assert_eq!(marked, alone);
-    }
-
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn the_cache_and_its_swap_file_trade_places() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("state.db");
-        let store = Store::open(&db, OpenMode::Create, false).expect("open");
-        let inode = |p: &Path| fs::metadata(p).expect("metadata").ino();
-        refresh(&store).expect("first");
-        refresh(&store).expect("second");
-        let (cache, swap) = (inode(&path(&db)), inode(&swap_path(&path(&db))));
-        let c = refresh(&store).expect("third");
-        // Before: a new file each time, the old one unlinked.
-        assert_eq!(inode(&path(&db)), swap, "the swap file became the cache");
-        assert_eq!(
-            inode(&swap_path(&path(&db))),
-            cache,
-            "and the cache the swap file"
-        );
-        assert_eq!(read(&db), Some(c));
-        let names: Vec<String> = fs::read_dir(dir.path())
-            .expect("dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains(".status"))
-            .collect();
-        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
-    }
-
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn a_cache_being_read_is_never_rewritten() {
-        use std::io::{Read, Seek};
-        let (_dir, db, mut store) = store_with_a_cache();
-        refresh(&store).expect("second");
-        // A reader opened the cache and holds it while two writes go by: the first swaps
-        // it out, the second would rewrite it.
-        let mut reader = fs::File::open(path(&db)).expect("open cache");
-        fs2::FileExt::lock_shared(&reader).expect("shared flock");
-        let mut before = Vec::new();
-        reader.read_to_end(&mut before).expect("read");
-        for t in ["11", "12"] {
-            set_tick(&mut store, t);
-            refresh(&store).expect("refresh");
-        }
-        let mut after = Vec::new();
-        reader.rewind().expect("rewind");
-        reader.read_to_end(&mut after).expect("read again");
-        assert_eq!(after, before, "the file a reader holds is left as it was");
-        assert_eq!(read(&db).map(|c| c.last_full_tick), Some(12));
-    }
-
-    /// A database in a temporary directory, its cache written once.
-    fn store_with_a_cache() -> (tempfile::TempDir, PathBuf, Store) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("state.db");
-        let store = Store::open(&db, OpenMode::Create, false).expect("open");
-        refresh(&store).expect("first");
-        (dir, db, store)
-    }
-
-    fn set_tick(store: &mut Store, t: &str) {
-        let tx = store.write().expect("tx");
-        tx.meta_set("last_full_tick", t).expect("meta");
-        tx.commit().expect("commit");
-    }
-
-    #[test]
-    fn a_held_or_planted_swap_file_is_not_used() {
-        let (dir, db, mut store) = store_with_a_cache();
-        // Another writer holds the swap file: written another way, without waiting.
-        let swap = swap_path(&path(&db));
-        let held = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&swap)
-            .expect("swap");
-        fs2::FileExt::lock_exclusive(&held).expect("flock");
-        set_tick(&mut store, "7");
-        let t = std::time::Instant::now();
-        assert_eq!(refresh(&store).expect("held").last_full_tick, 7);
-        assert!(t.elapsed() < std::time::Duration::from_secs(1));
-        assert_eq!(read(&db).map(|c| c.last_full_tick), Some(7));
-        drop(held);
-        // A link planted at its name is never followed.
-        let outside = dir.path().join("outside");
-        fs::write(&outside, b"untouched").expect("outside");
-        fs::remove_file(&swap).expect("rm swap");
-        std::os::unix::fs::symlink(&outside, &swap).expect("symlink");
-        set_tick(&mut store, "8");
-        assert_eq!(refresh(&store).expect("planted").last_full_tick, 8);
-        assert_eq!(read(&db).map(|c| c.last_full_tick), Some(8));
-        assert_eq!(fs::read(&outside).expect("outside"), b"untouched");
-        assert!(fs::symlink_metadata(&swap)
-            .expect("link")
-            .file_type()
-            .is_symlink());
-    }
-
-    #[test]
-    fn status_writes_count_the_status_tables_only() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("state.db");
-        let mut store = Store::open(&db, OpenMode::Create, false).expect("open");
-        let before = store.status_writes();
-        let tx = store.write().expect("tx");
-        tx.meta_set("last_full_tick", "5").expect("meta");
-        tx.commit().expect("commit");
-        assert_eq!(store.status_writes(), before, "meta is not counted");
-        store
-            .conn
-            .execute(
-                "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
-                                  status_changed_at) VALUES ('r', '[]', '/ws', 'running', 1, 1, 1)",
-                [],
-            )
-            .expect("run");
-        assert!(store.status_writes() > before, "a run row is counted");
-    }
-
-    #[test]
-    fn endless_and_blocking_files_are_not_read() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let db = dir.path().join("state.db");
-        // Before: fs::read of /dev/zero grew until memory ran out.
-        std::os::unix::fs::symlink("/dev/zero", path(&db)).expect("symlink");
-        let t = std::time::Instant::now();
-        assert_eq!(read(&db), None);
-        fs::remove_file(path(&db)).expect("rm");
-        nix::unistd::mkfifo(&path(&db), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
-        assert_eq!(read(&db), None);
-        assert!(t.elapsed() < std::time::Duration::from_secs(2));
-    }
-}
+#[path = "status_cache_tests.rs"]
+mod tests;

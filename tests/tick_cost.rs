@@ -284,3 +284,57 @@ fn the_status_cache_of_a_tick_counts_what_the_tick_changed() {
     env.ok(&["status", "--no-tick"]);
     assert_eq!(cached_counts(&env), after_tick);
 }
+
+/// The status cache file beside the database, parsed.
+fn cache_json(env: &Env) -> serde_json::Value {
+    let mut p = env.db.clone().into_os_string();
+    p.push(".status");
+    serde_json::from_str(&fs::read_to_string(&p).expect("status cache")).expect("cache json")
+}
+
+fn plant_cache(env: &Env, cache: &serde_json::Value) {
+    let mut p = env.db.clone().into_os_string();
+    p.push(".status");
+    fs::write(&p, serde_json::to_vec(cache).expect("json")).expect("plant cache");
+}
+
+#[test]
+fn a_quiet_hook_reuses_the_status_counts_until_something_they_count_changes() {
+    // At 500 runs the status query was 84% of a hook's instructions. A hook's tick that
+    // changed nothing the counts read keeps the cache's counts; a change by any writer
+    // (here another program's connection) makes the next one count afresh.
+    let env = Env::new();
+    env.start("stays", &["sleep", "1000"]);
+    env.tick();
+    let cache = cache_json(&env);
+    assert_eq!(cached_counts(&env), serde_json::json!([1, 0, 0, 0, 0]));
+    assert!(cache["status_gen"].is_i64(), "stamped: {cache}");
+    // Counts only the cache itself can supply.
+    let mut planted = cache.clone();
+    planted["by_server"][0]["counts"]["ok"] = serde_json::json!(7);
+    plant_cache(&env, &planted);
+    let pane = env.tmux_out(&["display-message", "-p", "-t", "=stays:", "#{pane_id}"]);
+    env.ok(&["hook", "pane-exited", pane.trim()]);
+    assert_eq!(cached_counts(&env), serde_json::json!([7, 0, 0, 0, 0]));
+    let other = rusqlite::Connection::open(&env.db).expect("open db");
+    other
+        .execute(
+            "UPDATE operator_run_states SET last_alert = 'escalate_blocked' WHERE run_id = 'stays'",
+            [],
+        )
+        .expect("alert");
+    drop(other);
+    env.ok(&["hook", "pane-exited", pane.trim()]);
+    // (Counted afresh: whatever the hook's tick made of the alert, never the planted 7.)
+    let counted = cached_counts(&env);
+    assert_eq!(
+        counted[0].as_i64().expect("ok") + counted[2].as_i64().expect("blocked"),
+        1
+    );
+    // The same as counting from scratch (no cache: `status` queries and writes one).
+    let mut p = env.db.clone().into_os_string();
+    p.push(".status");
+    fs::remove_file(&p).expect("rm cache");
+    env.ok(&["status", "--no-tick"]);
+    assert_eq!(cached_counts(&env), counted);
+}

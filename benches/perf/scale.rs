@@ -2,6 +2,9 @@
 //! the number of registered runs (`run start`, `run list`, the hooks tmux-setup
 //! installs), at N = 1 and N = 500 on private servers, sampled interleaved (every case
 //! and both N in each round) so load hits them alike. Goal: median at 500 ≤ 1.5 × at 1.
+//! Each call's tmux server CPU is read too (`/proc/<pid>/schedstat`, before and after
+//! the call, once the server has settled): tmux's own cost per request grows with the
+//! panes it holds, whoever asks (docs/performance.md, "tmux's own cost per request").
 //!
 //! `run list` prints one row per run, so its total grows with N by nature: it is reported
 //! with its marginal cost per row, not judged against the ratio; its tmux spawns are
@@ -256,6 +259,12 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
     let mut samples =
         vec![vec![vec![Vec::with_capacity(rounds); sizes.len()]; CASES.len()]; builds.len()];
     let mut cpu = samples.clone();
+    // The tmux server's own CPU for each call: what grows with N whoever asks.
+    let mut srv = samples.clone();
+    let pids: Vec<Vec<i32>> = worlds
+        .iter()
+        .map(|ws| ws.iter().map(World::server_pid).collect())
+        .collect();
     // Timed without the counting wrapper (a shell per tmux spawn); `spawns` counts.
     let path = std::env::var_os("PATH").unwrap_or_default();
     for round in 0..rounds {
@@ -281,9 +290,13 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                     prepare(w, c, r);
                     let mut cmd = command_by(w, bin, c, r, &panes[bi][wi]);
                     cmd.env("PATH", &path);
+                    let srv0 = World::server_cpu_ns(pids[bi][wi]);
                     let cpu0 = children_cpu_ms();
                     samples[bi][c][wi].push(timed(&mut cmd));
                     cpu[bi][c][wi].push(children_cpu_ms() - cpu0);
+                    if let (Some(a), Some(b)) = (srv0, World::server_cpu_ns(pids[bi][wi])) {
+                        srv[bi][c][wi].push(b.saturating_sub(a) as f64 / 1e6);
+                    }
                 }
             }
         }
@@ -309,8 +322,8 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
             ),
         }
         println!();
-        println!("| command | N=1 median (p99) | N=500 median (p99) | ratio | tmux spawns at N=500: what they list | ours (minus its spawns' bare references) N=1 → N=500 = ratio | CPU of the command and its tmux clients, median N=1 → N=500 = ratio | result |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("| command | N=1 median (p99) | N=500 median (p99) | ratio | tmux spawns at N=500: what they list | ours (minus its spawns' bare references) N=1 → N=500 = ratio | CPU of the command and its tmux clients, median N=1 → N=500 = ratio | tmux server's CPU for it, median N=1 → N=500 = ratio | result |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         for (c, case) in CASES.iter().enumerate() {
             if bi > 0 && c >= 9 {
                 continue;
@@ -345,6 +358,12 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
             };
             let (ca, cb) = (median(&cpu[bi][c][0]), median(&cpu[bi][c][1]));
             let cpu_col = format!("{ca:.2} → {cb:.2} ms = {:.2}", cb / ca);
+            let srv_col = if srv[bi][c][0].is_empty() || srv[bi][c][1].is_empty() {
+                "— (no /proc/<pid>/schedstat)".to_string()
+            } else {
+                let (sa, sb) = (median(&srv[bi][c][0]), median(&srv[bi][c][1]));
+                format!("{sa:.2} → {sb:.2} ms = {:.1}", sb / sa.max(1e-6))
+            };
             let (verdict, pass) = if case.judged {
                 let p = ratio <= GOAL;
                 (if p { "PASS" } else { "MISS" }.to_string(), Some(p))
@@ -355,7 +374,7 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                 (format!("{per_row:.1} µs per row (reported)"), None)
             };
             println!(
-                "| {} | {ma:.2} ({:.2}) ms | {mb:.2} ({:.2}) ms | {ratio:.2} | {listed} | {ours} | {cpu_col} | {verdict} |",
+                "| {} | {ma:.2} ({:.2}) ms | {mb:.2} ({:.2}) ms | {ratio:.2} | {listed} | {ours} | {cpu_col} | {srv_col} | {verdict} |",
                 case.label,
                 pct(a, 99.0),
                 pct(b, 99.0)
@@ -365,7 +384,7 @@ pub fn bench_scale(o: &Opts, real_tmux: &std::path::Path, rows: &mut Vec<Row>) {
                 rows.push(row(
                     &format!("{} at N=500 / N=1 ({rounds} rounds)", case.label),
                     format!(
-                        "{mb:.2} / {ma:.2} ms = {ratio:.2}; {listed}; ours {ours}; CPU {cpu_col}"
+                        "{mb:.2} / {ma:.2} ms = {ratio:.2}; {listed}; ours {ours}; CPU {cpu_col}; tmux server CPU {srv_col}"
                     ),
                     if case.judged { "≤ 1.5" } else { "reported" },
                     pass,

@@ -131,6 +131,40 @@ impl World {
         w
     }
 
+    /// The pid of this world's tmux server.
+    pub fn server_pid(&self) -> i32 {
+        self.env
+            .tmux_out(&["display-message", "-p", "#{pid}"])
+            .trim()
+            .parse()
+            .expect("server pid")
+    }
+
+    /// The tmux server's CPU time so far (ns, `/proc/<pid>/schedstat`: exact, where
+    /// `/proc/<pid>/stat` counts clock ticks of 10 ms), read once the server has settled:
+    /// a request's last turns (the client's EOF) run after the client exits. None off
+    /// Linux.
+    pub fn server_cpu_ns(pid: i32) -> Option<u64> {
+        let read = || -> Option<u64> {
+            std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        let mut last = read()?;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_micros(300));
+            let now = read()?;
+            if now == last {
+                return Some(now);
+            }
+            last = now;
+        }
+        Some(last)
+    }
+
     /// The real tmux on this world's server, for timing a bare query.
     pub fn tmux(&self) -> Command {
         let mut c = Command::new(&self.real_tmux);

@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_llm_calls_unstarted.sql"),
     include_str!("migrations/0007_agents_resume.sql"),
     include_str!("migrations/0008_llm_calls_state_index.sql"),
+    include_str!("migrations/0009_status_gen.sql"),
 ];
 
 /// What went wrong, by kind (from SQLite's result codes, never from message text); the

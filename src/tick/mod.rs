@@ -209,6 +209,7 @@ pub fn run_prefetched(
     }
     // Taken before the plans borrow the input.
     let status_rows = input.status_rows.take();
+    let status_gen = input.status_gen;
     let tmux_error = input.tmux_error.clone();
     let plans = plan::plan(&input, policy, opts.llm_mode, opts.dry_run, now);
 
@@ -260,13 +261,13 @@ pub fn run_prefetched(
         }
         // Best effort: a stale cache only delays the bar until the next tick. The rows
         // read before this tick's writes stand if it wrote none of the status tables.
-        let mut rows = status_rows.filter(|_| store.status_writes() == status_writes);
+        let rows = status_rows.filter(|_| store.status_writes() == status_writes);
         // The server that just answered is alive: the cache need not connect to it.
         let answered = match &input.obs {
             crate::tmux::Observation::Known(snap) => snap.socket.as_deref(),
             crate::tmux::Observation::Unknown(_) => None,
         };
-        let _ = crate::status_cache::refresh_from(store, rows.as_deref_mut(), answered);
+        let _ = crate::status_cache::refresh_from(store, rows.as_deref(), status_gen, answered);
         // Freed by the exit, as the rows they came from (below).
         std::mem::forget(rows);
     }

@@ -37,6 +37,8 @@ pub struct TickInput {
     pub servers: Vec<ServerNote>,
     /// A full tick's status rows, built from what it read (status_cache::rows_of).
     pub status_rows: Option<Vec<crate::store::StatusRow>>,
+    /// meta `status_gen` read before those rows (`status_cache::refresh_from`).
+    pub status_gen: Option<i64>,
 }
 
 /// What the tick learnt of a run's server (docs/restarts.md).
@@ -129,6 +131,15 @@ pub fn observe(
     take: Option<i64>,
     mut pre: Prefetch,
 ) -> Result<TickInput, CliError> {
+    // Before any row the status rows are built from (status_cache::refresh_from).
+    let status_gen = match only {
+        Some(_) => None,
+        None => store
+            .meta_get(crate::status_cache::STATUS_GEN)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok()),
+    };
     let runs: Vec<RunRow> = match only {
         Some(id) => {
             // A one-run tick (a hook's) also looks at the runs whose queued events it
@@ -338,6 +349,7 @@ pub fn observe(
         .collect();
     Ok(TickInput {
         status_rows,
+        status_gen,
         servers,
         runs,
         obs,

@@ -57,6 +57,7 @@ fn agent_row(name: &str) -> AgentRow {
 fn input(status: RunStatus, prev: OpState) -> TickInput {
     TickInput {
         status_rows: None,
+        status_gen: None,
         servers: Vec::new(),
         runs: vec![RunInput {
             run: run_row(status),
