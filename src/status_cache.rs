@@ -30,8 +30,8 @@ pub struct StatusCache {
     /// Runs whose escalation could not be written to a changelog.
     #[serde(default)]
     pub unwritten: i64,
-    /// meta `status_gen` when the counts were built (migration 0009: triggers change it
-    /// with anything the counts read). A refresh that finds the same number reuses
+    /// meta `status_gen` when the counts were built (it changes with every commit that
+    /// wrote a status table: `Tx::commit`). A refresh that finds the same number reuses
     /// `by_server` instead of querying every active run (`refresh_from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_gen: Option<i64>,
@@ -54,14 +54,21 @@ pub struct ServerShare {
 pub fn shares(rows: &[StatusRow]) -> Vec<ServerShare> {
     let mut out: Vec<ServerShare> = Vec::new();
     let mut index: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut last = usize::MAX;
     for r in rows {
-        let i = *index.entry(r.tmux_socket.as_deref()).or_insert_with(|| {
-            out.push(ServerShare {
-                socket: r.tmux_socket.clone(),
-                ..ServerShare::default()
-            });
-            out.len() - 1
-        });
+        // Most runs share one server: the last row's share, without hashing the path.
+        let i = if out.get(last).is_some_and(|s| s.socket == r.tmux_socket) {
+            last
+        } else {
+            *index.entry(r.tmux_socket.as_deref()).or_insert_with(|| {
+                out.push(ServerShare {
+                    socket: r.tmux_socket.clone(),
+                    ..ServerShare::default()
+                });
+                out.len() - 1
+            })
+        };
+        last = i;
         out[i].runs += 1;
         out[i].counts += crate::render::classify(std::slice::from_ref(r));
     }
@@ -121,7 +128,7 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
     refresh_from(store, None, None, None)
 }
 
-/// The meta key the triggers of migration 0009 keep (`StatusCache::status_gen`).
+/// The meta key `Tx::commit` changes (`StatusCache::status_gen`).
 pub const STATUS_GEN: &str = "status_gen";
 
 /// As `refresh`, with the status rows a tick built from the rows it read (`rows_of`),
@@ -129,9 +136,9 @@ pub const STATUS_GEN: &str = "status_gen";
 /// cache without the aggregate query (0.2-0.4 ms of CPU at 10 runs, 1-1.5 at 500).
 /// `rows_gen`: meta `status_gen` as it was before those rows were read; the cache is
 /// stamped with it only if it is still the same. Without rows, the cache on disk is
-/// reused when its stamp is today's `status_gen` (nothing it counts has changed since,
-/// whoever wrote: a hook's quiet tick at 500 runs spent 84% of its instructions on the
-/// query), else the query runs. `answered`: the socket of the tmux server that
+/// reused when its stamp is today's `status_gen` (no status table written since: a hook's
+/// quiet tick at 500 runs spent 84% of its instructions on the query), else the query
+/// runs. `answered`: the socket of the tmux server that
 /// answered the tick, taken as alive rather than probed again
 /// (`orphan::Probe::answered`).
 pub fn refresh_from(

@@ -190,75 +190,8 @@ fn runs_sharing_a_server_are_marked_as_each_alone() {
     );
 }
 
-#[test]
-fn status_gen_changes_with_what_the_counts_read_and_nothing_else() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let db = dir.path().join("state.db");
-    let store = Store::open(&db, OpenMode::Create, false).expect("open");
-    let gen = || -> i64 {
-        store
-            .meta_get(STATUS_GEN)
-            .expect("meta")
-            .expect("status_gen")
-            .parse()
-            .expect("number")
-    };
-    let seed = "INSERT INTO runs(id, tickets, workspace, status, created_at, updated_at,
-                                 status_changed_at, tmux_socket)
-                VALUES ('r', '[]', '/ws', 'running', 1, 1, 1, '/s');
-                INSERT INTO agents(run_id, name, session, argv, workdir, status, health,
-                                   started_at, updated_at)
-                VALUES ('r', 'a', 'r-a', '[]', '/ws', 'running', 'healthy', 1, 1);
-                INSERT INTO guidance_requests(run_id, agent, root, question, status,
-                                              created_at, source)
-                VALUES ('r', 'a', '/ws', 'q?', 'answered', 1, 'file');
-                INSERT INTO approvals(run_id, intent, reason, situation, status,
-                                      created_at, updated_at)
-                VALUES ('r', 'auto_restart', 'why', 'sit', 'dismissed', 1, 1);
-                INSERT INTO operator_run_states(run_id, updated_at) VALUES ('r', 1);";
-    // (statement, whether the status line's counts read what it changes)
-    let table: &[(&str, bool)] = &[
-        (seed, true),
-        ("UPDATE runs SET updated_at = 2, message = 'm'", false),
-        ("UPDATE runs SET status = 'paused'", true),
-        ("UPDATE runs SET status = 'paused'", false),
-        ("UPDATE runs SET tmux_socket = '/t'", true),
-        ("UPDATE runs SET orphaned = 'gone'", true),
-        ("UPDATE runs SET orphaned = 'gone, still'", true),
-        (
-            "UPDATE agents SET last_activity_at = 5, updated_at = 5, pane_id = '%1'",
-            false,
-        ),
-        ("UPDATE agents SET health = 'dead'", true),
-        ("UPDATE agents SET signal = 'waiting', signal_at = 3", true),
-        ("UPDATE agents SET signal_at = 4", false),
-        ("UPDATE guidance_requests SET status = 'pending'", true),
-        ("UPDATE guidance_requests SET answered_at = 9", false),
-        ("UPDATE approvals SET status = 'pending'", true),
-        ("UPDATE approvals SET updated_at = 9", false),
-        (
-            "UPDATE operator_run_states SET last_alert = 'escalate_blocked'",
-            true,
-        ),
-        (
-            "UPDATE operator_run_states SET restart_attempts = 1, updated_at = 9",
-            false,
-        ),
-        ("DELETE FROM guidance_requests", true),
-        ("DELETE FROM runs", true),
-    ];
-    for (sql, counted) in table {
-        let before = gen();
-        store.conn.execute_batch(sql).expect(sql);
-        assert_eq!(gen() != before, *counted, "{sql}");
-    }
-}
-
-#[test]
-fn a_refresh_reuses_the_counts_only_while_status_gen_stands() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let db = dir.path().join("state.db");
-    let store = Store::open(&db, OpenMode::Create, false).expect("open");
+/// Run `r`, inserted with plain SQL rather than through a `Tx`.
+fn insert_run_behind_our_back(store: &Store) {
     store
         .conn
         .execute_batch(
@@ -267,6 +200,90 @@ fn a_refresh_reuses_the_counts_only_while_status_gen_stands() {
              VALUES ('r', '[]', '/ws', 'running', 1, 1, 1)",
         )
         .expect("run");
+}
+
+#[test]
+fn status_gen_changes_with_each_commit_that_wrote_a_status_table() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("state.db");
+    let mut store = Store::open(&db, OpenMode::Create, false).expect("open");
+    let gen = |store: &Store| -> Option<i64> {
+        store
+            .meta_get(STATUS_GEN)
+            .expect("meta")
+            .map(|v| v.parse().expect("a number"))
+    };
+    // Written behind our back (not through a `Tx`): not seen, as documented.
+    insert_run_behind_our_back(&store);
+    assert_eq!(gen(&store), None);
+    let event = crate::model::rows::NewEvent {
+        run_id: Some("r"),
+        agent: None,
+        kind: "note",
+        from_state: "",
+        to_state: "",
+        message: "m",
+        source: "test",
+    };
+    // (what the transaction does, whether it is committed, whether status_gen changes)
+    type Step = fn(&crate::store::Tx<'_>, &crate::model::rows::NewEvent<'_>);
+    let steps: [(&str, Step, bool, bool); 5] = [
+        (
+            "a status table, committed",
+            |tx, _| tx.set_run_orphaned("r", Some("gone")).expect("w"),
+            true,
+            true,
+        ),
+        (
+            "events and meta only",
+            |tx, e| {
+                tx.add_event(1, e).expect("event");
+                tx.meta_set("last_full_tick", "5").expect("meta");
+            },
+            true,
+            false,
+        ),
+        (
+            "a status table, rolled back",
+            |tx, _| tx.set_run_orphaned("r", None).expect("w"),
+            false,
+            false,
+        ),
+        (
+            "a status table again",
+            |tx, _| tx.set_run_orphaned("r", None).expect("w"),
+            true,
+            true,
+        ),
+        ("nothing", |_, _| {}, true, false),
+    ];
+    for (what, step, commit, changes) in steps {
+        let before = gen(&store);
+        let tx = store.write().expect("begin");
+        step(&tx, &event);
+        if commit {
+            tx.commit().expect("commit");
+        } else {
+            drop(tx);
+        }
+        let after = gen(&store);
+        assert!(after.is_some() || before.is_none(), "{what}");
+        assert_eq!(after != before, changes, "{what}: {before:?} -> {after:?}");
+    }
+}
+
+#[test]
+fn a_refresh_reuses_the_counts_only_while_status_gen_stands() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("state.db");
+    let store = Store::open(&db, OpenMode::Create, false).expect("open");
+    insert_run_behind_our_back(&store);
+    // (Inserted behind our back: no status_gen yet, so nothing is stamped.)
+    assert_eq!(refresh(&store).expect("refresh").status_gen, None);
+    let mut writer = Store::open(&db, OpenMode::Existing, false).expect("writer");
+    let tx = writer.write().expect("begin");
+    tx.set_run_orphaned("r", None).expect("w");
+    tx.commit().expect("commit");
     let fresh = refresh(&store).expect("refresh");
     assert_eq!((fresh.ok, fresh.blocked), (1, 0));
     assert!(fresh.status_gen.is_some());
@@ -276,15 +293,15 @@ fn a_refresh_reuses_the_counts_only_while_status_gen_stands() {
     fs::write(path(&db), serde_json::to_vec(&planted).expect("json")).expect("plant");
     let reused = refresh(&store).expect("refresh");
     assert_eq!(reused.ok, 7, "reused while nothing counted changed");
-    // Anything the counts read, written by anyone, makes the next refresh query.
-    let other = rusqlite::Connection::open(&db).expect("second connection");
-    other
-        .execute(
-            "INSERT INTO operator_run_states(run_id, last_alert, updated_at)
-             VALUES ('r', 'escalate_blocked', 1)",
-            [],
-        )
-        .expect("alert");
+    // A status table written by another process of ours makes the next refresh query.
+    let mut other = Store::open(&db, OpenMode::Existing, false).expect("second store");
+    let tx = other.write().expect("begin");
+    let state = crate::store::OpState {
+        last_alert: Some("escalate_blocked".into()),
+        ..Default::default()
+    };
+    tx.put_op_state("r", &state, 1).expect("alert");
+    tx.commit().expect("commit");
     let again = refresh(&store).expect("refresh");
     assert_eq!((again.ok, again.blocked), (0, 1));
     assert_ne!(again.status_gen, fresh.status_gen);

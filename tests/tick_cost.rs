@@ -301,8 +301,7 @@ fn plant_cache(env: &Env, cache: &serde_json::Value) {
 #[test]
 fn a_quiet_hook_reuses_the_status_counts_until_something_they_count_changes() {
     // At 500 runs the status query was 84% of a hook's instructions. A hook's tick that
-    // changed nothing the counts read keeps the cache's counts; a change by any writer
-    // (here another program's connection) makes the next one count afresh.
+    // wrote no status table keeps the cache's counts; one that did counts afresh.
     let env = Env::new();
     env.start("stays", &["sleep", "1000"]);
     env.tick();
@@ -316,21 +315,19 @@ fn a_quiet_hook_reuses_the_status_counts_until_something_they_count_changes() {
     let pane = env.tmux_out(&["display-message", "-p", "-t", "=stays:", "#{pane_id}"]);
     env.ok(&["hook", "pane-exited", pane.trim()]);
     assert_eq!(cached_counts(&env), serde_json::json!([7, 0, 0, 0, 0]));
-    let other = rusqlite::Connection::open(&env.db).expect("open db");
-    other
-        .execute(
-            "UPDATE operator_run_states SET last_alert = 'escalate_blocked' WHERE run_id = 'stays'",
-            [],
-        )
-        .expect("alert");
-    drop(other);
-    env.ok(&["hook", "pane-exited", pane.trim()]);
-    // (Counted afresh: whatever the hook's tick made of the alert, never the planted 7.)
+    // A hook whose tick changes a status table (its agent died) counts afresh.
+    let pid = env.tmux_out(&["display-message", "-p", "-t", "=stays:", "#{pane_pid}"]);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    env.wait_pane_dead("stays");
+    env.ok(&["hook", "pane-died", pane.trim(), "stays", "137"]);
+    // (Counted afresh: whatever the tick made of the death, never the planted 7.)
     let counted = cached_counts(&env);
-    assert_eq!(
-        counted[0].as_i64().expect("ok") + counted[2].as_i64().expect("blocked"),
-        1
-    );
+    let runs: i64 = (0..5).map(|i| counted[i].as_i64().expect("a count")).sum();
+    assert_eq!(runs, 1, "{counted}");
     // The same as counting from scratch (no cache: `status` queries and writes one).
     let mut p = env.db.clone().into_os_string();
     p.push(".status");

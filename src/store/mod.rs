@@ -34,7 +34,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_llm_calls_unstarted.sql"),
     include_str!("migrations/0007_agents_resume.sql"),
     include_str!("migrations/0008_llm_calls_state_index.sql"),
-    include_str!("migrations/0009_status_gen.sql"),
 ];
 
 /// What went wrong, by kind (from SQLite's result codes, never from message text); the
@@ -397,10 +396,14 @@ impl Store {
     /// Every read-modify-write goes through BEGIN IMMEDIATE: a deferred transaction
     /// that upgrades to a write fails at once under contention, busy_timeout or not.
     pub fn write(&mut self) -> Result<Tx<'_>> {
+        let status_writes = Arc::clone(&self.status_writes);
+        let at_begin = status_writes.load(Ordering::Relaxed);
         Ok(Tx {
             tx: self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            status_writes,
+            at_begin,
         })
     }
 

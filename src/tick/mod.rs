@@ -224,6 +224,7 @@ pub fn run_prefetched(
             now,
             opts.source.as_str(),
             opts.run.is_none(),
+            opts.run.is_none() && status_gen.is_none(),
         )?;
         note_servers(store, &input.servers, now)?;
         // Committed: the requests taken this tick are recorded for good.

@@ -11,14 +11,40 @@ mod runs;
 use super::Result;
 use crate::model::rows::*;
 use rusqlite::{params, OptionalExtension, Transaction};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A write transaction (BEGIN IMMEDIATE). Dropped without `commit`, it rolls back.
 pub struct Tx<'a> {
     pub(super) tx: Transaction<'a>,
+    /// The connection's count of rows written to the status tables (`Store::status_writes`)
+    /// and its value at BEGIN: see `commit`.
+    pub(super) status_writes: Arc<AtomicU64>,
+    pub(super) at_begin: u64,
 }
 
+/// meta `status_gen` (`status_cache::STATUS_GEN`) changes with every committed
+/// transaction that wrote a status table; it starts at a random number, so a status
+/// cache left beside a new database never matches it by chance.
+const BUMP_STATUS_GEN: &str = "INSERT INTO meta(key, value)
+     VALUES ('status_gen', abs(random() % 1000000000000))
+     ON CONFLICT(key) DO UPDATE SET value = value + 1";
+/// The same start when it is missing (a database from before it, where nothing has
+/// written a status table since), and nothing when it is there.
+const START_STATUS_GEN: &str = "INSERT INTO meta(key, value)
+     VALUES ('status_gen', abs(random() % 1000000000000))
+     ON CONFLICT(key) DO NOTHING";
+
 impl Tx<'_> {
+    /// Commits; when the transaction wrote any status table, meta `status_gen` changes in
+    /// it first (the status cache is reused only while that number stands:
+    /// `status_cache::refresh_from`). Every write of ours goes through here, so only a
+    /// program writing the database behind our back leaves it unchanged; the next full
+    /// tick counts from its own rows and heals the cache.
     pub fn commit(self) -> Result<()> {
+        if self.status_writes.load(Ordering::Relaxed) != self.at_begin {
+            self.tx.execute(BUMP_STATUS_GEN, [])?;
+        }
         Ok(self.tx.commit()?)
     }
 
@@ -41,6 +67,13 @@ impl Tx<'_> {
                 }
             ],
         )?;
+        Ok(())
+    }
+
+    /// Gives the database its `status_gen` if it has none (a full tick does, so that a
+    /// steady world's cache gets stamped too).
+    pub fn start_status_gen(&self) -> Result<()> {
+        self.tx.prepare_cached(START_STATUS_GEN)?.execute([])?;
         Ok(())
     }
 

@@ -69,6 +69,8 @@ pub fn record(
     now: i64,
     source: &str,
     full: bool,
+    // No meta `status_gen` yet (a database from before it): this commit starts it.
+    start_status_gen: bool,
 ) -> Result<(), CliError> {
     let tx = store.write()?;
     for p in plans {
@@ -319,6 +321,9 @@ pub fn record(
     // A hook's tick of one run is not a full tick: it must not postpone the others.
     if full {
         tx.meta_set("last_full_tick", &now.to_string())?;
+    }
+    if start_status_gen {
+        tx.start_status_gen()?;
     }
     // When this tick observed, for the next one's clock check (tick::clock_step).
     tx.meta_set(LAST_OBSERVED, &now.to_string())?;
