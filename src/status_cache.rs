@@ -39,6 +39,10 @@ pub struct StatusCache {
     /// orphaned (`total`). Empty when there are no active runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_server: Vec<ServerShare>,
+    /// The version of metawsm-tick that counted them: another version's rules may count
+    /// differently, so its counts are not reused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub counted_by: String,
 }
 
 /// One tmux server's runs in the counts (`StatusCache::by_server`).
@@ -131,16 +135,18 @@ pub fn refresh(store: &Store) -> Result<StatusCache, StoreError> {
 /// The meta key `Tx::commit` changes (`StatusCache::status_gen`).
 pub const STATUS_GEN: &str = "status_gen";
 
+/// `StatusCache::counted_by` of the caches this build writes.
+const COUNTED_BY: &str = env!("CARGO_PKG_VERSION");
+
 /// As `refresh`, with the status rows a tick built from the rows it read (`rows_of`),
 /// when its connection wrote none of them since (`Store::status_writes`): the same
 /// cache without the aggregate query (0.2-0.4 ms of CPU at 10 runs, 1-1.5 at 500).
-/// `rows_gen`: meta `status_gen` as it was before those rows were read; the cache is
-/// stamped with it only if it is still the same. Without rows, the cache on disk is
-/// reused when its stamp is today's `status_gen` (no status table written since: a hook's
-/// quiet tick at 500 runs spent 84% of its instructions on the query), else the query
-/// runs. `answered`: the socket of the tmux server that
-/// answered the tick, taken as alive rather than probed again
-/// (`orphan::Probe::answered`).
+/// `rows_gen`: meta `status_gen` as it was before those rows were read; the rows are
+/// used only if it is still the same. Otherwise, the cache on disk is reused when this
+/// version counted it and its stamp is today's `status_gen` (no status table written
+/// since: a hook's quiet tick at 500 runs spent 84% of its instructions on the query),
+/// else the query runs. `answered`: the socket of the tmux server that answered the
+/// tick, taken as alive rather than probed again (`orphan::Probe::answered`).
 pub fn refresh_from(
     store: &Store,
     rows: Option<&[StatusRow]>,
@@ -158,11 +164,13 @@ pub fn refresh_from(
         STATUS_GEN,
     ])?;
     let gen: Option<i64> = meta.get(STATUS_GEN).and_then(|v| v.parse().ok());
-    let (by_server, status_gen) = match rows {
-        Some(rows) => (shares(rows), gen.filter(|g| rows_gen == Some(*g))),
+    // The tick's rows stand only if nothing changed the status tables since they were
+    // read (another process's write would be lost from the counts until the next one).
+    let (by_server, status_gen) = match rows.filter(|_| rows_gen == gen) {
+        Some(rows) => (shares(rows), gen),
         None => match gen
             .and_then(|_| read(&store.path))
-            .filter(|old| old.status_gen == gen)
+            .filter(|old| old.status_gen == gen && old.counted_by == COUNTED_BY)
         {
             Some(old) => (old.by_server, gen),
             None => (shares(&store.status_rows()?), gen),
@@ -190,6 +198,7 @@ pub fn refresh_from(
             .len() as i64,
         status_gen,
         by_server,
+        counted_by: COUNTED_BY.to_string(),
     };
     let target = path(&store.path);
     let text = serde_json::to_vec(&cache).map_err(|e| StoreError::Io(e.to_string()))?;

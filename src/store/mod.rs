@@ -369,6 +369,9 @@ impl Store {
         }
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        // A migration may change what the status line counts, outside any `Tx`: a status
+        // cache stamped before it must not be reused (and a new database starts one).
+        tx.execute(write::BUMP_STATUS_GEN, [])?;
         tx.commit()?;
         Ok(())
     }

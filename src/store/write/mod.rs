@@ -26,7 +26,7 @@ pub struct Tx<'a> {
 /// meta `status_gen` (`status_cache::STATUS_GEN`) changes with every committed
 /// transaction that wrote a status table; it starts at a random number, so a status
 /// cache left beside a new database never matches it by chance.
-const BUMP_STATUS_GEN: &str = "INSERT INTO meta(key, value)
+pub(super) const BUMP_STATUS_GEN: &str = "INSERT INTO meta(key, value)
      VALUES ('status_gen', abs(random() % 1000000000000))
      ON CONFLICT(key) DO UPDATE SET value = value + 1";
 /// The same start when it is missing (a database from before it, where nothing has
