@@ -138,9 +138,9 @@ pub const STATUS_GEN: &str = "status_gen";
 /// `StatusCache::counted_by` of the caches this build writes.
 const COUNTED_BY: &str = env!("CARGO_PKG_VERSION");
 
-/// As `refresh`, with the status rows a tick built from the rows it read (`rows_of`),
-/// when its connection wrote none of them since (`Store::status_writes`): the same
-/// cache without the aggregate query (0.2-0.4 ms of CPU at 10 runs, 1-1.5 at 500).
+/// As `refresh`, with the status rows a tick built from the rows it read (`rows_of`):
+/// the same cache without the aggregate query (0.2-0.4 ms of CPU at 10 runs, 1-1.5 at
+/// 500).
 /// `rows_gen`: meta `status_gen` as it was before those rows were read; the rows are
 /// used only if it is still the same. Otherwise, the cache on disk is reused when this
 /// version counted it and its stamp is today's `status_gen` (no status table written

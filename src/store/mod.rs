@@ -139,8 +139,8 @@ pub struct Store {
     status_writes: Arc<AtomicU64>,
 }
 
-/// The tables `status_rows` reads: a tick whose connection wrote none of them since it
-/// read them may build the status cache from its own rows instead of querying again.
+/// The tables `status_rows` reads: a transaction that wrote any of them moves meta
+/// `status_gen` as it commits (`Tx::commit`), so status counts made before are not reused.
 const STATUS_TABLES: [&str; 5] = [
     "runs",
     "agents",
@@ -386,8 +386,9 @@ impl Store {
         Ok(n == 8)
     }
 
-    /// How many rows of the status tables this connection has written so far: equal
-    /// before and after a stretch of work means the rows read before it are current.
+    /// How many rows of the status tables this connection has written so far (what
+    /// `Tx::commit` compares).
+    #[cfg(test)]
     pub fn status_writes(&self) -> u64 {
         self.status_writes.load(Ordering::Relaxed)
     }

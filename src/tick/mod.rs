@@ -181,7 +181,6 @@ pub fn run_prefetched(
     let clock_hold = clock_step(store, policy, now, opts.dry_run)?;
     // A real tick takes the guidance requests it records; a dry run only looks.
     let take = (!opts.dry_run).then_some(now);
-    let status_writes = store.status_writes();
     let mut input = observe::observe(store, ctx, opts.run.as_deref(), &touched, take, pre)?;
     // Each run's project policy was loaded with the rows (observe.rs).
     let policy_errors = std::mem::take(&mut input.policy_errors);
@@ -261,8 +260,9 @@ pub fn run_prefetched(
             crate::schedule::after_tick(store, ctx, policy, now, changed);
         }
         // Best effort: a stale cache only delays the bar until the next tick. The rows
-        // read before this tick's writes stand if it wrote none of the status tables.
-        let rows = status_rows.filter(|_| store.status_writes() == status_writes);
+        // read before this tick's writes stand if no commit wrote a status table since
+        // (`status_gen` has not moved: refresh_from).
+        let rows = status_rows;
         // The server that just answered is alive: the cache need not connect to it.
         let answered = match &input.obs {
             crate::tmux::Observation::Known(snap) => snap.socket.as_deref(),

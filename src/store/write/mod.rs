@@ -29,11 +29,6 @@ pub struct Tx<'a> {
 pub(super) const BUMP_STATUS_GEN: &str = "INSERT INTO meta(key, value)
      VALUES ('status_gen', abs(random() % 1000000000000))
      ON CONFLICT(key) DO UPDATE SET value = value + 1";
-/// The same start when it is missing (a database from before it, where nothing has
-/// written a status table since), and nothing when it is there.
-const START_STATUS_GEN: &str = "INSERT INTO meta(key, value)
-     VALUES ('status_gen', abs(random() % 1000000000000))
-     ON CONFLICT(key) DO NOTHING";
 
 impl Tx<'_> {
     /// Commits; when the transaction wrote any status table, meta `status_gen` changes in
@@ -70,10 +65,11 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Gives the database its `status_gen` if it has none (a full tick does, so that a
-    /// steady world's cache gets stamped too).
-    pub fn start_status_gen(&self) -> Result<()> {
-        self.tx.prepare_cached(START_STATUS_GEN)?.execute([])?;
+    /// Moves meta `status_gen`, or starts it. A full tick that found none (a database
+    /// from before it, where nothing has written a status table since) starts it, so
+    /// that a steady world's cache gets stamped too.
+    pub fn bump_status_gen(&self) -> Result<()> {
+        self.tx.execute(BUMP_STATUS_GEN, [])?;
         Ok(())
     }
 

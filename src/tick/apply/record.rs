@@ -323,7 +323,7 @@ pub fn record(
         tx.meta_set("last_full_tick", &now.to_string())?;
     }
     if start_status_gen {
-        tx.start_status_gen()?;
+        tx.bump_status_gen()?;
     }
     // When this tick observed, for the next one's clock check (tick::clock_step).
     tx.meta_set(LAST_OBSERVED, &now.to_string())?;
