@@ -79,8 +79,13 @@ pub fn shares(rows: &[StatusRow]) -> Vec<ServerShare> {
     out
 }
 
+/// The counts of these rows, each server probed once (what a refresh counts).
+pub fn count(rows: &[StatusRow]) -> Counts {
+    total(&shares(rows), &mut crate::orphan::Probe::default())
+}
+
 /// The counts the status line shows: each server's share, or all its runs orphaned when
-/// `probe` finds it gone (one probe per server), as `orphan::mark_with` then
+/// `probe` finds it gone (one probe per server), as `orphan::mark` then
 /// `render::classify` count them row by row.
 pub fn total(shares: &[ServerShare], probe: &mut crate::orphan::Probe) -> Counts {
     let mut c = Counts::default();

@@ -201,11 +201,8 @@ fn segment(ctx: &Ctx, format: Format, no_tick: bool) -> (String, bool) {
     let seg = match status_cache::refresh(&store) {
         Ok(c) => from_cache(&c, &policy.status, format),
         Err(_) => match (cached, store.status_rows()) {
-            (_, Ok(mut rows)) => render::render(
-                &{
-                    crate::orphan::mark(&mut rows);
-                    render::classify(&rows)
-                },
+            (_, Ok(rows)) => render::render(
+                &status_cache::count(&rows),
                 &render::style(&policy.status, &HashMap::new()),
                 format,
                 None,

@@ -107,7 +107,8 @@ pub struct StatusRow {
     pub agents: i64,
     pub last_alert: Option<String>,
     pub tmux_socket: Option<String>,
-    /// Its tmux server is certainly gone (set by `orphan::mark`, not by SQL).
+    /// Recorded as orphaned (`runs.orphaned`); `status_cache::total` also counts the
+    /// runs whose server is gone now, one probe per server.
     pub orphaned: bool,
     /// An action assist mode holds for a human's `approve`.
     pub awaiting_approval: bool,
